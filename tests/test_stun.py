@@ -1,0 +1,948 @@
+"""Tests of the STUN codec: RFC vectors, every attribute, every rejection."""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import struct
+import zlib
+from typing import Any, cast
+
+import pytest
+
+from syncice import stun
+from syncice.exceptions import StunError, StunParseError
+from syncice.stun import (
+    COOKIE,
+    ChannelData,
+    Class,
+    Message,
+    Method,
+    PasswordAlgorithm,
+    StreamFramer,
+    parse_message,
+)
+
+
+def unhex(text: str) -> bytes:
+    return binascii.unhexlify("".join(text.split()))
+
+
+# RFC 5769 §2.1-2.4, byte for byte. The first three pad with spaces (0x20).
+SAMPLE_REQUEST = unhex(
+    """0001 0058 2112a442 b7e7a701 bc34d686 fa87dfae
+    8022 0010 5354554e 20746573 7420636c 69656e74
+    0024 0004 6e0001ff
+    8029 0008 932ff9b1 51263b36
+    0006 0009 6576746a 3a683676 59202020
+    0008 0014 9aeaa70c bfd8cb56 781ef2b5 b2d3f249 c1b571a2
+    8028 0004 e57a3bcf"""
+)
+SAMPLE_IPV4_RESPONSE = unhex(
+    """0101 003c 2112a442 b7e7a701 bc34d686 fa87dfae
+    8022 000b 74657374 20766563 746f7220
+    0020 0008 0001a147 e112a643
+    0008 0014 2b91f599 fd9e90c3 8c7489f9 2af9ba53 f06be7d7
+    8028 0004 c07d4c96"""
+)
+SAMPLE_IPV6_RESPONSE = unhex(
+    """0101 0048 2112a442 b7e7a701 bc34d686 fa87dfae
+    8022 000b 74657374 20766563 746f7220
+    0020 0014 0002a147 0113a9fa a5d3f179 bc25f4b5 bed2b9d9
+    0008 0014 a382954e 4be67bf1 1784c97c 8292c275 bfe3ed41
+    8028 0004 c8fb0b4c"""
+)
+SAMPLE_LONG_TERM_REQUEST = unhex(
+    """0001 0060 2112a442 78ad3433 c6ad72c0 29da412e
+    0006 0012 e3839ee3 8388e383 aae38383 e382afe3 82b90000
+    0015 001c 662f2f34 39396b39 35346436 4f4c3334 6f4c3946 53547679 36347341
+    0014 000b 6578616d 706c652e 6f726700
+    0008 0014 f6702465 6dd64a3e 02b8e071 2e85c9a2 8ca89666"""
+)
+# RFC 8489 Appendix B.1 as corrected by erratum 6268: USERHASH, PASSWORD-ALGORITHM
+# SHA-256 and MESSAGE-INTEGRITY-SHA256.
+SAMPLE_SHA256_REQUEST = unhex(
+    """0001 0090 2112a442 78ad3433 c6ad72c0 29da412e
+    001e 0020 4a3cf38f ef6992bd a952c678 0417da0f 24819415 569e60b2 05c46e41 407f1704
+    0015 0029 6f624d61 744a6f73 32414141 43662f2f 3439396b 39353464 364f4c33
+              346f4c39 46535476 79363473 41000000
+    0014 000b 6578616d 706c652e 6f726700
+    001d 0004 00020000
+    001c 0020 b5c7bf00 5b6c52a2 1c51c5e8 92f81924 136296cb 927c4314 9309278c c6518e65"""
+)
+SHORT_TERM_PASSWORD = "VOkJxbRl1RmTxUk/WvJxBt"
+MATRIX_USERNAME = "\u30de\u30c8\u30ea\u30c3\u30af\u30b9"
+MATRIX_PASSWORD = "The\u00adM\u00aatr\u2168"
+TID = bytes(range(1, 13))
+KEY = b"0123456789abcdef"
+
+
+def header(message_type: int, length: int, tid: bytes = TID) -> bytes:
+    return struct.pack("!HHI", message_type, length, COOKIE) + tid
+
+
+def attr(attr_type: int, value: bytes) -> bytes:
+    return struct.pack("!HH", attr_type, len(value)) + value + bytes(-len(value) & 3)
+
+
+def message_bytes(*attributes: bytes, message_type: int = 0x0001) -> bytes:
+    body = b"".join(attributes)
+    return header(message_type, len(body)) + body
+
+
+def with_fingerprint(data: bytes) -> bytes:
+    data = data[:2] + struct.pack("!H", len(data) - 20 + 8) + data[4:]
+    return data + struct.pack("!HHI", 0x8028, 4, zlib.crc32(data) ^ 0x5354554E)
+
+
+# --- RFC 5769 and RFC 8489 vectors ---------------------------------------------------
+
+
+def test_rfc5769_sample_request() -> None:
+    message = parse_message(SAMPLE_REQUEST)
+    assert message.method is Method.BINDING
+    assert message.message_class is Class.REQUEST
+    assert message.transaction_id == unhex("b7e7a701bc34d686fa87dfae")
+    assert message.attributes == {
+        "SOFTWARE": "STUN test client",
+        "PRIORITY": 0x6E0001FF,
+        "ICE-CONTROLLED": 0x932FF9B151263B36,
+        "USERNAME": "evtj:h6vY",
+    }
+    assert message.has_fingerprint
+    assert message.integrity == "sha1"
+    assert message.check_integrity(stun.short_term_key(SHORT_TERM_PASSWORD))
+    assert not message.check_integrity(stun.short_term_key("wrong"))
+    encoded = message.encode(
+        key=stun.short_term_key(SHORT_TERM_PASSWORD), fingerprint=True, padding=0x20
+    )
+    assert encoded == SAMPLE_REQUEST
+
+
+@pytest.mark.parametrize(
+    ("vector", "address"),
+    [
+        (SAMPLE_IPV4_RESPONSE, ("192.0.2.1", 32853)),
+        (SAMPLE_IPV6_RESPONSE, ("2001:db8:1234:5678:11:2233:4455:6677", 32853)),
+    ],
+)
+def test_rfc5769_sample_responses(vector: bytes, address: tuple[str, int]) -> None:
+    key = stun.short_term_key(SHORT_TERM_PASSWORD)
+    message = parse_message(vector)
+    assert message.message_class is Class.SUCCESS
+    assert message.attributes == {
+        "SOFTWARE": "test vector",
+        "XOR-MAPPED-ADDRESS": address,
+    }
+    assert message.check_integrity(key)
+    assert message.encode(key=key, fingerprint=True, padding=0x20) == vector
+
+
+def test_rfc5769_long_term_request() -> None:
+    message = parse_message(SAMPLE_LONG_TERM_REQUEST)
+    assert message.attributes == {
+        "USERNAME": MATRIX_USERNAME,
+        "NONCE": b"f//499k954d6OL34oL9FSTvy64sA",
+        "REALM": "example.org",
+    }
+    assert not message.has_fingerprint
+    key = stun.long_term_key(MATRIX_USERNAME, "example.org", MATRIX_PASSWORD)
+    assert (
+        key == hashlib.md5(f"{MATRIX_USERNAME}:example.org:TheMatrIX".encode()).digest()
+    )
+    assert message.check_integrity(key)
+    assert message.encode(key=key) == SAMPLE_LONG_TERM_REQUEST
+
+
+def test_rfc8489_sha256_request() -> None:
+    message = parse_message(SAMPLE_SHA256_REQUEST)
+    assert message.attributes == {
+        "USERHASH": stun.userhash(MATRIX_USERNAME, "example.org"),
+        "NONCE": b"obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA",
+        "REALM": "example.org",
+        "PASSWORD-ALGORITHM": (PasswordAlgorithm.SHA256, b""),
+    }
+    assert message.integrity == "sha256"
+    key = stun.long_term_key(
+        MATRIX_USERNAME, "example.org", MATRIX_PASSWORD, PasswordAlgorithm.SHA256
+    )
+    assert message.check_integrity(key)
+    assert not message.check_integrity(
+        stun.long_term_key(MATRIX_USERNAME, "example.org", MATRIX_PASSWORD)
+    )
+    assert message.encode(key=key, integrity="sha256") == SAMPLE_SHA256_REQUEST
+
+
+# --- round trips of every attribute --------------------------------------------------
+
+EVERY_ATTRIBUTE: dict[str, Any] = {
+    "MAPPED-ADDRESS": ("198.51.100.7", 4000),
+    "USERNAME": "ufrag:peer",
+    "ERROR-CODE": (487, "Role Conflict"),
+    "UNKNOWN-ATTRIBUTES": (0x0031, 0x7777),
+    "CHANNEL-NUMBER": 0x4001,
+    "LIFETIME": 600,
+    "XOR-PEER-ADDRESS": ("2001:db8::1", 5000),
+    "DATA": b"\x00\x01payload",
+    "REALM": "example.org",
+    "NONCE": b"obMatJos2AAAC",
+    "XOR-RELAYED-ADDRESS": ("203.0.113.9", 49152),
+    "REQUESTED-ADDRESS-FAMILY": 2,
+    "EVEN-PORT": True,
+    "REQUESTED-TRANSPORT": 17,
+    "DONT-FRAGMENT": None,
+    "PASSWORD-ALGORITHM": (2, b""),
+    "USERHASH": bytes(range(32)),
+    "XOR-MAPPED-ADDRESS": ("2001:db8::3", 1),
+    "RESERVATION-TOKEN": b"12345678",
+    "PRIORITY": 0x7EFFFFFF,
+    "USE-CANDIDATE": None,
+    "ADDITIONAL-ADDRESS-FAMILY": 2,
+    "PASSWORD-ALGORITHMS": ((2, b""), (1, b"abc"), (0x1234, b"12345678")),
+    "ALTERNATE-DOMAIN": "turn.example.org",
+    "SOFTWARE": "syncice \u2603",
+    "ALTERNATE-SERVER": ("2001:db8::2", 3478),
+    "ICE-CONTROLLED": 2**64 - 1,
+    "ICE-CONTROLLING": 0,
+}
+
+
+def test_every_attribute_is_covered_by_the_table() -> None:
+    assert set(EVERY_ATTRIBUTE) == set(stun.ATTRIBUTE_TYPES)
+    assert set(EVERY_ATTRIBUTE) == set(stun.Attributes.__annotations__)
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_ATTRIBUTE))
+@pytest.mark.parametrize("integrity", ["sha1", "sha256", "both"])
+def test_attribute_round_trip(name: str, integrity: Any) -> None:
+    attributes = cast(stun.Attributes, {name: EVERY_ATTRIBUTE[name]})
+    message = Message(Method.ALLOCATE, Class.SUCCESS, TID, attributes)
+    data = message.encode(key=KEY, integrity=integrity, fingerprint=True)
+    parsed = parse_message(data)
+    assert parsed == message
+    assert parsed.check_integrity(KEY)
+    assert parsed.integrity == ("sha1" if integrity == "sha1" else "sha256")
+    name_, value = stun.decode_attribute(
+        stun.ATTRIBUTE_TYPES[name],
+        attribute_value(data, stun.ATTRIBUTE_TYPES[name]),
+        TID,
+    )
+    assert (name_, value) == (name, EVERY_ATTRIBUTE[name])
+
+
+def attribute_value(data: bytes, wanted: int) -> bytes:
+    pos = 20
+    while pos < len(data):
+        attr_type, length = struct.unpack_from("!HH", data, pos)
+        if attr_type == wanted:
+            return data[pos + 4 : pos + 4 + length]
+        pos += 4 + length + (-length & 3)
+    raise AssertionError(f"no attribute 0x{wanted:04x}")
+
+
+def test_all_attributes_in_one_message() -> None:
+    message = Message(Method.REFRESH, Class.ERROR, TID, dict(EVERY_ATTRIBUTE))  # type: ignore[arg-type]
+    assert parse_message(bytes(message)) == message
+    assert message.error_code == 487
+
+
+def test_every_method_and_class_round_trip() -> None:
+    for method in [*Method, 0x000, 0xFFF, 0x0AB]:
+        for message_class in Class:
+            message = Message(method, message_class, TID)
+            parsed = parse_message(bytes(message))
+            assert (parsed.method, parsed.message_class) == (method, message_class)
+            assert parsed == message
+
+
+def test_known_values_on_the_wire() -> None:
+    data = bytes(
+        Message(
+            Method.CHANNEL_BIND,
+            Class.INDICATION,
+            TID,
+            {"CHANNEL-NUMBER": 0x4001, "EVEN-PORT": False, "ERROR-CODE": (420, "x")},
+        )
+    )
+    assert data[:2] == b"\x00\x19"  # ChannelBind 0x009 | indication 0x010
+    assert attr(0x000C, b"\x40\x01\x00\x00") in data
+    assert attr(0x0018, b"\x00") in data
+    assert attr(0x0009, b"\x00\x00\x04\x14x") in data
+    xor = bytes(
+        Message(
+            Method.BINDING, Class.SUCCESS, TID, {"XOR-MAPPED-ADDRESS": ("0.0.0.0", 0)}
+        )
+    )
+    assert xor[24:] == b"\x00\x01\x21\x12\x21\x12\xa4\x42"
+
+
+def test_random_transaction_ids() -> None:
+    ids = {stun.random_transaction_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(len(i) == 12 for i in ids)
+    assert len(Message(Method.BINDING, Class.REQUEST).transaction_id) == 12
+
+
+def test_message_equality_and_repr() -> None:
+    a = Message(Method.BINDING, Class.REQUEST, TID, {"PRIORITY": 1})
+    b = Message(Method.BINDING, Class.REQUEST, TID, {"PRIORITY": 1})
+    assert a == b
+    assert a != Message(Method.BINDING, Class.REQUEST, TID, {"PRIORITY": 2})
+    assert a != Message(
+        Method.BINDING, Class.REQUEST, TID, {"PRIORITY": 1}, [(0x8888, b"")]
+    )
+    assert a != "not a message"
+    assert repr(a) == f"Message(BINDING, REQUEST, {TID.hex()}, {{'PRIORITY': 1}})"
+    extra = Message(0x0AB, Class.ERROR, TID, {}, [(0x8888, b"x")])
+    assert (
+        repr(extra)
+        == f"Message(0x0ab, ERROR, {TID.hex()}, {{}}, extra=[(34952, b'x')])"
+    )
+    with pytest.raises(TypeError):
+        hash(a)
+
+
+@pytest.mark.parametrize("bad", [b"short", b"x" * 13, "a" * 12])
+def test_transaction_id_must_be_12_bytes(bad: Any) -> None:
+    with pytest.raises(ValueError, match="transaction_id"):
+        Message(Method.BINDING, Class.REQUEST, bad)
+
+
+def test_parse_accepts_bytes_like() -> None:
+    data = bytes(Message(Method.BINDING, Class.REQUEST, TID, {"PRIORITY": 5}))
+    assert parse_message(bytearray(data)).attributes == {"PRIORITY": 5}
+    assert parse_message(memoryview(data)).attributes == {"PRIORITY": 5}
+
+
+# --- unknown, repeated and ignored attributes ----------------------------------------
+
+
+def test_unknown_attributes_are_kept_and_reported() -> None:
+    data = message_bytes(
+        attr(0x8888, b"optional"),
+        attr(0x0024, struct.pack("!I", 7)),
+        attr(0x0031, b"required"),
+        attr(0x0024, struct.pack("!I", 9)),
+    )
+    message = parse_message(data)
+    assert message.attributes == {"PRIORITY": 7}
+    assert message.extra_attributes == [
+        (0x8888, b"optional"),
+        (0x0031, b"required"),
+        (0x0024, struct.pack("!I", 9)),
+    ]
+    assert message.unknown_required == (0x0031,)
+    assert stun.decode_attribute(0x0024, struct.pack("!I", 9), TID) == ("PRIORITY", 9)
+    # Encoded again: known attributes first, then the raw ones in order.
+    again = parse_message(bytes(message))
+    assert again == message
+
+
+def test_attributes_after_message_integrity_are_ignored() -> None:
+    mi = attr(0x0008, bytes(20))
+    data = message_bytes(
+        attr(0x0024, b"\x00\x00\x00\x01"), mi, attr(0x0006, b"late"), attr(0x8888, b"")
+    )
+    message = parse_message(data)
+    assert message.attributes == {"PRIORITY": 1}
+    assert message.extra_attributes == []
+    assert message.integrity == "sha1"
+    # A second MESSAGE-INTEGRITY after the first is ignored too.
+    data = message_bytes(mi, attr(0x0008, bytes(20)))
+    assert parse_message(data).integrity == "sha1"
+
+
+def test_sha256_after_sha1_counts_and_nothing_else_after_it() -> None:
+    mi = attr(0x0008, bytes(20))
+    mi256 = attr(0x001C, bytes(32))
+    message = parse_message(message_bytes(mi, mi256, attr(0x0024, b"\x00\x00\x00\x01")))
+    assert message.integrity == "sha256"
+    assert message.attributes == {}
+    message = parse_message(message_bytes(mi256, mi, attr(0x001C, bytes(16))))
+    assert message.integrity == "sha256"
+    assert not message.check_integrity(KEY)
+
+
+def test_both_integrities_verify() -> None:
+    message = Message(Method.BINDING, Class.REQUEST, TID, {"USERNAME": "a:b"})
+    parsed = parse_message(message.encode(key=KEY, integrity="both", fingerprint=True))
+    assert parsed.check_integrity(KEY)
+    assert not parsed.check_integrity(b"other")
+    # The SHA-1 attribute is right too: strip the SHA-256 one and check again.
+    data = message.encode(key=KEY, integrity="both")
+    sha1_only = data[:-36]
+    sha1_only = sha1_only[:2] + struct.pack("!H", len(sha1_only) - 20) + sha1_only[4:]
+    assert parse_message(sha1_only).check_integrity(KEY)
+
+
+def test_truncated_sha256_integrity() -> None:
+    # RFC 8489 §14.6 allows truncation to 16..32 bytes in multiples of 4.
+    body = attr(0x0006, b"user")
+    length = len(body) + 4 + 16
+    signed = header(0x0001, length) + body
+    mac = hmac.digest(KEY, signed, "sha256")[:16]
+    message = parse_message(
+        signed[:2] + struct.pack("!H", length) + signed[4:] + attr(0x001C, mac)
+    )
+    assert message.check_integrity(KEY)
+    assert not message.check_integrity(b"nope")
+
+
+def test_integrity_of_an_unparsed_or_unprotected_message() -> None:
+    message = Message(Method.BINDING, Class.REQUEST, TID)
+    assert not message.check_integrity(KEY)
+    assert message.integrity is None
+    assert not message.has_fingerprint
+    parsed = parse_message(bytes(message))
+    assert not parsed.check_integrity(KEY)
+    assert parsed.error_code is None
+
+
+def test_tampered_message_fails_integrity() -> None:
+    data = bytearray(
+        Message(Method.BINDING, Class.REQUEST, TID, {"PRIORITY": 1}).encode(key=KEY)
+    )
+    data[27] ^= 1
+    assert not parse_message(bytes(data)).check_integrity(KEY)
+
+
+def test_fingerprint_mismatch_is_rejected() -> None:
+    data = bytearray(
+        Message(Method.BINDING, Class.REQUEST, TID, {"PRIORITY": 1}).encode(
+            key=KEY, fingerprint=True
+        )
+    )
+    data[-1] ^= 1
+    with pytest.raises(StunParseError, match="FINGERPRINT mismatch"):
+        parse_message(bytes(data))
+    no_mi = bytearray(
+        with_fingerprint(message_bytes(attr(0x0024, b"\x00\x00\x00\x01")))
+    )
+    assert parse_message(bytes(no_mi)).has_fingerprint
+    no_mi[-1] ^= 1
+    with pytest.raises(StunParseError, match="FINGERPRINT mismatch"):
+        parse_message(bytes(no_mi))
+
+
+def test_fingerprint_lookalike_inside_a_value() -> None:
+    # The last 32 bytes look like MESSAGE-INTEGRITY + FINGERPRINT headers, but
+    # they are the inside of a DATA attribute: the walk must not be fooled.
+    fake_tail = (
+        b"\x00\x08\x00\x14" + bytes(20) + b"\x80\x28\x00\x04" + b"\xde\xad\xbe\xef"
+    )
+    data = message_bytes(attr(0x0013, fake_tail))
+    message = parse_message(data)
+    assert message.attributes == {"DATA": fake_tail}
+    assert not message.has_fingerprint
+    assert message.integrity is None
+
+
+def test_fast_tail_respects_an_earlier_integrity() -> None:
+    fp_data = message_bytes(attr(0x001C, bytes(32)), attr(0x0008, bytes(20)))
+    message = parse_message(with_fingerprint(fp_data))
+    assert message.integrity == "sha256"
+    assert message.has_fingerprint
+
+
+def test_fast_tail_with_bad_fingerprint() -> None:
+    data = bytearray(with_fingerprint(message_bytes(attr(0x0008, bytes(20)))))
+    data[-1] ^= 0xFF
+    with pytest.raises(StunParseError, match="FINGERPRINT mismatch"):
+        parse_message(bytes(data))
+
+
+# --- what parse_message rejects --------------------------------------------------
+
+
+def replace_length(data: bytes, length: int) -> bytes:
+    return data[:2] + struct.pack("!H", length) + data[4:]
+
+
+PRIORITY = attr(0x0024, b"\x00\x00\x00\x01")
+
+REJECTED: list[tuple[str, bytes, str]] = [
+    ("empty", b"", "shorter than a STUN header"),
+    ("19 bytes", header(1, 0)[:19], "shorter than a STUN header"),
+    ("top bits", b"\x80" + header(1, 0)[1:], "first two bits"),
+    ("no cookie", header(1, 0)[:4] + b"\x00\x00\x00\x00" + TID, "no magic cookie"),
+    ("length too long", replace_length(message_bytes(PRIORITY), 12), "length field"),
+    ("length too short", replace_length(message_bytes(PRIORITY), 4), "length field"),
+    (
+        "length unaligned",
+        replace_length(message_bytes(PRIORITY), 6)[:26],
+        "length field",
+    ),
+    ("trailing bytes", message_bytes(PRIORITY) + b"\x00" * 4, "length field"),
+    (
+        "attribute past end",
+        replace_length(header(1, 0) + b"\x00\x24\x00\x08\x00\x00\x00\x01", 8),
+        "runs past the message",
+    ),
+    (
+        "padding past end",
+        replace_length(header(1, 0) + b"\x00\x06\x00\x05abcd", 8),
+        "runs past the message",
+    ),
+    (
+        "fingerprint size",
+        message_bytes(attr(0x8028, b"\x00" * 8)),
+        "FINGERPRINT must be 4",
+    ),
+    (
+        "fingerprint not last",
+        message_bytes(attr(0x8028, b"\x00" * 4), PRIORITY),
+        "not the last attribute",
+    ),
+    (
+        "integrity size",
+        message_bytes(attr(0x0008, b"\x00" * 16)),
+        "MESSAGE-INTEGRITY of 16",
+    ),
+    ("sha256 too short", message_bytes(attr(0x001C, b"\x00" * 12)), "SHA256 of 12"),
+    ("sha256 too long", message_bytes(attr(0x001C, b"\x00" * 36)), "SHA256 of 36"),
+    ("sha256 unaligned", message_bytes(attr(0x001C, b"\x00" * 18)), "SHA256 of 18"),
+    (
+        "address short",
+        message_bytes(attr(0x0001, b"\x00\x01")),
+        "malformed MAPPED-ADDRESS",
+    ),
+    (
+        "address family",
+        message_bytes(attr(0x0001, b"\x00\x03" + b"\x00" * 6)),
+        "family 3",
+    ),
+    (
+        "ipv4 size",
+        message_bytes(attr(0x0001, b"\x00\x01" + b"\x00" * 18)),
+        "family 1 with 20",
+    ),
+    (
+        "ipv6 size",
+        message_bytes(attr(0x0001, b"\x00\x02" + b"\x00" * 6)),
+        "family 2 with 8",
+    ),
+    ("xor short", message_bytes(attr(0x0020, b"\x00")), "malformed XOR-MAPPED-ADDRESS"),
+    ("xor family", message_bytes(attr(0x0020, b"\x00\x00" + b"\x00" * 6)), "family 0"),
+    (
+        "xor ipv4 size",
+        message_bytes(attr(0x0020, b"\x00\x01" + b"\x00" * 18)),
+        "family 1",
+    ),
+    (
+        "xor ipv6 size",
+        message_bytes(attr(0x0020, b"\x00\x02" + b"\x00" * 6)),
+        "family 2",
+    ),
+    ("username utf-8", message_bytes(attr(0x0006, b"\xff\xfe")), "malformed USERNAME"),
+    (
+        "username long",
+        message_bytes(attr(0x0006, b"u" * 513)),
+        "513 bytes, more than 512",
+    ),
+    ("realm long", message_bytes(attr(0x0014, b"r" * 764)), "malformed REALM"),
+    ("nonce long", message_bytes(attr(0x0015, b"n" * 764)), "malformed NONCE"),
+    ("userhash size", message_bytes(attr(0x001E, b"h" * 31)), "31 bytes, not 32"),
+    (
+        "token size",
+        message_bytes(attr(0x0022, b"t" * 9)),
+        "malformed RESERVATION-TOKEN",
+    ),
+    ("priority size", message_bytes(attr(0x0024, b"\x00" * 8)), "8 bytes instead of 4"),
+    ("lifetime empty", message_bytes(attr(0x000D, b"")), "malformed LIFETIME"),
+    (
+        "controlling size",
+        message_bytes(attr(0x802A, b"\x00" * 4)),
+        "4 bytes instead of 8",
+    ),
+    (
+        "flag with value",
+        message_bytes(attr(0x0025, b"\x00" * 4)),
+        "malformed USE-CANDIDATE",
+    ),
+    ("transport size", message_bytes(attr(0x0019, b"\x11")), "1 bytes instead of 4"),
+    (
+        "channel size",
+        message_bytes(attr(0x000C, b"\x40\x00")),
+        "malformed CHANNEL-NUMBER",
+    ),
+    (
+        "even port size",
+        message_bytes(attr(0x0018, b"\x80\x00")),
+        "2 bytes instead of 1",
+    ),
+    ("error short", message_bytes(attr(0x0009, b"\x00\x00\x04")), "fewer than 4"),
+    (
+        "error class",
+        message_bytes(attr(0x0009, b"\x00\x00\x02\x00")),
+        "class 2 number 0",
+    ),
+    ("error class 7", message_bytes(attr(0x0009, b"\x00\x00\x07\x00")), "class 7"),
+    ("error number", message_bytes(attr(0x0009, b"\x00\x00\x04\x64")), "number 100"),
+    (
+        "error reason",
+        message_bytes(attr(0x0009, b"\x00\x00\x04\x00\xc3")),
+        "ERROR-CODE",
+    ),
+    (
+        "error reason long",
+        message_bytes(attr(0x0009, b"\x00\x00\x04\x00" + b"r" * 764)),
+        "reason of 764 bytes",
+    ),
+    ("unknown odd", message_bytes(attr(0x000A, b"\x00\x01\x00")), "odd length 3"),
+    ("algorithms cut", message_bytes(attr(0x8002, b"\x00\x01")), "truncated algorithm"),
+    (
+        "algorithms overrun",
+        message_bytes(attr(0x8002, b"\x00\x01\x00\x08abcd")),
+        "run past the attribute",
+    ),
+    ("algorithm none", message_bytes(attr(0x001D, b"")), "0 entries instead of 1"),
+    (
+        "algorithm two",
+        message_bytes(attr(0x001D, b"\x00\x01\x00\x00\x00\x02\x00\x00")),
+        "2 entries instead of 1",
+    ),
+    (
+        "too many unknown",
+        message_bytes(*[attr(0x8888, b"")] * (stun.MAX_ATTRIBUTES + 1)),
+        "more than 128",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [(d, m) for _, d, m in REJECTED],
+    ids=[n for n, _, _ in REJECTED],
+)
+def test_malformed_messages_are_rejected(data: bytes, message: str) -> None:
+    with pytest.raises(StunParseError, match=message):
+        parse_message(data)
+
+
+def test_parse_error_is_a_value_error_and_a_stun_error() -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the point is the builtin base
+        parse_message(b"")
+    assert issubclass(StunParseError, StunError)
+
+
+def test_many_known_attributes_are_fine() -> None:
+    data = message_bytes(*[attr(0x8888, b"")] * stun.MAX_ATTRIBUTES)
+    assert len(parse_message(data).extra_attributes) == stun.MAX_ATTRIBUTES
+
+
+@pytest.mark.parametrize(
+    ("attr_type", "value", "error"),
+    [
+        (0x8888, b"", "unknown attribute type 0x8888"),
+        (0x0024, b"\x00", "malformed PRIORITY"),
+        (0x0001, b"", "malformed MAPPED-ADDRESS"),
+    ],
+)
+def test_decode_attribute_errors(attr_type: int, value: bytes, error: str) -> None:
+    with pytest.raises(StunParseError, match=error):
+        stun.decode_attribute(attr_type, value, TID)
+
+
+# --- what encode() rejects -------------------------------------------------------
+
+BAD_VALUES: list[tuple[str, Any, type[Exception], str]] = [
+    ("PRIORITY", 2**32, ValueError, "bad value for PRIORITY"),
+    ("PRIORITY", "1", ValueError, "bad value for PRIORITY"),
+    ("ICE-CONTROLLING", -1, ValueError, "ICE-CONTROLLING"),
+    ("USERNAME", b"bytes", TypeError, "expected str"),
+    ("USERNAME", "u" * 513, ValueError, "more than 512"),
+    ("USERNAME", "\ud800", ValueError, "bad value for USERNAME"),
+    ("NONCE", "str", TypeError, "expected bytes"),
+    ("USERHASH", b"short", ValueError, "5 bytes, not 32"),
+    ("DATA", b"x" * 65536, ValueError, "more than 65535"),
+    ("XOR-MAPPED-ADDRESS", ("not an ip", 1), ValueError, "XOR-MAPPED-ADDRESS"),
+    ("XOR-MAPPED-ADDRESS", (b"1.2.3.4", 1), TypeError, "host must be a str"),
+    ("XOR-MAPPED-ADDRESS", ("1.2.3.4", 65536), ValueError, "XOR-MAPPED-ADDRESS"),
+    ("MAPPED-ADDRESS", ("1.2.3.4", -1), ValueError, "MAPPED-ADDRESS"),
+    ("MAPPED-ADDRESS", ("1.2.3.4",), ValueError, "MAPPED-ADDRESS"),
+    ("USE-CANDIDATE", True, TypeError, "takes the value None"),
+    ("EVEN-PORT", 1, TypeError, "takes a bool"),
+    ("REQUESTED-TRANSPORT", 256, ValueError, "REQUESTED-TRANSPORT"),
+    ("CHANNEL-NUMBER", 70000, ValueError, "CHANNEL-NUMBER"),
+    ("ERROR-CODE", (700, "x"), ValueError, "not in 300-699"),
+    ("ERROR-CODE", ("400", "x"), ValueError, "not in 300-699"),
+    ("ERROR-CODE", (400, b"x"), TypeError, "reason phrase must be a str"),
+    ("ERROR-CODE", (400, "r" * 764), ValueError, "reason of 764 bytes"),
+    ("UNKNOWN-ATTRIBUTES", (70000,), ValueError, "UNKNOWN-ATTRIBUTES"),
+    ("PASSWORD-ALGORITHM", (1, "params"), TypeError, "parameters must be bytes"),
+    (
+        "PASSWORD-ALGORITHMS",
+        ((1, b""), (70000, b"")),
+        ValueError,
+        "PASSWORD-ALGORITHMS",
+    ),
+    (
+        "MESSAGE-INTEGRITY",
+        b"x" * 20,
+        ValueError,
+        "unknown attribute 'MESSAGE-INTEGRITY'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "exc", "error"),
+    BAD_VALUES,
+    ids=[f"{n}-{i}" for i, (n, *_) in enumerate(BAD_VALUES)],
+)
+def test_encode_rejects_bad_values(
+    name: str, value: Any, exc: type[Exception], error: str
+) -> None:
+    attributes = cast(stun.Attributes, {name: value})
+    message = Message(Method.BINDING, Class.REQUEST, TID, attributes)
+    with pytest.raises(exc, match=error):
+        message.encode()
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ([(0x0008, bytes(20))], "MESSAGE-INTEGRITY is added by encode"),
+        ([(0x8028, bytes(4))], "FINGERPRINT is added by encode"),
+        ([(0x8888, "text")], "value must be bytes"),
+        ([(0x8888, bytes(65536))], "at most 64 KiB"),
+        ([(0x10000, b"")], "not 16 bits"),
+    ],
+)
+def test_encode_rejects_bad_extra_attributes(extra: Any, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        Message(Method.BINDING, Class.REQUEST, TID, {}, extra).encode()
+
+
+def test_encode_rejects_oversized_messages() -> None:
+    big = [(0x8888, bytes(40000)), (0x8889, bytes(25524))]
+    exactly = Message(Method.BINDING, Class.REQUEST, TID, {}, big)
+    assert len(bytes(exactly)) == 20 + 65532  # the longest body there is
+    with pytest.raises(ValueError, match="exceeds 64 KiB"):
+        exactly.encode(fingerprint=True)
+    with pytest.raises(ValueError, match="exceeds 64 KiB"):
+        exactly.encode(key=KEY)
+    with pytest.raises(ValueError, match="message of 65568 bytes"):
+        exactly.encode(key=KEY, integrity="sha256")
+
+
+@pytest.mark.parametrize(
+    ("method", "message_class", "error"),
+    [
+        (0x1000, Class.REQUEST, "not a 12-bit number"),
+        (-1, Class.REQUEST, "not a 12-bit number"),
+        ("1", Class.REQUEST, "not a 12-bit number"),
+        (0x001, 0x001, "not a Class"),
+    ],
+)
+def test_encode_rejects_bad_method_or_class(
+    method: Any, message_class: Any, error: str
+) -> None:
+    with pytest.raises(ValueError, match=error):
+        Message(method, message_class, TID).encode()
+
+
+# --- keys ------------------------------------------------------------------------
+
+
+def test_short_term_key() -> None:
+    assert stun.short_term_key("pass") == b"pass"
+    assert stun.short_term_key("I\u00adX") == b"IX"
+
+
+@pytest.mark.parametrize(
+    ("text", "prepared"),
+    [
+        ("", ""),
+        ("plain", "plain"),
+        ("I\u00adX", "IX"),  # RFC 4013 §3: soft hyphen mapped to nothing
+        ("user", "user"),
+        ("\u00aa", "a"),  # NFKC
+        ("\u2168", "IX"),
+        ("a\u00a0b", "a b"),  # non-ASCII space to space
+        ("\u0627\u0031\u0628", "\u0627\u0031\u0628"),  # RandALCat at both ends
+    ],
+)
+def test_saslprep(text: str, prepared: str) -> None:
+    assert stun.saslprep(text) == prepared
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("\x07", "prohibits"),  # RFC 4013 §3: control character
+        ("a\u2028", "prohibits"),
+        ("\u0627\u0031", "start and end"),
+        ("\u0627a\u0628", "mixed"),
+    ],
+)
+def test_saslprep_rejects(text: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        stun.saslprep(text)
+
+
+def test_long_term_keys() -> None:
+    md5 = stun.long_term_key("user", "realm", "pass")
+    assert md5 == hashlib.md5(b"user:realm:pass").digest()
+    sha = stun.long_term_key("user", "realm", "pass", PasswordAlgorithm.SHA256)
+    assert sha == hashlib.sha256(b"user:realm:pass").digest()
+    with pytest.raises(ValueError, match="unknown password algorithm"):
+        stun.long_term_key("user", "realm", "pass", 3)  # type: ignore[arg-type]
+
+
+def test_userhash_matches_rfc8489() -> None:
+    assert stun.userhash(MATRIX_USERNAME, "example.org") == unhex(
+        "4a3cf38f ef6992bd a952c678 0417da0f 24819415 569e60b2 05c46e41 407f1704"
+    )
+
+
+# --- demultiplexing --------------------------------------------------------------
+
+
+def test_is_stun() -> None:
+    assert stun.is_stun(SAMPLE_REQUEST)
+    assert not stun.is_stun(SAMPLE_REQUEST[:19])
+    assert not stun.is_stun(b"\x04" + SAMPLE_REQUEST[1:])
+    assert not stun.is_stun(
+        SAMPLE_REQUEST[:4] + b"\x00\x00\x00\x00" + SAMPLE_REQUEST[8:]
+    )
+    assert not stun.is_stun(b"\x40\x00\x00\x10" + bytes(16))
+
+
+def test_is_channel_data() -> None:
+    assert stun.is_channel_data(b"\x40\x00\x00\x00")
+    assert stun.is_channel_data(b"\x4f\xff\x00\x00")
+    assert not stun.is_channel_data(b"\x50\x00\x00\x00")
+    assert not stun.is_channel_data(b"\x3f\x00\x00\x00")
+    assert not stun.is_channel_data(b"\x40\x00\x00")
+
+
+# --- ChannelData -----------------------------------------------------------------
+
+
+def test_channel_data_round_trip() -> None:
+    for payload in (b"", b"a", b"ab", b"abc", b"abcd", b"abcde"):
+        cd = ChannelData(0x4001, payload)
+        assert stun.parse_channel_data(bytes(cd)) == cd
+        padded = cd.encode(padded=True)
+        assert len(padded) % 4 == 0
+        assert stun.parse_channel_data(padded) == cd
+    assert bytes(ChannelData(0x4ABC, b"xyz")) == b"\x4a\xbc\x00\x03xyz"
+    assert ChannelData(0x4ABC, b"xyz").encode(padded=True) == b"\x4a\xbc\x00\x03xyz\x00"
+    assert ChannelData(0x4000, b"abcd").encode(padded=True) == b"\x40\x00\x00\x04abcd"
+
+
+def test_channel_data_value_semantics() -> None:
+    a = ChannelData(0x4000, b"x")
+    assert a == ChannelData(0x4000, b"x")
+    assert a != ChannelData(0x4001, b"x")
+    assert a != b"x"
+    assert hash(a) == hash(ChannelData(0x4000, b"x"))
+    assert repr(a) == "ChannelData(0x4000, b'x')"
+
+
+@pytest.mark.parametrize(
+    ("channel", "data", "error"),
+    [
+        (0x3FFF, b"", "not in 0x4000-0x4FFF"),
+        (0x5000, b"", "not in 0x4000-0x4FFF"),
+        (0x4000, bytes(65536), "exceed 65535"),
+    ],
+)
+def test_channel_data_rejects(channel: int, data: bytes, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        ChannelData(channel, data)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"\x40\x00\x00", "shorter than a ChannelData header"),
+        (b"\x50\x00\x00\x00", "not in 0x4000-0x4FFF"),
+        (b"\x40\x00\x00\x05abcd", "length field 5 does not fit 8"),
+        (b"\x40\x00\x00\x01abcde", "length field 1 does not fit 9"),
+    ],
+)
+def test_parse_channel_data_rejects(data: bytes, error: str) -> None:
+    with pytest.raises(StunParseError, match=error):
+        stun.parse_channel_data(data)
+
+
+# --- the stream framer --------------------------------------------------------------
+
+
+def stream_frames() -> tuple[list[Message | ChannelData], bytes]:
+    frames: list[Message | ChannelData] = [
+        Message(Method.ALLOCATE, Class.REQUEST, TID, {"REQUESTED-TRANSPORT": 17}),
+        ChannelData(0x4000, b"abc"),
+        Message(Method.DATA, Class.INDICATION, TID, {"DATA": b"hello"}),
+        ChannelData(0x4FFF, b""),
+        ChannelData(0x4001, b"abcd"),
+    ]
+    wire = b"".join(
+        f.encode(padded=True)
+        if isinstance(f, ChannelData)
+        else f.encode(fingerprint=True)
+        for f in frames
+    )
+    return frames, wire
+
+
+def test_framer_whole_and_byte_by_byte() -> None:
+    frames, wire = stream_frames()
+    framer = StreamFramer()
+    assert framer.feed(wire) == frames
+    assert framer.buffered == 0
+    framer = StreamFramer()
+    out: list[Message | ChannelData] = []
+    for i in range(len(wire)):
+        out += framer.feed(wire[i : i + 1])
+        assert framer.buffered < 60
+    assert out == frames
+    assert framer.buffered == 0
+    assert framer.dropped == 0
+
+
+def test_framer_drops_malformed_stun_frames_and_stays_in_step() -> None:
+    bad = message_bytes(attr(0x0024, b"\x00"))  # PRIORITY of 1 byte
+    good = ChannelData(0x4000, b"ok").encode(padded=True)
+    framer = StreamFramer()
+    assert framer.feed(bad + good) == [ChannelData(0x4000, b"ok")]
+    assert framer.dropped == 1
+
+
+@pytest.mark.parametrize(
+    ("wire", "error"),
+    [
+        (b"\x80\x00\x00\x00", "cannot start with 0x80"),
+        (b"\x00\x01\x00\x00\x00\x00\x00\x00", "without magic cookie"),
+        (header(1, 2), "without magic cookie"),
+    ],
+)
+def test_framer_out_of_step(wire: bytes, error: str) -> None:
+    framer = StreamFramer()
+    with pytest.raises(StunParseError, match=error):
+        framer.feed(wire)
+    assert framer.buffered == 0
+    with pytest.raises(StunParseError, match=error):
+        framer.feed(SAMPLE_REQUEST)
+
+
+def test_framer_bounds_frames() -> None:
+    framer = StreamFramer(max_frame=100)
+    assert framer.feed(b"\x40\x00\x00\x60") == []  # 4 + 96 = 100: allowed, waiting
+    assert framer.buffered == 4
+    framer = StreamFramer(max_frame=100)
+    with pytest.raises(StunParseError, match="exceeds 100"):
+        framer.feed(b"\x40\x00\x00\x61")
+    with pytest.raises(StunParseError, match="exceeds 100"):
+        StreamFramer(max_frame=100).feed(header(1, 84))
+    with pytest.raises(ValueError, match="at least 24"):
+        StreamFramer(max_frame=23)
+
+
+def test_framer_waits_for_the_cookie() -> None:
+    framer = StreamFramer()
+    assert framer.feed(SAMPLE_REQUEST[:6]) == []
+    assert framer.feed(SAMPLE_REQUEST[6:]) == [parse_message(SAMPLE_REQUEST)]
