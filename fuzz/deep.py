@@ -30,7 +30,7 @@ where it was raised, and how to replay the failing batch
 prints the falsifying example, and the traceback goes to stderr, before the
 summary. The exit status is 0 when every
 harness passed, 1 when one failed (or its module did not import), 2 for bad
-arguments and 130 on Ctrl-C.
+arguments and 130 on Ctrl-C. Warnings are errors, as under pytest.
 
 ``--profile`` runs each harness under :mod:`cProfile` and prints its 15
 costliest functions by own time, to see where examples go.
@@ -49,6 +49,7 @@ import secrets
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,7 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="function, module.function or module names (default: all)",
     )
     parser.add_argument(
-        "--seconds", type=float, default=600.0, help="wall time per harness"
+        "--seconds",
+        type=float,
+        default=600.0,
+        help="wall time per harness (default 600)",
     )
     parser.add_argument(
         "--batch-seconds",
@@ -318,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch is not None and args.batch < 1:
         parser.error("--batch must be at least 1")
 
+    warnings.simplefilter("error")  # as pytest.ini_options.filterwarnings does
     harnesses, results = discover()
     if args.list:
         for harness in harnesses:

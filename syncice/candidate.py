@@ -9,20 +9,23 @@ message starts with the name of the offending field.
 The rules this module keeps:
 
 - The SDP line is the candidate's identity. ``from_sdp(x).to_sdp() == x`` for
-  every line ``x`` that ``from_sdp`` accepts in its bare form, so parsing
-  accepts only the canonical spelling: single spaces, decimal numbers without
-  sign or leading zeros, lowercase ``typ``/``raddr``/``rport`` keywords.
+  every bare line ``x`` that ``from_sdp`` accepts, so parsing accepts only the
+  canonical spelling: single spaces, decimal numbers without sign or leading
+  zero, lowercase ``typ``/``raddr``/``rport`` keywords in their places.
   Extension attributes keep their order, including where ``tcptype`` and
   ``generation`` stand among them; the constructor emits ``tcptype``, then
   ``generation``, then ``extensions`` (aioice's order).
 - Two candidates are equal, and hash alike, exactly when their SDP lines are
   equal: all fields, and the order of the extension attributes.
 - Nothing here does I/O: host names (FQDN, mDNS ``.local``) are checked for
-  syntax only and are resolved elsewhere.
+  syntax only and resolved elsewhere.
 
-Parsing is on the hot path of signalling, so :meth:`Candidate.from_sdp` avoids
-:mod:`ipaddress` and per-field helper calls for the common fields, and
-:meth:`Candidate.to_sdp` returns the line kept at construction.
+Parsing runs for every line a peer signals, so :meth:`Candidate.from_sdp` has
+two parts. One regular expression checks the shape of the line and splits it,
+and a few inlined checks test the values; a line that fails any of them goes
+to ``Candidate._parse``, the plain field-by-field parser that states the rules
+and words the errors. Both accept the same lines with the same result, which
+``fuzz/fuzz_candidate.py`` checks.
 """
 
 from __future__ import annotations
@@ -44,23 +47,35 @@ _MAX_GENERATION: Final = (1 << 32) - 1  # libwebrtc keeps it in a uint32
 _TCPTYPES: Final = frozenset({"active", "passive", "so"})  # RFC 6544 §4.5
 # Keywords with a fixed place in the line; never extension attribute names.
 _RESERVED: Final = frozenset({"typ", "raddr", "rport"})
+# Names that errors about a missing value name as such, not as "extension".
+_KEYWORDS: Final = _RESERVED | {"tcptype", "generation"}
+# The fields before the extension attributes, to name a missing one.
+_FIELDS: Final = (
+    "foundation",
+    "component",
+    "transport",
+    "priority",
+    "host",
+    "port",
+    "typ",
+    "type",
+)
 
 # RFC 8839 §5.1: foundation = 1*32ice-char; ice-char = ALPHA / DIGIT / "+" / "/".
-_FOUNDATION: Final = re.compile(r"[A-Za-z0-9+/]{1,32}").fullmatch
+_FOUNDATION_RE = r"[A-Za-z0-9+/]{1,32}"
+_FOUNDATION: Final = re.compile(_FOUNDATION_RE).fullmatch
 # RFC 4566 §9: token = 1*(token-char), the characters %x21-7E except
 # '"', '(', ')', ',', '/', ':' to '@' and '[' to ']'.
-_TOKEN: Final = re.compile(r"[!#-'*+\-.0-9A-Z^-~]+").fullmatch
-# Tokens seen in nearly every line, checked by a set lookup instead.
+_TOKEN_RE = r"[!#-'*+\-.0-9A-Z^-~]+"
+_TOKEN: Final = re.compile(_TOKEN_RE).fullmatch
+# Tokens seen in nearly every line, checked by a set lookup first.
 _COMMON_TOKENS: Final = frozenset(
     {"udp", "tcp", "UDP", "TCP", "host", "srflx", "prflx", "relay"}
     | {"generation", "tcptype", "ufrag", "network-id", "network-cost"}
 )
-# Canonical decimals "0" .. "256": component IDs and most generations parse by
-# a lookup; "0" is not a component (RFC 8445 §5.1.2.1).
+# Canonical decimals "0" to "256": component IDs and most generations parse
+# by a lookup.
 _SMALL_UINTS: Final = {str(i): i for i in range(257)}
-_PRIORITY_RANGE: Final = "must be a decimal integer in 1..2147483647"
-_PORT_RANGE: Final = "must be a decimal integer in 0..65535"
-_ADDRESS_KINDS: Final = "must be an IPv4 or IPv6 address or a host name"
 
 # Addresses (RFC 4566 §9 connection-address): an IPv4 address in dotted decimal
 # without leading zeros, an IPv6 address (RFC 4291 §2.2, no zone), or an FQDN of
@@ -75,50 +90,69 @@ _H16 = r"[0-9A-Fa-f]{1,4}"
 _LS32 = rf"(?:{_H16}:{_H16}|{_IPV4})"  # the last 32 bits (RFC 4291 §2.2 form 3)
 # Eight groups, the last two possibly as dotted IPv4.
 _IPV6_FULL: Final = re.compile(rf"(?:{_H16}:){{6}}{_LS32}").fullmatch
-# Groups around one "::". A regex cannot count them, so callers also bound the
-# colons: n groups around "::" take n + 1 colons, a dotted IPv4 tail counts as
-# two groups but takes one colon fewer, and at most 7 groups remain.
+# Groups around one "::". The regex does not bound how many there are; see
+# _ipv6_groups_fit().
 _IPV6_COMPRESSED: Final = re.compile(
     rf"(?:{_H16}(?::{_H16})*)?::(?:(?:{_H16}:)*(?:{_H16}|{_IPV4}))?"
 ).fullmatch
 
-# The fields of a line before the extensions, for "too few fields" errors.
-_FIELDS: Final = (
-    "foundation",
-    "component",
-    "transport",
-    "priority",
-    "host",
-    "port",
-    "typ",
-    "type",
-)
-
-# Keywords of values named in error messages as themselves, not "extension".
-_NAMED_VALUES: Final = frozenset({"raddr", "rport", "tcptype", "generation"})
+# The shape of a canonical line (RFC 8839 §5.1). Addresses, the ranges of the
+# numbers and the other extension attributes are checked after the match.
+_UINT = r"[1-9][0-9]{0,9}"  # 1 to 10 digits, no leading zero
+_PORT = r"[1-9][0-9]{0,4}|0"
+_LINE: Final = re.compile(
+    rf"({_FOUNDATION_RE})"  # 1: foundation
+    r" ([1-9][0-9]{0,2})"  # 2: component-id
+    rf" ({_TOKEN_RE})"  # 3: transport
+    rf" ({_UINT})"  # 4: priority
+    r" ([^ ]+)"  # 5: connection-address
+    rf" ({_PORT})"  # 6: port
+    rf" typ ({_TOKEN_RE})"  # 7: cand-type
+    rf"(?: raddr ([^ ]+) rport ({_PORT}))?"  # 8, 9: rel-addr, rel-port
+    rf"(?: generation (0|{_UINT}))?"  # 10: the usual first extension
+    r"( .*)?"  # 11: any other extension attributes
+).fullmatch
 
 _new_object: Final = object.__new__
+_type_of: Final = type  # Candidate.__init__ has a parameter named type
 
 _FAMILY_INVALID: Final = -1
 _FAMILY_NAME: Final = 0
 
 
-def _is_ipv6(text: str) -> bool:
-    """Tell whether ``text`` is an IPv6 address (RFC 4291 §2.2), without zone."""
-    if "::" in text:
-        colons = text.count(":")
-        return _IPV6_COMPRESSED(text) is not None and (
-            colons < 8 or (colons == 8 and "." not in text)
-        )
-    return _IPV6_FULL(text) is not None
+def _ipv6_groups_fit(text: str) -> bool:
+    """Tell whether a ``_IPV6_COMPRESSED`` match leaves room for its "::".
+
+    "::" stands for one or more zero groups, so at most 7 may be written, a
+    dotted IPv4 tail counting as two. ``text.split(":")`` would give one item
+    more than there are colons, of which "::" leaves one empty, plus one more
+    for each end of the text that it touches; the others are the groups. So
+    text of at most 15 characters always fits.
+    """
+    groups = text.count(":") - (text[0] == ":") - (text[-1] == ":")
+    return groups + ("." in text) <= 7
+
+
+def _is_ipv4(text: str) -> bool:
+    octets = text.split(".")
+    return (
+        len(octets) == 4
+        and octets[0] in _OCTETS
+        and octets[1] in _OCTETS
+        and octets[2] in _OCTETS
+        and octets[3] in _OCTETS
+    )
 
 
 def _address_family(text: str) -> int:
     """Return 4 or 6 for an IP address, 0 for a host name, -1 otherwise."""
     if ":" in text:
-        return 6 if _is_ipv6(text) else _FAMILY_INVALID
-    octets = text.split(".")
-    if len(octets) == 4 and all(octet in _OCTETS for octet in octets):
+        if "::" in text:
+            valid = _IPV6_COMPRESSED(text) is not None and _ipv6_groups_fit(text)
+        else:
+            valid = _IPV6_FULL(text) is not None
+        return 6 if valid else _FAMILY_INVALID
+    if _is_ipv4(text):
         return 4
     # RFC 1035 §2.3.4: 255 octets on the wire, 253 characters as text.
     if len(text) <= 253 and _HOSTNAME(text) is not None:
@@ -135,30 +169,6 @@ def _short(value: object) -> str:
 
 def _error(field: str, problem: str, value: object) -> CandidateError:
     return CandidateError(f"{field}: {problem}, got {_short(value)}")
-
-
-def _non_ascii_error(sdp: str) -> CandidateError:
-    """Name the first field of ``sdp`` that holds a non-ASCII character."""
-    bits = sdp.split(" ")
-    index = next(i for i, bit in enumerate(bits) if not bit.isascii())
-    if index < len(_FIELDS):
-        field = _FIELDS[index]
-    elif index % 2 == 1 and bits[index - 1] in _NAMED_VALUES:
-        field = bits[index - 1]
-    else:
-        field = "extension"
-    return _error(field, "must be ASCII", bits[index])
-
-
-def _parse_uint(field: str, text: str, maximum: int) -> int:
-    """Parse a canonical decimal (ASCII digits, no sign or leading zero)."""
-    # int() alone would take "+5", " 5", "1_0" and "٣" too. Every maximum here
-    # has at most 10 digits; the length bound also keeps int() linear.
-    if len(text) <= 10 and text.isdigit() and text.isascii():
-        value = int(text)
-        if value <= maximum and (text[0] != "0" or text == "0"):
-            return value
-    raise _error(field, f"must be a decimal integer in 0..{maximum}", text)
 
 
 def _check_str(field: str, value: object) -> str:
@@ -179,6 +189,11 @@ def _check_int(field: str, value: object, minimum: int, maximum: int) -> int:
     return value
 
 
+def _check_foundation(field: str, value: str) -> None:
+    if _FOUNDATION(value) is None:
+        raise _error(field, "must be 1 to 32 ice-chars (RFC 8839 §5.1)", value)
+
+
 def _check_token(field: str, value: str) -> None:
     if value not in _COMMON_TOKENS and _TOKEN(value) is None:
         raise _error(field, "must be a token (RFC 4566 §9)", value)
@@ -186,7 +201,7 @@ def _check_token(field: str, value: str) -> None:
 
 def _check_address(field: str, value: str) -> None:
     if _address_family(value) == _FAMILY_INVALID:
-        raise _error(field, _ADDRESS_KINDS, value)
+        raise _error(field, "must be an IPv4 or IPv6 address or a host name", value)
 
 
 def _check_extension(name: str, value: str) -> None:
@@ -199,6 +214,53 @@ def _check_extension(name: str, value: str) -> None:
             f"value of {_short(name)} must be 1*VCHAR (printable ASCII)",
             value,
         )
+
+
+def _parse_uint(field: str, text: str, maximum: int, minimum: int = 0) -> int:
+    """Parse a canonical decimal: ASCII digits, no sign, no leading zero."""
+    # int() alone would take "+5", " 5", "1_0" and "٣" too. The length bound
+    # keeps int() cheap; every maximum here has at most 10 digits.
+    if text.isdigit() and text.isascii() and len(text) <= 10:
+        value = int(text)
+        if minimum <= value <= maximum and (text[0] != "0" or text == "0"):
+            return value
+    raise _error(field, f"must be a decimal integer in {minimum}..{maximum}", text)
+
+
+def _parse_extensions(
+    bits: list[str], start: int, sdp: str, generation: int | None = None
+) -> tuple[str | None, int | None, tuple[tuple[str, str], ...]]:
+    """Parse extension attributes, from ``bits[start]`` on, in pairs.
+
+    :param generation: the generation met earlier in the line, if any.
+    :returns: ``tcptype``, ``generation`` and the other attributes in order.
+    """
+    if (len(bits) - start) % 2:
+        name = bits[-1]
+        field = name if name in _KEYWORDS else "extension"
+        raise _error(field, "attribute without a value", name)
+    tcptype: str | None = None
+    others: list[tuple[str, str]] = []
+    for index in range(start, len(bits), 2):
+        name = bits[index]
+        value = bits[index + 1]
+        if name == "generation":
+            if generation is not None:
+                raise _error("generation", "appears twice", sdp)
+            generation = _parse_uint("generation", value, _MAX_GENERATION)
+        elif name == "tcptype":
+            if tcptype is not None:
+                raise _error("tcptype", "appears twice", sdp)
+            if value not in _TCPTYPES:
+                raise _error("tcptype", "must be active, passive or so", value)
+            tcptype = value
+        elif name in _RESERVED:
+            problem = "without raddr" if name == "rport" else "out of place"
+            raise _error(name, problem, sdp)
+        else:
+            _check_extension(name, value)
+            others.append((name, value))
+    return tcptype, generation, tuple(others)
 
 
 def candidate_foundation(
@@ -253,7 +315,7 @@ def candidate_priority(
         )
     priority = (type_pref << 24) + (local_pref << 8) + (256 - component)
     if priority == 0:
-        raise _error("priority", "must be in 1..2147483647", priority)
+        raise _error("priority", f"must be in 1..{_MAX_PRIORITY}", priority)
     return priority
 
 
@@ -320,29 +382,48 @@ class Candidate:
         *,
         extensions: Iterable[tuple[str, str]] = (),
     ) -> None:
-        foundation = _check_str("foundation", foundation)
-        if _FOUNDATION(foundation) is None:
-            raise _error("foundation", "must be 1 to 32 ice-chars", foundation)
-        component = _check_int("component", component, 1, 256)
-        transport = _check_str("transport", transport)
-        _check_token("transport", transport)
-        priority = _check_int("priority", priority, 1, _MAX_PRIORITY)
-        host = _check_str("host", host)
-        _check_address("host", host)
-        port = _check_int("port", port, 0, 65535)
-        type = _check_str("type", type)
-        _check_token("type", type)
+        # Each check has a fast test inline and the precise one, which also
+        # raises, in a helper: addresses are built in bulk while gathering.
+        if _type_of(foundation) is not str:
+            foundation = _check_str("foundation", foundation)
+        if not (
+            len(foundation) <= 32 and foundation.isalnum() and foundation.isascii()
+        ):
+            _check_foundation("foundation", foundation)
+        if _type_of(component) is not int or not 0 < component <= 256:
+            component = _check_int("component", component, 1, 256)
+        if _type_of(transport) is not str:
+            transport = _check_str("transport", transport)
+        if transport not in _COMMON_TOKENS:
+            _check_token("transport", transport)
+        if _type_of(priority) is not int or not 0 < priority <= _MAX_PRIORITY:
+            priority = _check_int("priority", priority, 1, _MAX_PRIORITY)
+        if _type_of(host) is not str:
+            host = _check_str("host", host)
+        if not _is_ipv4(host):
+            _check_address("host", host)
+        if _type_of(port) is not int or not 0 <= port <= 65535:
+            port = _check_int("port", port, 0, 65535)
+        if _type_of(type) is not str:
+            type = _check_str("type", type)
+        if type not in _COMMON_TOKENS:
+            _check_token("type", type)
         line = (
             f"{foundation} {component} {transport} {priority} {host} {port} typ {type}"
         )
 
-        if (related_address is None) != (related_port is None):
-            missing = "related_port" if related_port is None else "related_address"
-            raise _error(missing, "related_address and related_port go together", None)
-        if related_address is not None:
-            related_address = _check_str("related_address", related_address)
-            _check_address("related_address", related_address)
-            related_port = _check_int("related_port", related_port, 0, 65535)
+        if related_address is not None or related_port is not None:
+            if related_address is None or related_port is None:
+                missing = "related_port" if related_port is None else "related_address"
+                raise _error(
+                    missing, "related_address and related_port go together", None
+                )
+            if _type_of(related_address) is not str:
+                related_address = _check_str("related_address", related_address)
+            if not _is_ipv4(related_address):
+                _check_address("related_address", related_address)
+            if _type_of(related_port) is not int or not 0 <= related_port <= 65535:
+                related_port = _check_int("related_port", related_port, 0, 65535)
             line += f" raddr {related_address} rport {related_port}"
 
         if tcptype is not None:
@@ -351,22 +432,29 @@ class Candidate:
                 raise _error("tcptype", "must be active, passive or so", tcptype)
             line += f" tcptype {tcptype}"
         if generation is not None:
-            generation = _check_int("generation", generation, 0, _MAX_GENERATION)
+            if (
+                _type_of(generation) is not int
+                or not 0 <= generation <= _MAX_GENERATION
+            ):
+                generation = _check_int("generation", generation, 0, _MAX_GENERATION)
             line += f" generation {generation}"
 
-        pairs: list[tuple[str, str]] = []
-        for pair in extensions:
-            if not isinstance(pair, tuple) or len(pair) != 2:
-                raise TypeError(
-                    f"extensions: items must be (name, value) tuples, not {pair!r}"
-                )
-            name = _check_str("extension name", pair[0])
-            value = _check_str("extension value", pair[1])
-            if name in _RESERVED or name == "tcptype" or name == "generation":
-                raise _error(name, "has its own argument, not an extension", name)
-            _check_extension(name, value)
-            pairs.append((name, value))
-            line += f" {name} {value}"
+        pairs: tuple[tuple[str, str], ...] = ()
+        if extensions:
+            checked: list[tuple[str, str]] = []
+            for pair in extensions:
+                if not isinstance(pair, tuple) or len(pair) != 2:
+                    raise TypeError(
+                        f"extensions: items must be (name, value) tuples, not {pair!r}"
+                    )
+                name = _check_str("extension name", pair[0])
+                value = _check_str("extension value", pair[1])
+                if name in _RESERVED or name == "tcptype" or name == "generation":
+                    raise _error(name, "has its own argument, not an extension", name)
+                _check_extension(name, value)
+                checked.append((name, value))
+                line += f" {name} {value}"
+            pairs = tuple(checked)
 
         self._fields = (
             foundation,
@@ -380,7 +468,7 @@ class Candidate:
             related_port,
             tcptype,
             generation,
-            tuple(pairs),
+            pairs,
         )
         self._sdp = line
 
@@ -411,129 +499,160 @@ class Candidate:
             offending field.
         :raises TypeError: if ``sdp`` is not a :class:`str`.
         """
-        # This runs for every line a peer signals, so the checks are inlined
-        # (a call costs as much as a check), cheap tests come first, and the
-        # precise ones (regexes, helpers) run only when a cheap one fails.
+        # The fast path. Whatever it doubts goes to _parse(), which decides
+        # and words the error, so it raises no CandidateError of its own.
         if type(sdp) is not str:
             sdp = _check_str("sdp", sdp)
-        # Every valid line is ASCII; checking that once (O(1) in CPython) lets
-        # isdigit() and isalnum() below stand for their ASCII meanings.
-        if not sdp.isascii():
-            raise _non_ascii_error(sdp)
+        match = _LINE(sdp)
+        if match is None:
+            # A prefix ends in ":", which no foundation holds: look for one
+            # only now, off the path of bare lines.
+            if sdp.startswith("candidate:"):
+                match = _LINE(sdp[10:])
+            elif sdp.startswith("a=candidate:"):
+                match = _LINE(sdp[12:])
+            if match is None:
+                return cls._parse(sdp)
+            sdp = match.string
+        (
+            foundation,
+            component,
+            transport,
+            priority,
+            host,
+            port,
+            type_,
+            related_address,
+            related_port_text,
+            generation_text,
+            tail,
+        ) = match.groups()
+        component_value = _SMALL_UINTS.get(component)
+        priority_value = int(priority)
+        port_value = int(port)
+        if (
+            component_value is None
+            or priority_value > _MAX_PRIORITY
+            or port_value > 65535
+        ):
+            return cls._parse(sdp)
+        # Addresses, as _address_family() checks them, but inline.
+        if ":" in host:
+            if "::" in host:
+                # _ipv6_groups_fit(), inline; its bound holds below 16 characters.
+                if _IPV6_COMPRESSED(host) is None or (
+                    len(host) > 15
+                    and host.count(":")
+                    - (host[0] == ":")
+                    - (host[-1] == ":")
+                    + ("." in host)
+                    > 7
+                ):
+                    return cls._parse(sdp)
+            elif _IPV6_FULL(host) is None:
+                return cls._parse(sdp)
+        else:
+            octets = host.split(".")
+            if not (
+                len(octets) == 4
+                and octets[0] in _OCTETS
+                and octets[1] in _OCTETS
+                and octets[2] in _OCTETS
+                and octets[3] in _OCTETS
+            ) and (len(host) > 253 or _HOSTNAME(host) is None):
+                return cls._parse(sdp)
+        related_port: int | None = None
+        if related_address is not None:
+            octets = related_address.split(".")
+            if (
+                not (
+                    len(octets) == 4
+                    and octets[0] in _OCTETS
+                    and octets[1] in _OCTETS
+                    and octets[2] in _OCTETS
+                    and octets[3] in _OCTETS
+                )
+                and _address_family(related_address) == _FAMILY_INVALID
+            ):
+                return cls._parse(sdp)
+            if related_port_text == port:  # port-preserving NATs; checked
+                related_port = port_value
+            else:
+                related_port = int(related_port_text)
+                if related_port > 65535:
+                    return cls._parse(sdp)
+        generation: int | None = None
+        if generation_text is not None:
+            generation = _SMALL_UINTS.get(generation_text)
+            if generation is None:
+                generation = int(generation_text)
+                if generation > _MAX_GENERATION:
+                    return cls._parse(sdp)
+        tcptype: str | None = None
+        extensions: tuple[tuple[str, str], ...] = ()
+        if tail is not None:
+            try:
+                # tail starts with a space, so split() puts "" first.
+                tcptype, generation, extensions = _parse_extensions(
+                    tail.split(" "), 1, sdp, generation
+                )
+            except CandidateError:
+                return cls._parse(sdp)
+
+        candidate = _new_object(cls)
+        candidate._fields = (
+            foundation,
+            component_value,
+            transport,
+            priority_value,
+            host,
+            port_value,
+            type_,
+            related_address,
+            related_port,
+            tcptype,
+            generation,
+            extensions,
+        )
+        candidate._sdp = sdp
+        return candidate
+
+    @classmethod
+    def _parse(cls, sdp: str) -> Candidate:
+        """Parse a candidate line field by field: the reference for from_sdp."""
+        if sdp.startswith("candidate:"):
+            sdp = sdp[10:]
+        elif sdp.startswith("a=candidate:"):
+            sdp = sdp[12:]
         bits = sdp.split(" ")
         count = len(bits)
         if count < 8:
-            raise _error(_FIELDS[count], f"missing: too few fields ({count} of 8)", sdp)
+            field = _FIELDS[count] if sdp else "foundation"
+            raise _error(field, f"missing, the line has {count} of 8 fields", sdp)
         foundation, component, transport, priority, host, port, typ, type_ = bits[:8]
-
-        if not (len(foundation) <= 32 and foundation.isalnum()):
-            # A prefix ends in ":", which no foundation holds, so look for one
-            # only here, off the path of bare lines.
-            if foundation.startswith("candidate:"):
-                foundation = foundation[10:]
-                sdp = sdp[10:]
-            elif foundation.startswith("a=candidate:"):
-                foundation = foundation[12:]
-                sdp = sdp[12:]
-            if _FOUNDATION(foundation) is None:
-                raise _error("foundation", "must be 1 to 32 ice-chars", foundation)
-        component_value = _SMALL_UINTS.get(component)
-        if not component_value:  # None, or 0
-            raise _error("component", "must be a decimal integer in 1..256", component)
-        if transport not in _COMMON_TOKENS and _TOKEN(transport) is None:
-            raise _error("transport", "must be a token (RFC 4566 §9)", transport)
-        # Digits, at most 10 of them (which also keeps int() cheap), and no
-        # leading zero: a digit string is >= "1" exactly when it starts with 1-9.
-        if not (priority.isdigit() and len(priority) <= 10 and priority >= "1"):
-            raise _error("priority", _PRIORITY_RANGE, priority)
-        priority_value = int(priority)
-        if priority_value > _MAX_PRIORITY:
-            raise _error("priority", _PRIORITY_RANGE, priority)
-        if ":" in host:
-            if "::" in host:
-                colons = host.count(":")  # see _IPV6_COMPRESSED
-                valid = _IPV6_COMPRESSED(host) is not None and (
-                    colons < 8 or (colons == 8 and "." not in host)
-                )
-            else:
-                valid = _IPV6_FULL(host) is not None
-            if not valid:
-                raise _error("host", _ADDRESS_KINDS, host)
-        else:
-            octets = host.split(".")
-            if not (len(octets) == 4 and _OCTETS.issuperset(octets)) and (
-                len(host) > 253 or _HOSTNAME(host) is None  # see _address_family
-            ):
-                raise _error("host", _ADDRESS_KINDS, host)
-        if not (port.isdigit() and len(port) <= 5 and (port >= "1" or port == "0")):
-            raise _error("port", _PORT_RANGE, port)
-        port_value = int(port)
-        if port_value > 65535:
-            raise _error("port", _PORT_RANGE, port)
+        _check_foundation("foundation", foundation)
+        component_value = _parse_uint("component", component, 256, 1)
+        _check_token("transport", transport)
+        priority_value = _parse_uint("priority", priority, _MAX_PRIORITY, 1)
+        _check_address("host", host)
+        port_value = _parse_uint("port", port, 65535)
         if typ != "typ":
             raise _error("typ", "expected the keyword 'typ' as 7th field", typ)
-        if type_ not in _COMMON_TOKENS and _TOKEN(type_) is None:
-            raise _error("type", "must be a token (RFC 4566 §9)", type_)
+        _check_token("type", type_)
 
         related_address: str | None = None
         related_port: int | None = None
-        tcptype: str | None = None
-        generation: int | None = None
-        extensions: tuple[tuple[str, str], ...] = ()
         start = 8  # of the extension attributes
         if count > 8 and bits[8] == "raddr":
+            # RFC 8839 §5.1 lets either go alone; ICE sends both or neither.
+            related_address = bits[9] if count > 9 else ""
+            _check_address("raddr", related_address)
             if count < 12 or bits[10] != "rport":
-                _check_address("raddr", bits[9] if count > 9 else "")
                 raise _error("rport", "must follow raddr, with a port", sdp)
-            related_address = bits[9]
-            octets = related_address.split(".")
-            if not (len(octets) == 4 and _OCTETS.issuperset(octets)):
-                _check_address("raddr", related_address)
-            rport = bits[11]
-            if not (
-                rport.isdigit() and len(rport) <= 5 and (rport >= "1" or rport == "0")
-            ):
-                raise _error("rport", _PORT_RANGE, rport)
-            related_port = int(rport)
-            if related_port > 65535:
-                raise _error("rport", _PORT_RANGE, rport)
+            related_port = _parse_uint("rport", bits[11], 65535)
             start = 12
-        if count == start + 2 and bits[start] == "generation":  # the usual tail
-            generation = _SMALL_UINTS.get(bits[start + 1])
-            if generation is None:
-                generation = _parse_uint("generation", bits[start + 1], _MAX_GENERATION)
-        elif count > start:
-            if (count - start) % 2:
-                raise _error("extension", "attribute without a value", bits[-1])
-            others: list[tuple[str, str]] | None = None
-            for index in range(start, count, 2):
-                name = bits[index]
-                value = bits[index + 1]
-                if name == "generation":
-                    if generation is not None:
-                        raise _error("generation", "appears twice", sdp)
-                    generation = _SMALL_UINTS.get(value)
-                    if generation is None:
-                        generation = _parse_uint("generation", value, _MAX_GENERATION)
-                elif name == "tcptype":
-                    if tcptype is not None:
-                        raise _error("tcptype", "appears twice", sdp)
-                    if value not in _TCPTYPES:
-                        raise _error("tcptype", "must be active, passive or so", value)
-                    tcptype = value
-                elif name in _RESERVED:
-                    problem = "without raddr" if name == "rport" else "out of place"
-                    raise _error(name, problem, sdp)
-                else:
-                    _check_extension(name, value)
-                    if others is None:
-                        others = [(name, value)]
-                    else:
-                        others.append((name, value))
-            if others is not None:
-                extensions = tuple(others)
+        tcptype, generation, extensions = _parse_extensions(bits, start, sdp)
 
-        # Every field is valid: fill the slots without running __init__.
         candidate = _new_object(cls)
         candidate._fields = (
             foundation,
@@ -648,6 +767,12 @@ class Candidate:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}.from_sdp({self._sdp!r})"
+
+    def __copy__(self) -> Candidate:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: object) -> Candidate:
+        return self
 
     def __reduce__(self) -> tuple[object, tuple[str]]:
         # Pickle and copy as the line: compact, and validated again on load.

@@ -596,7 +596,7 @@ class Message:
     :param transaction_id: 12 bytes; a random one (:mod:`secrets`) by default.
     :param attributes: the decoded attributes, by RFC name (:data:`Attributes`).
     :param extra_attributes: raw ``(type, value)`` attributes, encoded after
-        :paramref:`attributes` in their order: unknown attributes, and repeated
+        ``attributes`` in their order: unknown attributes, and repeated
         occurrences of known ones.
 
     Two messages are equal when their method, class, transaction ID and

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import hmac
 import struct
@@ -23,57 +22,18 @@ from syncice.stun import (
     StreamFramer,
     parse_message,
 )
+from tests.vectors import (
+    MATRIX_PASSWORD,
+    MATRIX_USERNAME,
+    SAMPLE_IPV4_RESPONSE,
+    SAMPLE_IPV6_RESPONSE,
+    SAMPLE_LONG_TERM_REQUEST,
+    SAMPLE_REQUEST,
+    SAMPLE_SHA256_REQUEST,
+    SHORT_TERM_PASSWORD,
+    unhex,
+)
 
-
-def unhex(text: str) -> bytes:
-    return binascii.unhexlify("".join(text.split()))
-
-
-# RFC 5769 §2.1-2.4, byte for byte. The first three pad with spaces (0x20).
-SAMPLE_REQUEST = unhex(
-    """0001 0058 2112a442 b7e7a701 bc34d686 fa87dfae
-    8022 0010 5354554e 20746573 7420636c 69656e74
-    0024 0004 6e0001ff
-    8029 0008 932ff9b1 51263b36
-    0006 0009 6576746a 3a683676 59202020
-    0008 0014 9aeaa70c bfd8cb56 781ef2b5 b2d3f249 c1b571a2
-    8028 0004 e57a3bcf"""
-)
-SAMPLE_IPV4_RESPONSE = unhex(
-    """0101 003c 2112a442 b7e7a701 bc34d686 fa87dfae
-    8022 000b 74657374 20766563 746f7220
-    0020 0008 0001a147 e112a643
-    0008 0014 2b91f599 fd9e90c3 8c7489f9 2af9ba53 f06be7d7
-    8028 0004 c07d4c96"""
-)
-SAMPLE_IPV6_RESPONSE = unhex(
-    """0101 0048 2112a442 b7e7a701 bc34d686 fa87dfae
-    8022 000b 74657374 20766563 746f7220
-    0020 0014 0002a147 0113a9fa a5d3f179 bc25f4b5 bed2b9d9
-    0008 0014 a382954e 4be67bf1 1784c97c 8292c275 bfe3ed41
-    8028 0004 c8fb0b4c"""
-)
-SAMPLE_LONG_TERM_REQUEST = unhex(
-    """0001 0060 2112a442 78ad3433 c6ad72c0 29da412e
-    0006 0012 e3839ee3 8388e383 aae38383 e382afe3 82b90000
-    0015 001c 662f2f34 39396b39 35346436 4f4c3334 6f4c3946 53547679 36347341
-    0014 000b 6578616d 706c652e 6f726700
-    0008 0014 f6702465 6dd64a3e 02b8e071 2e85c9a2 8ca89666"""
-)
-# RFC 8489 Appendix B.1 as corrected by erratum 6268: USERHASH, PASSWORD-ALGORITHM
-# SHA-256 and MESSAGE-INTEGRITY-SHA256.
-SAMPLE_SHA256_REQUEST = unhex(
-    """0001 0090 2112a442 78ad3433 c6ad72c0 29da412e
-    001e 0020 4a3cf38f ef6992bd a952c678 0417da0f 24819415 569e60b2 05c46e41 407f1704
-    0015 0029 6f624d61 744a6f73 32414141 43662f2f 3439396b 39353464 364f4c33
-              346f4c39 46535476 79363473 41000000
-    0014 000b 6578616d 706c652e 6f726700
-    001d 0004 00020000
-    001c 0020 b5c7bf00 5b6c52a2 1c51c5e8 92f81924 136296cb 927c4314 9309278c c6518e65"""
-)
-SHORT_TERM_PASSWORD = "VOkJxbRl1RmTxUk/WvJxBt"
-MATRIX_USERNAME = "\u30de\u30c8\u30ea\u30c3\u30af\u30b9"
-MATRIX_PASSWORD = "The\u00adM\u00aatr\u2168"
 TID = bytes(range(1, 13))
 KEY = b"0123456789abcdef"
 

@@ -11,6 +11,7 @@ import pytest
 from aioice import stun as aioice_stun
 
 from syncice import stun
+from tests.vectors import SAMPLE_REQUEST, SHORT_TERM_PASSWORD
 
 pytestmark = pytest.mark.interop
 
@@ -135,8 +136,6 @@ def test_aioice_encodes_syncice_parses(
 
 
 def test_rfc5769_request_parses_the_same_in_both() -> None:
-    from tests.test_stun import SAMPLE_REQUEST, SHORT_TERM_PASSWORD
-
     ours = stun.parse_message(SAMPLE_REQUEST)
     theirs = aioice_stun.parse_message(SAMPLE_REQUEST)
     key = stun.short_term_key(SHORT_TERM_PASSWORD)
