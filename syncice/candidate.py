@@ -400,7 +400,7 @@ class Candidate:
             priority = _check_int("priority", priority, 1, _MAX_PRIORITY)
         if _type_of(host) is not str:
             host = _check_str("host", host)
-        if not _is_ipv4(host):
+        if ":" in host or not _is_ipv4(host):
             _check_address("host", host)
         if _type_of(port) is not int or not 0 <= port <= 65535:
             port = _check_int("port", port, 0, 65535)

@@ -53,10 +53,6 @@ def fields(candidate: Candidate) -> tuple[object, ...]:
     )
 
 
-def host(address: str, port: int = 9) -> Candidate:
-    return Candidate("1", 1, "udp", 1, address, port, "host")
-
-
 # --- parsing -------------------------------------------------------------------
 
 
@@ -835,7 +831,7 @@ def test_candidate_priority_is_a_valid_priority() -> None:
                 if (component, kind, local_pref) == (256, "relay", 0):
                     continue
                 priority = candidate_priority(component, kind, local_pref)
-                host("1.2.3.4")  # the constructor checks the range below
+                # The constructor checks the range.
                 Candidate("1", component, "udp", priority, "1.2.3.4", 9, kind)
 
 
