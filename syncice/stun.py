@@ -1091,8 +1091,10 @@ class StreamFramer:
     A STUN frame that does not parse is dropped and counted in
     :attr:`dropped`: the framing is still in step. Bytes that start neither
     kind of message, or a frame longer than ``max_frame``, mean the stream is
-    lost: :meth:`feed` raises :class:`StunParseError`, then and on every later
-    call, and the caller should close the connection.
+    lost: :meth:`feed` raises :class:`StunParseError`, and so does every later
+    call; the caller should close the connection. The whole frames that came
+    before the bad bytes are not lost: a :meth:`feed` that completed some
+    returns them, and the next call raises.
 
     :param max_frame: the longest frame accepted, in bytes (at least 24).
     """
@@ -1115,7 +1117,9 @@ class StreamFramer:
     def feed(self, data: bytes) -> list[Message | ChannelData]:
         """Add received bytes and return the messages they complete.
 
-        :raises StunParseError: the stream is out of step (see the class).
+        :raises StunParseError: the stream is out of step, in these bytes and
+            with no whole frame before them, or in an earlier call (see the
+            class).
         """
         if self._error is not None:
             raise StunParseError(self._error)
@@ -1157,10 +1161,11 @@ class StreamFramer:
                     frames.append(
                         ChannelData(_HH.unpack_from(frame)[0], frame[4 : 4 + length])
                     )
-            except (StunParseError, ValueError):
+            except StunParseError:
                 self.dropped += 1
         del buffer[:pos]
         if self._error is not None:
             buffer.clear()
-            raise StunParseError(self._error)
+            if not frames:
+                raise StunParseError(self._error)
         return frames

@@ -889,6 +889,17 @@ def test_framer_out_of_step(wire: bytes, error: str) -> None:
         framer.feed(SAMPLE_REQUEST)
 
 
+def test_framer_returns_the_frames_before_bad_bytes() -> None:
+    frames, wire = stream_frames()
+    framer = StreamFramer()
+    assert framer.feed(wire + b"\xff\xff\xff\xff") == frames
+    assert framer.buffered == 0
+    with pytest.raises(StunParseError, match="cannot start with 0xff"):
+        framer.feed(b"")
+    with pytest.raises(StunParseError, match="cannot start with 0xff"):
+        framer.feed(wire)
+
+
 def test_framer_bounds_frames() -> None:
     framer = StreamFramer(max_frame=100)
     assert framer.feed(b"\x40\x00\x00\x60") == []  # 4 + 96 = 100: allowed, waiting
