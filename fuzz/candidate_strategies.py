@@ -311,3 +311,21 @@ def canonical_line(line: str) -> str:
     ]
     rest = [p for p in pairs if p[0] not in ("tcptype", "generation")]
     return " ".join(bits[:start] + [x for pair in first + rest for x in pair])
+
+
+def fields(candidate: Candidate) -> tuple[object, ...]:
+    """Every public field, for comparisons that do not go through ``==``."""
+    return (
+        candidate.foundation,
+        candidate.component,
+        candidate.transport,
+        candidate.priority,
+        candidate.host,
+        candidate.port,
+        candidate.type,
+        candidate.related_address,
+        candidate.related_port,
+        candidate.tcptype,
+        candidate.generation,
+        candidate.extensions,
+    )

@@ -25,18 +25,20 @@ import re
 import string
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from candidate_strategies import (
     address_like,
     candidates,
     canonical_line,
+    fields,
     foundations,
     mutated_lines,
     prefixed_lines,
     tokens,
 )
-from hypothesis import example, given
+from harness_tools import atheris_target, examples
+from hypothesis import given
 from hypothesis import strategies as st
 
 from syncice.candidate import Candidate
@@ -51,46 +53,6 @@ FIELDS = frozenset(
     {"foundation", "component", "transport", "priority", "host", "port", "typ"}
     | {"type", "raddr", "rport", "tcptype", "generation", "extension"}
 )
-
-_F = TypeVar("_F", bound=Callable[..., object])
-
-
-def _examples(*values: object) -> Callable[[_F], _F]:
-    """Apply ``@example(value)`` for each value (one-argument harnesses)."""
-
-    def decorate(harness: _F) -> _F:
-        for value in values:
-            harness = example(value)(harness)
-        return harness
-
-    return decorate
-
-
-def _atheris_target(harness: Callable[..., None]) -> Callable[[bytes], bytes | None]:
-    """``harness.hypothesis.fuzz_one_input``, hidden from pytest (which would
-    collect it as a ``fuzz_*`` function)."""
-    target: Callable[[bytes], bytes | None]
-    target = cast("Any", harness).hypothesis.fuzz_one_input
-    vars(target)["__test__"] = False
-    return target
-
-
-def fields(candidate: Candidate) -> tuple[object, ...]:
-    """Every public field, for comparisons that do not go through ``==``."""
-    return (
-        candidate.foundation,
-        candidate.component,
-        candidate.transport,
-        candidate.priority,
-        candidate.host,
-        candidate.port,
-        candidate.type,
-        candidate.related_address,
-        candidate.related_port,
-        candidate.tcptype,
-        candidate.generation,
-        candidate.extensions,
-    )
 
 
 def rebuild(candidate: Candidate) -> Candidate:
@@ -155,7 +117,7 @@ def check_line_bytes(data: bytes) -> None:
 
 
 @given(st.one_of(st.text(), mutated_lines(), prefixed_lines()))
-@_examples(*SEEDS, "", " ", "candidate:", "a=candidate:", "\x00" * 9)
+@examples(*SEEDS, "", " ", "candidate:", "a=candidate:", "\x00" * 9)
 def fuzz_from_sdp(text: str) -> None:
     """from_sdp raises CandidateError naming a field, as the reference parser
     does, or returns a candidate that gives the line back and parses back
@@ -164,7 +126,7 @@ def fuzz_from_sdp(text: str) -> None:
 
 
 @given(prefixed_lines())
-@_examples(*SEEDS)
+@examples(*SEEDS)
 def fuzz_valid_lines(line: str) -> None:
     """Every valid line parses, to_sdp() gives back its bare form, and the
     constructor agrees on its fields."""
@@ -254,11 +216,11 @@ def reference_address(text: str) -> bool:
 
 
 @given(address_like())
-@_examples("::", "::1", "1::", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1::3:4:5:6:7:8")
-@_examples(
+@examples("::", "::1", "1::", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1::3:4:5:6:7:8")
+@examples(
     "1:2:3:4:5:6:7::8", "1::2:3:4:5:6:7:8", "::ffff:1.2.3.4", "1:2:3:4:5:6:1.2.3.4"
 )
-@_examples("1:2:3:4:5:6:7:1.2.3.4", "::1.2.3.4", "1:2:3:4:5::1.2.3.4", "1.2.3.04")
+@examples("1:2:3:4:5:6:7:1.2.3.4", "::1.2.3.4", "1:2:3:4:5::1.2.3.4", "1.2.3.04")
 def fuzz_addresses(text: str) -> None:
     """A host is accepted exactly when ipaddress reads it as an IP address
     (without zone) or it is a host name of LDH labels with a letter last."""
@@ -288,9 +250,9 @@ def test_corpus_parses() -> None:
 
 
 # Entry points for atheris or AFL (see the module docstring).
-fuzz_one_input = _atheris_target(fuzz_from_sdp)
+fuzz_one_input = atheris_target(fuzz_from_sdp)
 fuzz_one_input_from_sdp = fuzz_one_input
-fuzz_one_input_valid_lines = _atheris_target(fuzz_valid_lines)
-fuzz_one_input_roundtrip = _atheris_target(fuzz_roundtrip)
-fuzz_one_input_constructor = _atheris_target(fuzz_constructor)
-fuzz_one_input_addresses = _atheris_target(fuzz_addresses)
+fuzz_one_input_valid_lines = atheris_target(fuzz_valid_lines)
+fuzz_one_input_roundtrip = atheris_target(fuzz_roundtrip)
+fuzz_one_input_constructor = atheris_target(fuzz_constructor)
+fuzz_one_input_addresses = atheris_target(fuzz_addresses)

@@ -30,10 +30,10 @@ import contextlib
 import hmac
 import itertools
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
 
+from harness_tools import atheris_target, examples
 from hypothesis import example, given
 from hypothesis import strategies as st
 from stun_strategies import (
@@ -102,28 +102,6 @@ _GARBAGE = st.one_of(
     first_byte_biased(),
     channel_data_like(),
 )
-
-_F = TypeVar("_F", bound=Callable[..., object])
-
-
-def _examples(*values: object) -> Callable[[_F], _F]:
-    """Apply ``@example(value)`` for each value (one-argument harnesses)."""
-
-    def decorate(harness: _F) -> _F:
-        for value in values:
-            harness = example(value)(harness)
-        return harness
-
-    return decorate
-
-
-def _atheris_target(harness: Callable[..., None]) -> Callable[[bytes], bytes | None]:
-    """``harness.hypothesis.fuzz_one_input``, hidden from pytest (which would
-    collect it as a ``fuzz_*`` function)."""
-    target: Callable[[bytes], bytes | None]
-    target = cast("Any", harness).hypothesis.fuzz_one_input
-    vars(target)["__test__"] = False
-    return target
 
 
 # --- parse_message -------------------------------------------------------------
@@ -228,7 +206,7 @@ def _parse_or_none(data: bytes | memoryview) -> Message | None:
         return None
 
 
-@_examples(*STUN_SEEDS)
+@examples(*STUN_SEEDS)
 @given(st.binary(max_size=1500))
 def fuzz_parse_message(data: bytes) -> None:
     """parse_message raises StunParseError or returns a message that re-encodes,
@@ -236,7 +214,7 @@ def fuzz_parse_message(data: bytes) -> None:
     check_parse_message(data)
 
 
-@_examples(*STUN_SEEDS)
+@examples(*STUN_SEEDS)
 @given(mutated_messages(STUN_SEEDS))
 def fuzz_parse_mutated(data: bytes) -> None:
     """A damaged message raises only StunParseError, and if it parses with
@@ -321,7 +299,7 @@ def fuzz_truncated_sha256(
 # --- ChannelData ---------------------------------------------------------------
 
 
-@_examples(*CHANNEL_SEEDS)
+@examples(*CHANNEL_SEEDS)
 @given(st.one_of(st.binary(max_size=300), channel_data_like()))
 def fuzz_channel_data(data: bytes) -> None:
     """parse_channel_data raises only StunParseError, and accepts only a channel
@@ -483,13 +461,13 @@ def test_corpus_parses() -> None:
 
 
 # Entry points for atheris or AFL (see the module docstring).
-fuzz_one_input = _atheris_target(fuzz_parse_message)
+fuzz_one_input = atheris_target(fuzz_parse_message)
 fuzz_one_input_parse_message = fuzz_one_input
-fuzz_one_input_parse_mutated = _atheris_target(fuzz_parse_mutated)
-fuzz_one_input_roundtrip = _atheris_target(fuzz_roundtrip)
-fuzz_one_input_truncated_sha256 = _atheris_target(fuzz_truncated_sha256)
-fuzz_one_input_channel_data = _atheris_target(fuzz_channel_data)
-fuzz_one_input_channel_data_roundtrip = _atheris_target(fuzz_channel_data_roundtrip)
-fuzz_one_input_stream_framer_whole = _atheris_target(fuzz_stream_framer_whole)
-fuzz_one_input_stream_framer_bytewise = _atheris_target(fuzz_stream_framer_bytewise)
-fuzz_one_input_is_stun = _atheris_target(fuzz_is_stun)
+fuzz_one_input_parse_mutated = atheris_target(fuzz_parse_mutated)
+fuzz_one_input_roundtrip = atheris_target(fuzz_roundtrip)
+fuzz_one_input_truncated_sha256 = atheris_target(fuzz_truncated_sha256)
+fuzz_one_input_channel_data = atheris_target(fuzz_channel_data)
+fuzz_one_input_channel_data_roundtrip = atheris_target(fuzz_channel_data_roundtrip)
+fuzz_one_input_stream_framer_whole = atheris_target(fuzz_stream_framer_whole)
+fuzz_one_input_stream_framer_bytewise = atheris_target(fuzz_stream_framer_bytewise)
+fuzz_one_input_is_stun = atheris_target(fuzz_is_stun)

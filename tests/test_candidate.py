@@ -27,6 +27,7 @@ from candidate_strategies import (
     candidate_lines,
     candidates,
     canonical_line,
+    fields,
     prefixed_lines,
 )
 
@@ -34,23 +35,6 @@ AIOICE_LINE = "6815297761 1 udp 659136 1.2.3.4 31102 typ host generation 0"
 SRFLX_LINE = "2 1 UDP 1694498815 192.0.2.3 45664 typ srflx raddr 10.0.1.1 rport 8998"
 IPV6_LINE = "1829461213 1 udp 2130706431 2001:db8::42 50000 typ host generation 0"
 MDNS_HOST = "5a1b3c2d-0e9f-4a8b-9c7d-6e5f4a3b2c1d.local"
-
-
-def fields(candidate: Candidate) -> tuple[object, ...]:
-    return (
-        candidate.foundation,
-        candidate.component,
-        candidate.transport,
-        candidate.priority,
-        candidate.host,
-        candidate.port,
-        candidate.type,
-        candidate.related_address,
-        candidate.related_port,
-        candidate.tcptype,
-        candidate.generation,
-        candidate.extensions,
-    )
 
 
 # --- parsing -------------------------------------------------------------------
