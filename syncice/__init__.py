@@ -5,16 +5,47 @@ from __future__ import annotations
 import logging
 
 from .candidate import Candidate, candidate_foundation, candidate_priority
-from .exceptions import CandidateError, IceError, StunError, StunParseError
+from .connection import Connection, TransportPolicy
+from .events import ConnectionClosed, ConnectionEvent
+from .exceptions import (
+    CandidateError,
+    ConnectionClosedError,
+    IceConnectionError,
+    IceError,
+    IceTimeoutError,
+    NegotiationFailedError,
+    NotConnectedError,
+    StunError,
+    StunParseError,
+    TransactionError,
+    TransactionFailed,
+    TransactionTimeout,
+    TurnError,
+)
+from .ice import IceConfig
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Candidate",
     "CandidateError",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionEvent",
+    "IceConfig",
+    "IceConnectionError",
     "IceError",
+    "IceTimeoutError",
+    "NegotiationFailedError",
+    "NotConnectedError",
     "StunError",
     "StunParseError",
+    "TransactionError",
+    "TransactionFailed",
+    "TransactionTimeout",
+    "TransportPolicy",
+    "TurnError",
     "__version__",
     "candidate_foundation",
     "candidate_priority",

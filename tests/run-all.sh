@@ -2,10 +2,11 @@
 # The test command of README.md ("bash tests/run-all.sh"), which .ci/run calls.
 #
 # On a fresh Debian machine it installs everything the tests need (a .venv with
-# the package and its test, fuzz and docs extras), then runs every check: ruff,
-# ruff format, mypy, pytest over tests/ and fuzz/ under coverage, the coverage
-# gates and the Sphinx build. Each check runs even when an earlier one failed;
-# the script exits non-zero if any did, and ends with a one-line summary.
+# the package and its test, fuzz and docs extras, and coturn, which it starts on
+# loopback), then runs every check: ruff, ruff format, mypy, pytest over tests/
+# and fuzz/ under coverage, the coverage gates and the Sphinx build. Each check
+# runs even when an earlier one failed; the script exits non-zero if any did,
+# and ends with a one-line summary.
 #
 # Environment: PYTHON (default python3) makes the venv; HYPOTHESIS_PROFILE
 # (default ci) picks the Hypothesis profile that conftest.py registers; CI=true
@@ -35,25 +36,83 @@ check() {
 }
 
 # --- services -----------------------------------------------------------------
-# Third-party servers the tests talk to, on loopback only (coturn comes here
-# later: apt-get install, start, export its address for the tests). Every
-# process started here appends its PID to SERVICE_PIDS; stop_services, run on
-# any exit, stops exactly those PIDs and nothing else.
+# Third-party servers the tests talk to, on loopback only. Every process started
+# here appends its PID to SERVICE_PIDS, and its state directory (config, logs)
+# to SERVICE_DIRS; stop_services, run on any exit, stops exactly those PIDs,
+# waits until they have exited, and removes those directories.
 SERVICE_PIDS=()
+SERVICE_DIRS=()
+
+# coturn (STUN and TURN over UDP, TCP and TLS): tests/coturn.sh writes its
+# config and prints `export TURN_...` lines, which tests/conftest.py reads. When
+# it cannot run, the TURN_* variables stay unset: the coturn tests then skip,
+# or fail under CI.
+start_coturn() {
+  local dir env
+  # Only the server started here: none of the caller's TURN_* leaks into pytest.
+  unset TURN_PID TURN_IP TURN_IP6 TURN_PORT TURN_TLS_PORT TURN_USER \
+    TURN_PASSWORD TURN_REALM TURN_CERT TURN_LOG TURN_DIR
+  # nftables makes the NAT of tests/test_srflx_coturn.py (in a namespace).
+  if ! command -v turnserver >/dev/null || ! command -v nft >/dev/null; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      if ! { apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn nftables; }; then
+        echo "run-all: apt-get install coturn nftables failed: their tests" \
+          "will skip (fail under CI)" >&2
+        return 0
+      fi
+    else
+      echo "run-all: no turnserver, and not root with apt-get to install" \
+        "coturn: coturn tests will skip (fail under CI)" >&2
+      return 0
+    fi
+  fi
+  dir=$(mktemp -d -t syncice-coturn.XXXXXX)
+  SERVICE_DIRS+=("$dir")
+  if ! env=$(bash tests/coturn.sh start "$dir"); then
+    echo "run-all: coturn did not start: coturn tests will skip" \
+      "(fail under CI)" >&2
+    return 0
+  fi
+  eval "$env" # exports TURN_PID, TURN_IP, ... for pytest
+  SERVICE_PIDS+=("$TURN_PID")
+  echo "coturn $TURN_PID on $TURN_IP${TURN_IP6:+ and $TURN_IP6}," \
+    "port $TURN_PORT, TLS $TURN_TLS_PORT"
+}
 
 start_services() {
-  : # none yet
+  banner "services"
+  start_coturn
+}
+
+# gone PID: the process has exited. `wait` works for children only; a server
+# whose starter script has exited is PID 1's child, and PID 1 may reap it some
+# time later, so a zombie counts as gone.
+gone() {
+  local state
+  # /proc/PID/stat: "PID (COMM) STATE ...", and COMM may hold spaces.
+  state=$(sed -E 's/^.*\) //; s/ .*//' "/proc/$1/stat" 2>/dev/null) || return 0
+  [ -z "$state" ] || [ "$state" = Z ]
 }
 
 stop_services() {
-  local pid
+  local pid dir
   for pid in ${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}; do
     kill "$pid" 2>/dev/null || true
   done
   for pid in ${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}; do
     wait "$pid" 2>/dev/null || true
+    for _ in $(seq 1 250); do # 5 s
+      gone "$pid" && break
+      sleep 0.02
+    done
+    gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
+  done
+  for dir in ${SERVICE_DIRS[@]+"${SERVICE_DIRS[@]}"}; do
+    rm -rf "$dir"
   done
   SERVICE_PIDS=()
+  SERVICE_DIRS=()
 }
 trap stop_services EXIT
 

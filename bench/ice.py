@@ -1,0 +1,1173 @@
+"""ICE benchmark: syncice against aioice and raw UDP sockets, on loopback.
+
+Usage::
+
+    python bench/ice.py [--cases connect,throughput,rtt,scale] [--quick]
+
+Every case runs syncice, aioice and (where it means something) two plain UDP
+sockets in the same run, and prints the figures, the ratios syncice/aioice
+and syncice/raw, and the targets of the ICE milestone, marked met or missed.
+It ends with "all targets met" or the list of misses, and exits 0 either way
+(1 only on a usage error). Only host candidates on 127.0.0.1 are used: aioice's
+``get_host_addresses`` is patched to return ``["127.0.0.1"]`` and syncice is
+given ``local_addresses=["127.0.0.1"]``. All traffic stays on loopback.
+
+Cases:
+
+- connect: ``--pairs`` fresh pairs (after one warm-up pair, not counted), each
+  created, gathered and signalled (candidates, end-of-candidates, ufrag and
+  pwd) untimed; then the time from both sides calling ``connect()`` to both
+  returning. syncice: the controlled side's ``connect()`` runs in a helper
+  thread, both threads leave a barrier together and the clock starts in the
+  main thread on leaving it; aioice: ``asyncio.gather(a.connect(),
+  b.connect())``. Median and p90 in ms.
+- throughput, 100 B and 1200 B datagrams, one way, windowed: the sender has at
+  most W datagrams unacknowledged and blocks on the reverse direction when the
+  window is full; the receiver sends an 8-byte cumulative ack every W/4
+  datagrams and after the last one. The clock runs from the first send to the
+  sender reading the final ack. The receiver checks every datagram's length
+  and the sequence number in its first 8 bytes (so exactly ``count`` arrived,
+  intact and in order). W is ``--window`` (256) clamped to 3/4 of what a
+  fresh UDP socket's default receive buffer holds at that size, less 8
+  (probed at start-up, printed), so that no library can lose a datagram to a
+  full kernel buffer: Linux gives back the memory of datagrams read from a UDP
+  socket lazily, in steps of a quarter of the buffer, so a socket being read
+  holds only 3/4 as many for sure. Best of ``--repeat`` runs, libraries
+  alternating, fresh pair each run. syncice and raw: the receiver runs in
+  its own thread, blocking in ``recv``; aioice: sender and receiver are two
+  tasks on one event loop.
+- rtt: one side echoes, the other sends one 100-byte datagram and waits for
+  the echo; ``--rtt-count`` round trips after ``--rtt-warmup``, each timed on
+  its own. Median and p99 in microseconds. syncice and raw: the echo runs in
+  its own thread; aioice: a second task.
+- scale: for each N in ``--scale``, a fresh ``sys.executable`` subprocess per
+  library (so peaks do not mix, and each imports only its own library) opens
+  N pairs, gathers each, signals each, connects each pair in turn (syncice:
+  ``a.connect()`` then ``b.connect()`` from the main thread; aioice: gathered
+  per pair), sends one datagram each way on every pair and checks it, then
+  closes everything. It reports the total time, VmHWM (peak RSS) and the
+  resident size after imports, and the highest thread count (threading and
+  /proc/self/task) and fd count seen between steps. Raw: 2N plain sockets,
+  one datagram each way, no connect.
+
+Every datagram the bench sends starts with a byte of 0x80 (the sequence
+number with its top bit set), outside the STUN range of RFC 7983, so that no
+library has to guess whether it is STUN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import functools
+import importlib
+import json
+import math
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from syncice.candidate import Candidate
+
+LOOPBACK = "127.0.0.1"
+LIBRARIES = ("syncice", "aioice", "raw")
+TAG = 1 << 63  # set in every sequence number: the first byte is 0x80
+TIMEOUT = 10.0  # seconds a blocking receive may wait before the run fails
+CASE_TIMEOUT = 900.0  # then faulthandler dumps every thread and exits
+SIZES = (100, 1200)
+RTT_SIZE = 100
+RECV_SIZE = 2048
+MARGIN = 8  # datagrams of receive buffer left free for STUN (consent checks)
+
+# Targets of the ICE milestone.
+CONNECT_TARGET = 0.1  # syncice median connect time / aioice's, at most
+THROUGHPUT_TARGET = 1.5  # syncice datagrams/s / aioice's, at least
+RTT_TARGET = 1.5  # syncice median round trip / raw sockets', at most
+
+
+class BenchError(Exception):
+    """A run went wrong: a datagram was lost or damaged, or a peer stalled."""
+
+
+class SynciceConnection(Protocol):
+    """The part of ``syncice.Connection`` the bench uses (aioice's API, blocking)."""
+
+    remote_username: str | None
+    remote_password: str | None
+
+    @property
+    def local_candidates(self) -> Sequence[Candidate]: ...
+    @property
+    def local_username(self) -> str: ...
+    @property
+    def local_password(self) -> str: ...
+    def gather_candidates(self, *, timeout: float | None = None) -> None: ...
+    def add_remote_candidate(self, remote_candidate: Candidate | None) -> None: ...
+    def connect(self, *, timeout: float | None = None) -> None: ...
+    def send(self, data: bytes) -> None: ...
+    def recv(self, *, timeout: float | None = None) -> bytes: ...
+    def close(self) -> None: ...
+
+
+Factory = Callable[..., SynciceConnection]
+
+
+def load_syncice() -> tuple[Factory | None, str]:
+    """``syncice.Connection``, or None and why it cannot be imported.
+
+    Imported by name at run time, so that the bench type-checks and runs (for
+    aioice and raw sockets) before ``Connection`` exists.
+    """
+    try:
+        module = importlib.import_module("syncice")
+        factory = cast(Factory, module.Connection)
+    except (ImportError, AttributeError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    return factory, ""
+
+
+def load_aioice() -> Any:
+    """aioice, with host gathering limited to 127.0.0.1."""
+    import aioice
+    import aioice.ice
+
+    aioice.ice.get_host_addresses = loopback_addresses
+    return aioice
+
+
+def loopback_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    return [LOOPBACK]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class Background:
+    """Runs ``func`` in a daemon thread; ``join`` re-raises what it raised."""
+
+    def __init__(self, func: Callable[[], object], name: str) -> None:
+        self._func = func
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._func()
+        except BaseException as exc:
+            self._error = exc
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise BenchError(f"{self._thread.name} still running after {timeout} s")
+        if self._error is not None:
+            raise self._error
+
+
+@dataclass
+class Endpoint:
+    """One side of a connected pair, as two blocking calls."""
+
+    send: Callable[[bytes], object]
+    recv: Callable[[], bytes]
+
+
+@dataclass
+class Progress:
+    """Where an aioice run is, so that a stall can be told from a slow run."""
+
+    value: int = 0
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def sequence(data: bytes) -> int:
+    """The sequence number in the first 8 bytes, or -1 if not tagged."""
+    value = int.from_bytes(data[:8], "big")
+    return value ^ TAG if len(data) >= 8 and value & TAG else -1
+
+
+def ack_count(data: bytes, acked: int) -> int:
+    value = sequence(data)
+    if len(data) != 8 or value < acked:
+        raise BenchError(f"bad ack {data[:16].hex()} after {acked}")
+    return value
+
+
+def lossless_window(size: int, limit: int) -> tuple[int, int]:
+    """(window, datagrams held): the largest window, at most ``limit`` and a
+    multiple of 4, that a fresh UDP socket's default receive buffer holds for
+    sure at ``size`` bytes while it is being read, with ``MARGIN`` datagrams
+    to spare.
+
+    ``held`` is how many an unread socket takes before dropping; a socket
+    being read may hold a quarter fewer, as Linux uncharges what was read in
+    steps of a quarter of the buffer (``udp_rmem_release``).
+    """
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
+        rx.bind((LOOPBACK, 0))
+        buffer = rx.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        data = bytes(size)
+        for _ in range(buffer // 64 + 64):
+            tx.sendto(data, rx.getsockname())
+        rx.setblocking(False)
+        held = 0
+        try:
+            while True:
+                rx.recv(RECV_SIZE)
+                held += 1
+        except BlockingIOError:
+            pass
+    return max(4, min(limit, held * 3 // 4 - MARGIN) // 4 * 4), held
+
+
+# ---------------------------------------------------------------- pairs
+
+
+def syncice_pair(factory: Factory) -> tuple[SynciceConnection, SynciceConnection]:
+    """A controlling and a controlled connection, gathered and signalled."""
+    a = factory(ice_controlling=True, local_addresses=[LOOPBACK])
+    b = factory(ice_controlling=False, local_addresses=[LOOPBACK])
+    a.gather_candidates(timeout=TIMEOUT)
+    b.gather_candidates(timeout=TIMEOUT)
+    syncice_signal(a, b)
+    return a, b
+
+
+def syncice_signal(a: SynciceConnection, b: SynciceConnection) -> None:
+    for local, remote in ((a, b), (b, a)):
+        for candidate in local.local_candidates:
+            remote.add_remote_candidate(candidate)
+        remote.add_remote_candidate(None)
+        remote.remote_username = local.local_username
+        remote.remote_password = local.local_password
+
+
+def syncice_connect(a: SynciceConnection, b: SynciceConnection) -> float:
+    """Both sides connect at once, the controlled one in a helper thread."""
+    barrier = threading.Barrier(2)
+
+    def controlled() -> None:
+        barrier.wait()
+        b.connect(timeout=TIMEOUT)
+
+    helper = Background(controlled, "controlled-connect")
+    helper.start()
+    barrier.wait()
+    start = time.perf_counter()
+    a.connect(timeout=TIMEOUT)
+    helper.join(TIMEOUT)
+    return time.perf_counter() - start
+
+
+def syncice_endpoint(connection: SynciceConnection) -> Endpoint:
+    return Endpoint(
+        connection.send, functools.partial(connection.recv, timeout=TIMEOUT)
+    )
+
+
+async def aioice_pair(aioice: Any) -> tuple[Any, Any]:
+    """A controlling and a controlled connection, gathered and signalled."""
+    import asyncio
+
+    a = aioice.Connection(ice_controlling=True)
+    b = aioice.Connection(ice_controlling=False)
+    await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+    await aioice_signal(a, b)
+    return a, b
+
+
+async def aioice_signal(a: Any, b: Any) -> None:
+    for local, remote in ((a, b), (b, a)):
+        for candidate in local.local_candidates:
+            await remote.add_remote_candidate(candidate)
+        await remote.add_remote_candidate(None)
+        remote.remote_username = local.local_username
+        remote.remote_password = local.local_password
+
+
+async def aioice_connect(a: Any, b: Any) -> float:
+    import asyncio
+
+    start = time.perf_counter()
+    await asyncio.gather(a.connect(), b.connect())
+    return time.perf_counter() - start
+
+
+async def aioice_close(*connections: Any) -> None:
+    for connection in connections:
+        await connection.close()
+
+
+async def aioice_watch(tasks: list[asyncio.Task[Any]], progress: Progress) -> None:
+    """Wait for ``tasks``; raise the first error, or BenchError when
+    ``progress`` has not moved for ``TIMEOUT`` seconds."""
+    import asyncio
+
+    pending = set(tasks)
+    last = -1
+    try:
+        while pending:
+            done, pending = await asyncio.wait(
+                pending, timeout=TIMEOUT, return_when=asyncio.FIRST_EXCEPTION
+            )
+            for task in done:
+                error = task.exception()
+                if error is not None:
+                    raise error
+            if pending and progress.value == last:
+                raise BenchError(f"no progress for {TIMEOUT:.0f} s at {last}")
+            last = progress.value
+    finally:
+        for task in pending:
+            task.cancel()
+
+
+def raw_pair() -> tuple[socket.socket, socket.socket]:
+    """Two UDP sockets on loopback, connected to each other, blocking with a
+    timeout (as a careful blocking program would use them)."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind((LOOPBACK, 0))
+    b.bind((LOOPBACK, 0))
+    a.connect(b.getsockname())
+    b.connect(a.getsockname())
+    a.settimeout(TIMEOUT)
+    b.settimeout(TIMEOUT)
+    return a, b
+
+
+def raw_endpoint(sock: socket.socket) -> Endpoint:
+    return Endpoint(sock.send, functools.partial(sock.recv, RECV_SIZE))
+
+
+# ---------------------------------------------------------------- connect
+
+
+def connect_syncice(factory: Factory, pairs: int) -> list[float]:
+    times = []
+    for index in range(pairs + 1):
+        a, b = syncice_pair(factory)
+        try:
+            elapsed = syncice_connect(a, b)
+        finally:
+            a.close()
+            b.close()
+        if index:  # the first pair warms up
+            times.append(elapsed)
+    return times
+
+
+async def connect_aioice(aioice: Any, pairs: int) -> list[float]:
+    times = []
+    for index in range(pairs + 1):
+        a, b = await aioice_pair(aioice)
+        try:
+            elapsed = await aioice_connect(a, b)
+        finally:
+            await aioice_close(a, b)
+        if index:
+            times.append(elapsed)
+    return times
+
+
+# ---------------------------------------------------------------- throughput
+#
+# The blocking version (syncice and raw sockets) and the asyncio version
+# (aioice) are the same code, line for line, but for ``await``.
+
+
+def send_blocking(tx: Endpoint, count: int, size: int, window: int) -> float:
+    """Send ``count`` datagrams with at most ``window`` unacknowledged;
+    return the seconds from the first send to the final ack."""
+    send, recv = tx.send, tx.recv
+    pad = bytes(size - 8)
+    sent = acked = 0
+    try:
+        start = time.perf_counter()
+        while sent < count:
+            while sent - acked >= window:
+                acked = ack_count(recv(), acked)
+            send((TAG | sent).to_bytes(8, "big") + pad)
+            sent += 1
+        while acked < count:
+            acked = ack_count(recv(), acked)
+        return time.perf_counter() - start
+    except TimeoutError as exc:
+        raise BenchError(
+            f"no ack for {TIMEOUT:.0f} s: sent {sent}, acked {acked}"
+        ) from exc
+
+
+def receive_blocking(rx: Endpoint, count: int, size: int, every: int) -> None:
+    """Receive and check ``count`` datagrams, acking every ``every``."""
+    send, recv = rx.send, rx.recv
+    expected = 0
+    try:
+        while expected < count:
+            data = recv()
+            if len(data) != size or sequence(data) != expected:
+                raise BenchError(
+                    f"expected datagram {expected} of {size} B, "
+                    f"got {sequence(data)} of {len(data)} B"
+                )
+            expected += 1
+            if expected % every == 0 or expected == count:
+                send((TAG | expected).to_bytes(8, "big"))
+    except TimeoutError as exc:
+        raise BenchError(f"received {expected} of {count}, then nothing") from exc
+
+
+def transfer_blocking(
+    tx: Endpoint, rx: Endpoint, count: int, size: int, window: int
+) -> float:
+    receiver = Background(
+        functools.partial(receive_blocking, rx, count, size, window // 4), "receiver"
+    )
+    receiver.start()
+    try:
+        elapsed = send_blocking(tx, count, size, window)
+    except BenchError as exc:
+        try:  # the receiver's error says more: what was lost or damaged
+            receiver.join(2 * TIMEOUT)
+        except BenchError as reason:
+            raise reason from exc
+        raise
+    receiver.join(TIMEOUT)
+    return elapsed
+
+
+async def send_aioice(
+    tx: Any, count: int, size: int, window: int, progress: Progress
+) -> float:
+    send, recv = tx.send, tx.recv
+    pad = bytes(size - 8)
+    sent = acked = 0
+    start = time.perf_counter()
+    while sent < count:
+        while sent - acked >= window:
+            acked = progress.value = ack_count(await recv(), acked)
+        await send((TAG | sent).to_bytes(8, "big") + pad)
+        sent += 1
+    while acked < count:
+        acked = progress.value = ack_count(await recv(), acked)
+    return time.perf_counter() - start
+
+
+async def receive_aioice(rx: Any, count: int, size: int, every: int) -> None:
+    send, recv = rx.send, rx.recv
+    expected = 0
+    while expected < count:
+        data = await recv()
+        if len(data) != size or sequence(data) != expected:
+            raise BenchError(
+                f"expected datagram {expected} of {size} B, "
+                f"got {sequence(data)} of {len(data)} B"
+            )
+        expected += 1
+        if expected % every == 0 or expected == count:
+            await send((TAG | expected).to_bytes(8, "big"))
+
+
+async def transfer_aioice(
+    tx: Any, rx: Any, count: int, size: int, window: int
+) -> float:
+    import asyncio
+
+    progress = Progress()
+    receiver = asyncio.create_task(receive_aioice(rx, count, size, window // 4))
+    sender = asyncio.create_task(send_aioice(tx, count, size, window, progress))
+    await aioice_watch([sender, receiver], progress)
+    return sender.result()
+
+
+def throughput_syncice(factory: Factory, count: int, size: int, window: int) -> float:
+    a, b = syncice_pair(factory)
+    try:
+        syncice_connect(a, b)
+        return transfer_blocking(
+            syncice_endpoint(a), syncice_endpoint(b), count, size, window
+        )
+    finally:
+        a.close()
+        b.close()
+
+
+async def throughput_aioice(aioice: Any, count: int, size: int, window: int) -> float:
+    a, b = await aioice_pair(aioice)
+    try:
+        await aioice_connect(a, b)
+        return await transfer_aioice(a, b, count, size, window)
+    finally:
+        await aioice_close(a, b)
+
+
+def throughput_raw(count: int, size: int, window: int) -> float:
+    a, b = raw_pair()
+    with a, b:
+        return transfer_blocking(raw_endpoint(a), raw_endpoint(b), count, size, window)
+
+
+# ---------------------------------------------------------------- rtt
+
+
+def ping_blocking(local: Endpoint, rounds: int) -> list[int]:
+    """Nanoseconds of each of ``rounds`` round trips."""
+    send, recv = local.send, local.recv
+    clock = time.perf_counter_ns
+    pad = bytes(RTT_SIZE - 8)
+    samples = []
+    for index in range(rounds):
+        data = (TAG | index).to_bytes(8, "big") + pad
+        start = clock()
+        send(data)
+        reply = recv()
+        samples.append(clock() - start)
+        if reply != data:
+            raise BenchError(f"round trip {index}: got {sequence(reply)}")
+    return samples
+
+
+def echo_blocking(peer: Endpoint, rounds: int) -> None:
+    send, recv = peer.send, peer.recv
+    for _ in range(rounds):
+        send(recv())
+
+
+def rtt_blocking(local: Endpoint, peer: Endpoint, rounds: int) -> list[int]:
+    echo = Background(functools.partial(echo_blocking, peer, rounds), "echo")
+    echo.start()
+    samples = ping_blocking(local, rounds)
+    echo.join(TIMEOUT)
+    return samples
+
+
+async def ping_aioice(local: Any, rounds: int, progress: Progress) -> list[int]:
+    send, recv = local.send, local.recv
+    clock = time.perf_counter_ns
+    pad = bytes(RTT_SIZE - 8)
+    samples = []
+    for index in range(rounds):
+        data = (TAG | index).to_bytes(8, "big") + pad
+        start = clock()
+        await send(data)
+        reply = await recv()
+        samples.append(clock() - start)
+        if reply != data:
+            raise BenchError(f"round trip {index}: got {sequence(reply)}")
+        progress.value = index
+    return samples
+
+
+async def echo_aioice(peer: Any, rounds: int) -> None:
+    send, recv = peer.send, peer.recv
+    for _ in range(rounds):
+        await send(await recv())
+
+
+async def rtt_aioice(aioice: Any, rounds: int) -> list[int]:
+    import asyncio
+
+    a, b = await aioice_pair(aioice)
+    try:
+        await aioice_connect(a, b)
+        progress = Progress()
+        echo = asyncio.create_task(echo_aioice(b, rounds))
+        ping = asyncio.create_task(ping_aioice(a, rounds, progress))
+        await aioice_watch([ping, echo], progress)
+        return ping.result()
+    finally:
+        await aioice_close(a, b)
+
+
+def rtt_syncice(factory: Factory, rounds: int) -> list[int]:
+    a, b = syncice_pair(factory)
+    try:
+        syncice_connect(a, b)
+        return rtt_blocking(syncice_endpoint(a), syncice_endpoint(b), rounds)
+    finally:
+        a.close()
+        b.close()
+
+
+def rtt_raw(rounds: int) -> list[int]:
+    a, b = raw_pair()
+    with a, b:
+        return rtt_blocking(raw_endpoint(a), raw_endpoint(b), rounds)
+
+
+# ---------------------------------------------------------------- scale
+
+
+def proc_status(key: str) -> int:
+    """A ``kB`` field of /proc/self/status, in kB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise BenchError(f"no {key} in /proc/self/status")
+
+
+@dataclass
+class Peaks:
+    """The highest thread and fd counts seen at the sampling points."""
+
+    threads: int = 0  # threading.active_count()
+    tasks: int = 0  # entries of /proc/self/task: every OS thread
+    fds: int = 0
+
+    def sample(self, fds: bool = False) -> None:
+        self.threads = max(self.threads, threading.active_count())
+        self.tasks = max(self.tasks, len(os.listdir("/proc/self/task")))
+        if fds:  # costly with a thousand fds: only between phases
+            self.fds = max(self.fds, len(os.listdir("/proc/self/fd")))
+
+
+def scale_syncice(factory: Factory, pairs: int, peaks: Peaks) -> float:
+    """Seconds spent connecting; the rest as in the module docstring."""
+    connections = []
+    for _ in range(pairs):
+        connections.append(
+            (
+                factory(ice_controlling=True, local_addresses=[LOOPBACK]),
+                factory(ice_controlling=False, local_addresses=[LOOPBACK]),
+            )
+        )
+        peaks.sample()
+    peaks.sample(fds=True)
+    for a, b in connections:
+        a.gather_candidates(timeout=TIMEOUT)
+        b.gather_candidates(timeout=TIMEOUT)
+        peaks.sample()
+    peaks.sample(fds=True)
+    for a, b in connections:
+        syncice_signal(a, b)
+    start = time.perf_counter()
+    for a, b in connections:
+        a.connect(timeout=TIMEOUT)
+        b.connect(timeout=TIMEOUT)
+        peaks.sample()
+    connecting = time.perf_counter() - start
+    peaks.sample(fds=True)
+    for index, (a, b) in enumerate(connections):
+        forth, back = (
+            (TAG | index).to_bytes(8, "big"),
+            (TAG | (pairs + index)).to_bytes(8, "big"),
+        )
+        a.send(forth)
+        b.send(back)
+        if b.recv(timeout=TIMEOUT) != forth or a.recv(timeout=TIMEOUT) != back:
+            raise BenchError(f"pair {index}: wrong datagram")
+        peaks.sample()
+    peaks.sample(fds=True)
+    for a, b in connections:
+        a.close()
+        b.close()
+        peaks.sample()
+    peaks.sample(fds=True)
+    return connecting
+
+
+async def scale_aioice(aioice: Any, pairs: int, peaks: Peaks) -> float:
+    import asyncio
+
+    connections = []
+    for _ in range(pairs):
+        connections.append(
+            (
+                aioice.Connection(ice_controlling=True),
+                aioice.Connection(ice_controlling=False),
+            )
+        )
+        peaks.sample()
+    peaks.sample(fds=True)
+    for a, b in connections:
+        await a.gather_candidates()
+        await b.gather_candidates()
+        peaks.sample()
+    peaks.sample(fds=True)
+    for a, b in connections:
+        await aioice_signal(a, b)
+    start = time.perf_counter()
+    for a, b in connections:
+        await asyncio.gather(a.connect(), b.connect())
+        peaks.sample()
+    connecting = time.perf_counter() - start
+    peaks.sample(fds=True)
+    for index, (a, b) in enumerate(connections):
+        forth, back = (
+            (TAG | index).to_bytes(8, "big"),
+            (TAG | (pairs + index)).to_bytes(8, "big"),
+        )
+        await a.send(forth)
+        await b.send(back)
+        if (
+            await asyncio.wait_for(b.recv(), TIMEOUT) != forth
+            or await asyncio.wait_for(a.recv(), TIMEOUT) != back
+        ):
+            raise BenchError(f"pair {index}: wrong datagram")
+        peaks.sample()
+    peaks.sample(fds=True)
+    for a, b in connections:
+        await aioice_close(a, b)
+        peaks.sample()
+    peaks.sample(fds=True)
+    return connecting
+
+
+def scale_raw(pairs: int, peaks: Peaks) -> None:
+    sockets = []
+    for _ in range(pairs):
+        sockets.append(raw_pair())
+        peaks.sample()
+    peaks.sample(fds=True)
+    for index, (a, b) in enumerate(sockets):
+        forth, back = (
+            (TAG | index).to_bytes(8, "big"),
+            (TAG | (pairs + index)).to_bytes(8, "big"),
+        )
+        a.send(forth)
+        b.send(back)
+        if b.recv(RECV_SIZE) != forth or a.recv(RECV_SIZE) != back:
+            raise BenchError(f"pair {index}: wrong datagram")
+        peaks.sample()
+    peaks.sample(fds=True)
+    for a, b in sockets:
+        a.close()
+        b.close()
+    peaks.sample(fds=True)
+
+
+def scale_child(library: str, pairs: int) -> dict[str, object]:
+    """The scale case for one library, in this (fresh) process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    report: dict[str, object] = {"library": library, "pairs": pairs}
+    peaks = Peaks()
+    try:
+        if library == "syncice":
+            factory, why = load_syncice()
+            if factory is None:
+                raise BenchError(why)
+            base = proc_status("VmRSS")
+            start = time.perf_counter()
+            connecting = scale_syncice(factory, pairs, peaks)
+        elif library == "aioice":
+            import asyncio
+
+            aioice = load_aioice()
+            base = proc_status("VmRSS")
+            start = time.perf_counter()
+            connecting = asyncio.run(scale_aioice(aioice, pairs, peaks))
+        else:
+            base = proc_status("VmRSS")
+            start = time.perf_counter()
+            scale_raw(pairs, peaks)
+            connecting = None
+        report["seconds"] = time.perf_counter() - start
+    except Exception as exc:
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        return report
+    report.update(
+        connect_seconds=connecting,
+        base_rss_kb=base,
+        peak_rss_kb=proc_status("VmHWM"),
+        threads=peaks.threads,
+        tasks=peaks.tasks,
+        fds=peaks.fds,
+    )
+    return report
+
+
+def scale_run(library: str, pairs: int) -> dict[str, object]:
+    """``scale_child`` in a fresh interpreter."""
+    command = [sys.executable, os.path.abspath(__file__)]
+    command += ["--scale-child", library, str(pairs)]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=CASE_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"killed after {CASE_TIMEOUT:.0f} s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit status {done.returncode}: {tail}"}
+    return cast(dict[str, object], json.loads(lines[-1]))
+
+
+# ---------------------------------------------------------------- report
+
+
+@dataclass
+class Report:
+    """The table, the targets and the notes."""
+
+    missed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def header(self, title: str) -> None:
+        print()
+        print(title)
+        print(
+            f"  {'':28} {'syncice':>11} {'aioice':>11} {'raw':>11} "
+            f"{'s/aioice':>9} {'s/raw':>7}  target"
+        )
+
+    def row(
+        self,
+        case: str,
+        values: dict[str, float | None],
+        style: str,
+        target: str = "",
+        met: bool | None = None,
+        name: str = "",
+    ) -> None:
+        """One line; ``met`` None with a target means it could not be checked.
+        ``name`` (default ``case``) goes to the list of misses."""
+
+        def show(value: float | None) -> str:
+            return "-" if value is None else format(value, style)
+
+        def ratio(a: float | None, b: float | None) -> str:
+            return "-" if a is None or not b else f"{a / b:.2f}x"
+
+        ours = values.get("syncice")
+        verdict = ""
+        if target:
+            if met is None:
+                verdict = "  NOT MEASURED"
+                self.missed.append(f"{name or case} (not measured)")
+            elif met:
+                verdict = "  met"
+            else:
+                verdict = "  MISSED"
+                self.missed.append(name or case)
+        print(
+            f"  {case:28} {show(ours):>11} {show(values.get('aioice')):>11} "
+            f"{show(values.get('raw')):>11} {ratio(ours, values.get('aioice')):>9} "
+            f"{ratio(ours, values.get('raw')):>7}  {target}{verdict}"
+        )
+
+    def error(self, case: str, library: str, exc: BaseException | str) -> None:
+        text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        self.notes.append(f"{case}, {library}: {text}")
+
+
+def attempt(
+    report: Report, case: str, library: str, func: Callable[[], Any]
+) -> Any | None:
+    """``func()``, or None after noting why it failed."""
+    try:
+        return func()
+    except Exception as exc:
+        report.error(case, library, exc)
+        return None
+
+
+def run_aioice(coroutine: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    import asyncio
+
+    return asyncio.run(coroutine())
+
+
+def case_connect(
+    report: Report, factory: Factory | None, aioice: Any, pairs: int
+) -> None:
+    times: dict[str, list[float] | None] = {"syncice": None, "aioice": None}
+    if factory is not None:
+        times["syncice"] = attempt(
+            report, "connect", "syncice", lambda: connect_syncice(factory, pairs)
+        )
+    times["aioice"] = attempt(
+        report,
+        "connect",
+        "aioice",
+        lambda: run_aioice(lambda: connect_aioice(aioice, pairs)),
+    )
+    report.header(f"connect: {pairs} pairs, both sides at once, host on loopback")
+    medians = {
+        k: None if v is None else statistics.median(v) * 1e3 for k, v in times.items()
+    }
+    p90s = {
+        k: None if v is None else percentile(v, 0.9) * 1e3 for k, v in times.items()
+    }
+    ours, theirs = medians["syncice"], medians["aioice"]
+    report.row(
+        "median (ms)",
+        medians,
+        ".2f",
+        f"<= {CONNECT_TARGET:.2f}x aioice",
+        None if ours is None or theirs is None else ours <= CONNECT_TARGET * theirs,
+        "connect median",
+    )
+    report.row("p90 (ms)", p90s, ".2f")
+
+
+def case_throughput(
+    report: Report,
+    factory: Factory | None,
+    aioice: Any,
+    counts: dict[int, int],
+    window: int,
+    repeat: int,
+) -> None:
+    for size in SIZES:
+        throughput_size(report, factory, aioice, size, counts[size], window, repeat)
+
+
+def throughput_size(
+    report: Report,
+    factory: Factory | None,
+    aioice: Any,
+    size: int,
+    count: int,
+    window: int,
+    repeat: int,
+) -> None:
+    effective, held = lossless_window(size, window)
+    report.header(
+        f"throughput: {count:,} datagrams of {size} B, one way, window "
+        f"{effective} (an unread default buffer holds {held}), "
+        f"ack every {effective // 4}, best of {repeat}"
+    )
+    case = f"throughput {size} B"
+    runs: dict[str, Callable[[], float]] = {
+        "aioice": lambda: run_aioice(
+            lambda: throughput_aioice(aioice, count, size, effective)
+        ),
+        "raw": lambda: throughput_raw(count, size, effective),
+    }
+    if factory is not None:
+        runs["syncice"] = lambda: throughput_syncice(factory, count, size, effective)
+    best: dict[str, float | None] = dict.fromkeys(LIBRARIES)
+    failed: set[str] = set()
+    for _ in range(repeat):
+        for library in LIBRARIES:
+            if library not in runs or library in failed:
+                continue
+            elapsed = attempt(report, case, library, runs[library])
+            if elapsed is None:
+                failed.add(library)
+                best[library] = None
+                continue
+            rate = count / elapsed
+            best[library] = max(best[library] or 0.0, rate)
+    ours, theirs = best["syncice"], best["aioice"]
+    report.row(
+        "datagrams/s",
+        best,
+        ",.0f",
+        f">= {THROUGHPUT_TARGET:.1f}x aioice",
+        None if ours is None or theirs is None else ours >= THROUGHPUT_TARGET * theirs,
+        f"{case} datagrams/s",
+    )
+    report.row(
+        "MB/s",
+        {k: None if v is None else v * size / 1e6 for k, v in best.items()},
+        ".1f",
+    )
+
+
+def case_rtt(
+    report: Report, factory: Factory | None, aioice: Any, rounds: int, warmup: int
+) -> None:
+    total = rounds + warmup
+    runs: dict[str, Callable[[], list[int]]] = {
+        "aioice": lambda: run_aioice(lambda: rtt_aioice(aioice, total)),
+        "raw": lambda: rtt_raw(total),
+    }
+    if factory is not None:
+        runs["syncice"] = lambda: rtt_syncice(factory, total)
+    samples: dict[str, list[int] | None] = dict.fromkeys(LIBRARIES)
+    for library in LIBRARIES:
+        if library in runs:
+            result = attempt(report, "rtt", library, runs[library])
+            samples[library] = None if result is None else result[warmup:]
+    report.header(
+        f"rtt: {rounds:,} round trips of {RTT_SIZE} B after {warmup:,}, "
+        "echo in its own thread (aioice: task)"
+    )
+    medians = {
+        k: None if v is None else statistics.median(v) / 1e3 for k, v in samples.items()
+    }
+    p99s = {
+        k: None if v is None else percentile(v, 0.99) / 1e3 for k, v in samples.items()
+    }
+    ours, raw = medians["syncice"], medians["raw"]
+    report.row(
+        "rtt median (us)",
+        medians,
+        ".1f",
+        f"<= {RTT_TARGET:.1f}x raw",
+        None if ours is None or raw is None else ours <= RTT_TARGET * raw,
+        "rtt median",
+    )
+    report.row("rtt p99 (us)", p99s, ".1f")
+
+
+def case_scale(report: Report, sizes: list[int], syncice_ok: bool) -> None:
+    for pairs in sizes:
+        scale_pairs(report, pairs, syncice_ok)
+
+
+def scale_pairs(report: Report, pairs: int, syncice_ok: bool) -> None:
+    results: dict[str, dict[str, object] | None] = dict.fromkeys(LIBRARIES)
+    for library in LIBRARIES:
+        if library == "syncice" and not syncice_ok:
+            continue
+        result = scale_run(library, pairs)
+        if "error" in result:
+            report.error(f"scale {pairs}", library, str(result["error"]))
+            continue
+        results[library] = result
+
+    def column(key: str, scale: float = 1.0) -> dict[str, float | None]:
+        return {
+            k: None
+            if v is None or v.get(key) is None
+            else float(cast(float, v[key])) * scale
+            for k, v in results.items()
+        }
+
+    report.header(
+        f"scale: {pairs} pairs in one process (fresh subprocess per library; "
+        "raw: 2N sockets, no ICE)"
+    )
+    report.row("total time (s)", column("seconds"), ".2f")
+    report.row("  of which connect (s)", column("connect_seconds"), ".2f")
+    rss = column("peak_rss_kb", 1 / 1024)
+    ours, theirs = rss["syncice"], rss["aioice"]
+    report.row(
+        "peak RSS, VmHWM (MiB)",
+        rss,
+        ".1f",
+        "< aioice",
+        None if ours is None or theirs is None else ours < theirs,
+        f"scale {pairs} peak RSS",
+    )
+    report.row("  RSS after imports (MiB)", column("base_rss_kb", 1 / 1024), ".1f")
+    tasks, threads = column("tasks"), column("threads")
+    report.row(
+        "threads, /proc/self/task",
+        tasks,
+        ".0f",
+        "syncice == 2",
+        None
+        if tasks["syncice"] is None
+        else tasks["syncice"] == 2 and threads["syncice"] == 2,
+        f"scale {pairs} threads",
+    )
+    report.row("threads, active_count()", threads, ".0f")
+    report.row("fds", column("fds"), ".0f")
+
+
+def parse_counts(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--cases",
+        default="connect,throughput,rtt,scale",
+        help="comma-separated subset of connect,throughput,rtt,scale",
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts, ~20 s")
+    parser.add_argument("--pairs", type=int, help="connect: pairs (50)")
+    parser.add_argument("--window", type=int, default=256, help="throughput: max W")
+    parser.add_argument("--count-small", type=int, help="100 B datagrams (100000)")
+    parser.add_argument("--count-large", type=int, help="1200 B datagrams (50000)")
+    parser.add_argument("--repeat", type=int, help="throughput runs, best kept (3)")
+    parser.add_argument("--rtt-count", type=int, help="round trips timed (20000)")
+    parser.add_argument("--rtt-warmup", type=int, help="round trips first (1000)")
+    parser.add_argument("--scale", help="pairs per scale run (200,500)")
+    parser.add_argument(
+        "--scale-child", nargs=2, metavar=("LIBRARY", "PAIRS"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+
+    if args.scale_child:
+        library, pairs = args.scale_child
+        print(json.dumps(scale_child(library, int(pairs))))
+        return 0
+
+    quick = args.quick
+
+    def pick(value: int | None, full: int, small: int) -> int:
+        return value if value is not None else small if quick else full
+
+    cases = [case for case in args.cases.split(",") if case]
+    unknown = set(cases) - {"connect", "throughput", "rtt", "scale"}
+    if unknown:
+        parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
+    if args.window < 4:
+        parser.error("--window must be at least 4")
+
+    factory, why = load_syncice()
+    aioice = load_aioice()
+    print(
+        f"syncice vs aioice {aioice.__version__} vs raw UDP sockets, "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, on {LOOPBACK}"
+    )
+    if factory is None:
+        print(f"syncice rows skipped: cannot import syncice.Connection ({why})")
+    report = Report()
+    for case in cases:
+        faulthandler.dump_traceback_later(CASE_TIMEOUT, exit=True)
+        if case == "connect":
+            case_connect(report, factory, aioice, pick(args.pairs, 50, 10))
+        elif case == "throughput":
+            counts = {
+                100: pick(args.count_small, 100_000, 10_000),
+                1200: pick(args.count_large, 50_000, 5_000),
+            }
+            repeat = pick(args.repeat, 3, 1)
+            case_throughput(report, factory, aioice, counts, args.window, repeat)
+        elif case == "rtt":
+            case_rtt(
+                report,
+                factory,
+                aioice,
+                pick(args.rtt_count, 20_000, 2_000),
+                pick(args.rtt_warmup, 1_000, 200),
+            )
+        else:
+            text = args.scale or ("20,50" if quick else "200,500")
+            case_scale(report, parse_counts(text), factory is not None)
+        faulthandler.cancel_dump_traceback_later()
+
+    print()
+    for note in report.notes:
+        print(f"error: {note}")
+    if report.missed:
+        print(f"targets missed: {', '.join(report.missed)}")
+    else:
+        print("all targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1320 @@
+"""The sans-IO ICE agent (RFC 8445), with consent freshness (RFC 7675).
+
+Rules of this module, in the manner of h11's ``_state.py``:
+
+- Bytes and the time come in (:meth:`IceAgent.receive_datagram`,
+  :meth:`IceAgent.handle_timer`, each with ``now``); datagrams to send, events
+  and the next deadline go out (:meth:`IceAgent.datagrams_to_send`,
+  :meth:`IceAgent.next_event`, :meth:`IceAgent.get_timer`). Nothing here reads
+  a clock, opens a socket or starts a thread; randomness comes from the
+  ``random.Random`` the caller hands in.
+- Endpoints are small integers chosen by the caller: one per local socket (a
+  host candidate). Server-reflexive candidates share their base's endpoint.
+- Network bytes never raise: malformed, unexpected or unauthenticated datagrams
+  are dropped and counted in :attr:`IceAgent.stats`. A request that fails
+  authentication gets a small 400/401 answer (never larger than itself) and
+  creates no state.
+- Every queue a peer can fill is bounded by :class:`IceConfig`: remote
+  candidates (peer-reflexive ones included), pairs, checks that arrive before
+  :meth:`IceAgent.connect`.
+- Ordinary checks are paced by ``Ta``. A triggered check (the answer to a
+  peer's check) and the nomination of a pair that just succeeded go out at once:
+  each is caused by a datagram from the peer, so the peer paces them, and
+  making them wait a ``Ta`` tick would only add latency to every connect.
+- The controlling agent nominates (regular nomination, RFC 8445 §8.1.1) as soon
+  as the best pair it can still hope for on a component has succeeded, or
+  ``nomination_wait`` after the first pair succeeded if better ones are still
+  being checked. A USE-CANDIDATE from an aggressive peer is honoured.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from ._checklist import CandidatePair, PairState, PairStats
+from ._transaction import ClientTransaction, Poll
+from .candidate import Candidate, candidate_foundation, candidate_priority
+from .events import (
+    CandidateGathered,
+    ConsentExpired,
+    GatheringCompleted,
+    IceCompleted,
+    IceEvent,
+    IceFailed,
+    PairStateChanged,
+    RoleChanged,
+    SelectedPairChanged,
+)
+from .exceptions import StunParseError
+from .stun import Class, Message, Method, parse_message, short_term_key
+
+__all__ = [
+    "AgentStats",
+    "IceAgent",
+    "IceConfig",
+    "IceState",
+    "Transmit",
+    "validate_password",
+    "validate_username",
+]
+
+logger = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+_COOKIE_BYTES = b"\x21\x12\xa4\x42"
+_ICE_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
+)
+
+
+def _ice_chars(value: object, name: str, low: int) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not (low <= len(value) <= 256 and _ICE_CHARS.issuperset(value)):
+        raise ValueError(f"{name} must be {low} to 256 ice-chars (RFC 8839 §5.4)")
+    return value
+
+
+def validate_username(value: object) -> str:
+    """Check an ``ice-ufrag``: 4 to 256 ice-chars (RFC 8839 §5.4).
+
+    :raises ValueError: if it is malformed.
+    :raises TypeError: if it is not a :class:`str`.
+    """
+    return _ice_chars(value, "username", 4)
+
+
+def validate_password(value: object) -> str:
+    """Check an ``ice-pwd``: 22 to 256 ice-chars (RFC 8839 §5.4).
+
+    :raises ValueError: if it is malformed.
+    :raises TypeError: if it is not a :class:`str`.
+    """
+    return _ice_chars(value, "password", 22)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IceConfig:
+    """Timing constants and bounds of the agent (durations in seconds).
+
+    :param ta: pacing of ordinary checks (RFC 8445 §14.2); at least 5 ms.
+    :param rto: initial retransmission timeout of checks and STUN requests.
+    :param max_sends: Rc, how many times a request is sent (RFC 8489 §6.2.1).
+    :param final_wait: Rm, the wait after the last send, in RTOs.
+    :param rto_max: a cap on the doubled retransmission interval, or ``None``.
+    :param gather_timeout: how long STUN servers may take during gathering.
+    :param nomination_wait: how long the controlling agent waits, after a
+        component's first pair succeeded, for a better pair still in checks.
+    :param consent_interval: mean interval of consent checks (RFC 7675 §5.1),
+        each drawn between 0.8 and 1.2 times it.
+    :param consent_timeout: consent is lost this long after the last
+        authenticated response on the selected pair.
+    :param max_remote_candidates: bound on remote candidates, peer-reflexive
+        ones included.
+    :param max_pairs: bound on the check list (RFC 8445 §6.1.2.5).
+    :param max_early_checks: bound on checks kept until :meth:`IceAgent.connect`.
+    """
+
+    ta: float = 0.02
+    rto: float = 0.5
+    max_sends: int = 7
+    final_wait: int = 16
+    rto_max: float | None = None
+    gather_timeout: float = 5.0
+    nomination_wait: float = 0.5
+    consent_interval: float = 5.0
+    consent_timeout: float = 30.0
+    max_remote_candidates: int = 100
+    max_pairs: int = 100
+    max_early_checks: int = 100
+
+    def __post_init__(self) -> None:
+        if self.ta < 0.005:
+            raise ValueError("ta must be at least 5 ms (RFC 8445 §14.2)")
+        if self.rto <= 0 or self.max_sends < 1 or self.final_wait < 0:
+            raise ValueError("rto must be > 0, max_sends >= 1, final_wait >= 0")
+        if self.rto_max is not None and self.rto_max < self.rto:
+            raise ValueError("rto_max must be at least rto")
+        for name in (
+            "gather_timeout",
+            "nomination_wait",
+            "consent_interval",
+            "consent_timeout",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        for name in ("max_remote_candidates", "max_pairs", "max_early_checks"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
+class IceState:
+    """The agent's life cycle, as strings."""
+
+    NEW = "new"
+    CHECKING = "checking"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+class Transmit(NamedTuple):
+    """A datagram to send: from ``endpoint`` to ``addr``."""
+
+    endpoint: int
+    data: bytes
+    addr: Address
+
+
+@dataclass(slots=True)
+class AgentStats:
+    """Counters of what the agent dropped or refused (peer faults stay here)."""
+
+    malformed: int = 0
+    unauthenticated: int = 0
+    unexpected: int = 0
+    unknown_peer_data: int = 0
+    early_checks_dropped: int = 0
+    candidates_refused: int = 0
+    error_responses_suppressed: int = 0
+
+
+@dataclass(slots=True)
+class _Endpoint:
+    component: int
+    candidate: Candidate
+    # Pairs of this endpoint, by remote address.
+    pairs: dict[Address, CandidatePair] = field(default_factory=dict)
+    # Remote addresses that authenticated themselves (a check from them, or a
+    # response to ours): their data is accepted. The pair, once there is one.
+    peers: dict[Address, CandidatePair | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Pending:
+    kind: str  # "check", "consent" or "gather"
+    transaction: ClientTransaction
+    pair: CandidatePair | None = None
+    nominate: bool = False
+    controlling: bool = False
+
+
+class _EarlyCheck(NamedTuple):
+    endpoint: int
+    addr: Address
+    priority: int
+    use_candidate: bool
+
+
+class _Consent:
+    __slots__ = ("check_at", "expires_at", "pending")
+
+    def __init__(self, check_at: float, expires_at: float) -> None:
+        self.check_at = check_at
+        self.expires_at = expires_at
+        self.pending: bytes | None = None
+
+
+def _canonical(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+class IceAgent:
+    """An ICE agent for one media stream, sans-IO.
+
+    :param controlling: whether the agent starts in the controlling role.
+    :param local_username: the local ``ice-ufrag``.
+    :param local_password: the local ``ice-pwd``.
+    :param components: the number of components, 1 to 256.
+    :param config: timing constants and bounds.
+    :param rng: the source of tie-breakers, transaction IDs and jitter.
+    :param name: a prefix for log lines.
+    """
+
+    def __init__(
+        self,
+        *,
+        controlling: bool,
+        local_username: str,
+        local_password: str,
+        components: int = 1,
+        config: IceConfig | None = None,
+        rng: random.Random | None = None,
+        name: str = "ice",
+    ) -> None:
+        if not isinstance(components, int) or not 1 <= components <= 256:
+            raise ValueError("components must be an int from 1 to 256")
+        self.config = config if config is not None else IceConfig()
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self._controlling = bool(controlling)
+        self.local_username = validate_username(local_username)
+        self.local_password = validate_password(local_password)
+        self._local_key = short_term_key(local_password)
+        self.remote_username: str | None = None
+        self.remote_password: str | None = None
+        self._remote_key = b""
+        #: Whether the peer is an ICE-lite agent: it never checks, we nominate.
+        self.remote_is_lite = False
+        self.tie_breaker = self._rng.getrandbits(64)
+        self.components = components
+        self.name = name
+        self.state = IceState.NEW
+        self.stats = AgentStats()
+
+        self.local_candidates: list[Candidate] = []
+        self.remote_candidates: list[Candidate] = []
+        self._remote_by_addr: dict[tuple[int, Address], Candidate] = {}
+        self.remote_end = False
+        self._endpoints: dict[int, _Endpoint] = {}
+        self._pairs: list[CandidatePair] = []
+        self._pending: dict[bytes, _Pending] = {}
+        self._early: deque[_EarlyCheck] = deque()
+        self._events: deque[IceEvent] = deque()
+        self._outbox: list[Transmit] = []
+        self._next_check_at: float | None = None
+        self._gather_deadline: float | None = None
+        self._gathering = False
+        self._gathered = False
+        self._first_valid_at: dict[int, float] = {}
+        self._selected: dict[int, CandidatePair] = {}
+        self._consent: dict[int, _Consent] = {}
+        self._closed_components: set[int] = set()
+
+    # --- properties --------------------------------------------------------
+
+    @property
+    def controlling(self) -> bool:
+        """Whether the agent is controlling now (role conflicts may change it)."""
+        return self._controlling
+
+    @property
+    def pairs(self) -> list[CandidatePair]:
+        """The check list, highest priority first (worker thread only)."""
+        return self._pairs
+
+    @property
+    def selected(self) -> dict[int, CandidatePair]:
+        """The selected pair of each component that has one."""
+        return self._selected
+
+    # --- output ------------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[Transmit]:
+        """Hand out the datagrams queued since the last call, oldest first."""
+        out = self._outbox
+        if out:
+            self._outbox = []
+        return out
+
+    def next_event(self) -> IceEvent | None:
+        """Pop the oldest queued event, or return ``None``."""
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next run (absolute), or ``None``."""
+        if self.state == IceState.CLOSED:
+            return None
+        at: float | None = None
+        for pending in self._pending.values():
+            t = pending.transaction.timer_at
+            if at is None or t < at:
+                at = t
+        for when in self._timer_candidates():
+            if when is not None and (at is None or when < at):
+                at = when
+        return at
+
+    def _timer_candidates(self) -> Iterable[float | None]:
+        yield self._gather_deadline
+        if self.state == IceState.CHECKING:
+            if (
+                self._next_check_at is not None
+                and self._next_ordinary_pair() is not None
+            ):
+                yield self._next_check_at
+            if self._controlling:
+                for component, t in self._first_valid_at.items():
+                    if component not in self._selected and not self._nominating(
+                        component
+                    ):
+                        yield t + self.config.nomination_wait
+        for consent in self._consent.values():
+            yield consent.check_at
+            yield consent.expires_at
+
+    # --- local candidates and gathering ------------------------------------
+
+    def add_host_candidate(
+        self, endpoint: int, component: int, addr: Address, *, local_pref: int = 65535
+    ) -> Candidate:
+        """Register a local socket as a host candidate (RFC 8445 §5.1.1.1).
+
+        :param endpoint: the caller's ID of the socket, unique in this agent.
+        :param component: its component.
+        :param addr: the address it is bound to.
+        :param local_pref: the local preference of its priority.
+        :raises ValueError: if the endpoint is already known or the component
+            is out of range.
+        """
+        if endpoint in self._endpoints:
+            raise ValueError(f"endpoint {endpoint} already added")
+        if not 1 <= component <= self.components:
+            raise ValueError(f"component must be 1 to {self.components}")
+        host = _canonical(addr[0])
+        candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", host),
+            component=component,
+            transport="udp",
+            priority=candidate_priority(component, "host", local_pref),
+            host=host,
+            port=addr[1],
+            type="host",
+        )
+        self._endpoints[endpoint] = _Endpoint(component, candidate)
+        self.local_candidates.append(candidate)
+        self._events.append(CandidateGathered(candidate=candidate))
+        if self.state in (IceState.CHECKING, IceState.COMPLETED):
+            for remote in self.remote_candidates:
+                self._pair(endpoint, remote)
+            self._sort()
+        return candidate
+
+    def gather(self, now: float, stun_servers: Sequence[Address] = ()) -> None:
+        """Start gathering server-reflexive candidates (RFC 8445 §5.1.1.2).
+
+        A Binding request goes from every host endpoint to every STUN server of
+        its address family. :class:`GatheringCompleted` follows when all have
+        answered or failed, or ``gather_timeout`` after now, whichever comes
+        first; at once when there is nothing to ask.
+        """
+        if self._gathering or self._gathered:
+            return
+        self._gathering = True
+        deadline = now + self.config.gather_timeout
+        for endpoint, ep in self._endpoints.items():
+            family = ":" in ep.candidate.host
+            for server in stun_servers:
+                if (":" in server[0]) != family:
+                    continue
+                request = Message(Method.BINDING, Class.REQUEST, self._transaction_id())
+                data = request.encode(fingerprint=True)
+                self._start(
+                    _Pending(
+                        "gather",
+                        self._transaction(
+                            request, data, endpoint, server, now, deadline
+                        ),
+                    ),
+                )
+        self._gather_deadline = deadline
+        self._maybe_gathered()
+
+    def _maybe_gathered(self) -> None:
+        if self._gathering and not any(
+            p.kind == "gather" for p in self._pending.values()
+        ):
+            self._gathering = False
+            self._gathered = True
+            self._gather_deadline = None
+            self._events.append(GatheringCompleted())
+
+    def _on_gather_response(self, pending: _Pending, message: Message) -> None:
+        mapped = message.attributes.get("XOR-MAPPED-ADDRESS") or message.attributes.get(
+            "MAPPED-ADDRESS"
+        )
+        ep = self._endpoints.get(pending.transaction.endpoint)
+        if message.message_class != Class.SUCCESS or mapped is None or ep is None:
+            return
+        base = ep.candidate
+        host = _canonical(mapped[0])
+        # A server-reflexive candidate equal to its base is redundant
+        # (RFC 8445 §5.1.3), and so is one already gathered.
+        if (host, mapped[1]) == (base.host, base.port) or any(
+            c.host == host and c.port == mapped[1] and c.component == base.component
+            for c in self.local_candidates
+        ):
+            return
+        candidate = Candidate(
+            foundation=candidate_foundation("srflx", "udp", base.host),
+            component=base.component,
+            transport="udp",
+            priority=candidate_priority(
+                base.component, "srflx", (base.priority >> 8) & 0xFFFF
+            ),
+            host=host,
+            port=mapped[1],
+            type="srflx",
+            related_address=base.host,
+            related_port=base.port,
+        )
+        self.local_candidates.append(candidate)
+        self._events.append(CandidateGathered(candidate=candidate))
+
+    # --- remote candidates -------------------------------------------------
+
+    def set_remote_credentials(self, username: str, password: str) -> None:
+        """Set the peer's ``ice-ufrag`` and ``ice-pwd``.
+
+        They are taken as given (peers are not all strict about RFC 8839's
+        lengths); only a non-empty :class:`str` is required.
+
+        :raises ValueError: if either is empty.
+        :raises TypeError: if either is not a :class:`str`.
+        """
+        for name, value in (("username", username), ("password", password)):
+            if not isinstance(value, str):
+                raise TypeError(f"remote {name} must be a str")
+            if not value:
+                raise ValueError(f"remote {name} must not be empty")
+        self.remote_username = username
+        self.remote_password = password
+        self._remote_key = short_term_key(password)
+
+    def add_remote_candidate(self, candidate: Candidate | None, now: float) -> None:
+        """Add a remote candidate, or ``None`` for end-of-candidates (RFC 8838).
+
+        Candidates that cannot be paired (not UDP, a host name, a component we
+        do not have) are kept out; one with the transport address of a known
+        candidate is ignored. While checking, new pairs join the check list.
+
+        :raises ValueError: after end-of-candidates.
+        """
+        if self.remote_end:
+            raise ValueError("Cannot add remote candidate after end-of-candidates.")
+        if candidate is None:
+            self.remote_end = True
+            self._maybe_fail(now)
+            return
+        if self.state in (IceState.CLOSED, IceState.FAILED):
+            return
+        if (
+            candidate.transport.lower() != "udp"
+            or not 1 <= candidate.component <= self.components
+            or candidate.type not in ("host", "srflx", "prflx", "relay")
+        ):
+            self.stats.candidates_refused += 1
+            return
+        host = _canonical(candidate.host)
+        key = (candidate.component, (host, candidate.port))
+        if key in self._remote_by_addr:
+            return
+        if len(self.remote_candidates) >= self.config.max_remote_candidates:
+            self.stats.candidates_refused += 1
+            return
+        self._remote_by_addr[key] = candidate
+        self.remote_candidates.append(candidate)
+        if self.state in (IceState.CHECKING, IceState.COMPLETED):
+            for endpoint in self._endpoints:
+                self._pair(endpoint, candidate, trickled=True)
+            self._sort()
+
+    # --- pairs ---------------------------------------------------------------
+
+    def _pair(
+        self, endpoint: int, remote: Candidate, *, trickled: bool = False
+    ) -> CandidatePair | None:
+        ep = self._endpoints[endpoint]
+        if not ep.candidate.can_pair_with(remote):
+            return None
+        addr = (_canonical(remote.host), remote.port)
+        existing = ep.pairs.get(addr)
+        if existing is not None:
+            return existing
+        if len(self._pairs) >= self.config.max_pairs:
+            return None
+        pair = CandidatePair(endpoint=endpoint, local=ep.candidate, remote=remote)
+        pair.update_priority(self._controlling)
+        if trickled and not any(
+            p.foundation == pair.foundation
+            and p.state in (PairState.WAITING, PairState.IN_PROGRESS)
+            for p in self._pairs
+        ):
+            # RFC 8838 §11: a trickled pair whose foundation is not being
+            # checked starts Waiting.
+            pair.state = PairState.WAITING
+        self._pairs.append(pair)
+        ep.pairs[addr] = pair
+        if addr in ep.peers:
+            ep.peers[addr] = pair
+        return pair
+
+    def _sort(self) -> None:
+        self._pairs.sort(key=lambda p: p.priority, reverse=True)
+
+    def _set_state(self, pair: CandidatePair, state: PairState) -> None:
+        if pair.state is not state:
+            old = pair.state
+            pair.state = state
+            self._events.append(
+                PairStateChanged(
+                    component=pair.component,
+                    local=pair.local,
+                    remote=pair.remote,
+                    old_state=old.value,
+                    new_state=state.value,
+                )
+            )
+
+    def _unfreeze_initial(self) -> None:
+        """RFC 8445 §6.1.2.6: per foundation, the pair of the lowest component
+        with the highest priority starts Waiting."""
+        seen: set[tuple[str, str]] = set()
+        for pair in sorted(self._pairs, key=lambda p: (p.component, -p.priority)):
+            if pair.foundation not in seen:
+                seen.add(pair.foundation)
+                if pair.state is PairState.FROZEN:
+                    self._set_state(pair, PairState.WAITING)
+
+    def _next_ordinary_pair(self) -> CandidatePair | None:
+        for pair in self._pairs:
+            if pair.state is PairState.WAITING and pair.component not in self._selected:
+                return pair
+        # RFC 8445 §6.1.4.2: no Waiting pair, so unfreeze the best Frozen pair
+        # whose foundation is not being checked.
+        busy = {
+            p.foundation
+            for p in self._pairs
+            if p.state in (PairState.WAITING, PairState.IN_PROGRESS)
+        }
+        for pair in self._pairs:
+            if (
+                pair.state is PairState.FROZEN
+                and pair.foundation not in busy
+                and pair.component not in self._selected
+            ):
+                return pair
+        return None
+
+    # --- connect -----------------------------------------------------------
+
+    def connect(self, now: float) -> None:
+        """Start the checks (RFC 8445 §6.1.2, §6.1.4), once the remote
+        credentials are set; later calls do nothing.
+
+        :raises ValueError: if the remote credentials are missing.
+        """
+        if self.state != IceState.NEW:
+            return
+        if self.remote_username is None or self.remote_password is None:
+            raise ValueError("remote username and password must be set first")
+        self.state = IceState.CHECKING
+        for endpoint in self._endpoints:
+            for remote in self.remote_candidates:
+                self._pair(endpoint, remote)
+        self._sort()
+        self._unfreeze_initial()
+        self._next_check_at = now
+        early, self._early = self._early, deque()
+        for check in early:
+            self._on_check(check, now)
+        self._run_checks(now)
+        self._maybe_fail(now)
+
+    def set_selected_pair(
+        self, component: int, local_foundation: str, remote_foundation: str
+    ) -> CandidatePair:
+        """Select a pair without checks, for a peer that does not do ICE.
+
+        No consent checks run on it. Data from the remote candidate is accepted.
+
+        :raises ValueError: if no such local or remote candidate exists.
+        """
+        endpoint = next(
+            (
+                e
+                for e, ep in self._endpoints.items()
+                if ep.component == component
+                and any(
+                    c.foundation == local_foundation
+                    and c.component == component
+                    and (
+                        c is ep.candidate
+                        or (c.related_address, c.related_port)
+                        == (ep.candidate.host, ep.candidate.port)
+                    )
+                    for c in self.local_candidates
+                )
+            ),
+            None,
+        )
+        remote = next(
+            (
+                c
+                for c in self.remote_candidates
+                if c.component == component and c.foundation == remote_foundation
+            ),
+            None,
+        )
+        if endpoint is None or remote is None:
+            raise ValueError(
+                f"no local candidate {local_foundation!r} and remote candidate "
+                f"{remote_foundation!r} on component {component}"
+            )
+        ep = self._endpoints[endpoint]
+        addr = (_canonical(remote.host), remote.port)
+        pair = ep.pairs.get(addr)
+        if pair is None:
+            pair = CandidatePair(endpoint=endpoint, local=ep.candidate, remote=remote)
+            pair.update_priority(self._controlling)
+            self._pairs.append(pair)
+            ep.pairs[addr] = pair
+        ep.peers[addr] = pair
+        pair.valid = True
+        pair.nominated = True
+        self._selected[component] = pair
+        self._events.append(
+            SelectedPairChanged(
+                component=component, local=pair.valid_local, remote=remote
+            )
+        )
+        if (
+            self.state in (IceState.NEW, IceState.CHECKING)
+            and len(self._selected) == self.components
+        ):
+            self.state = IceState.COMPLETED
+            self._events.append(IceCompleted())
+        return pair
+
+    # --- timers ------------------------------------------------------------
+
+    def handle_timer(self, now: float) -> None:
+        """Run whatever is due at ``now``: retransmissions and timeouts, the
+        ``Ta`` tick, nomination, consent checks and expiry, the gather bound."""
+        if self.state == IceState.CLOSED:
+            return
+        for tid, pending in list(self._pending.items()):
+            tx = pending.transaction
+            if tx.timer_at > now:
+                continue
+            result = tx.poll(now)
+            if result is Poll.SEND:
+                self._outbox.append(Transmit(tx.endpoint, tx.data, tx.addr))
+                if pending.pair is not None and pending.kind == "check":
+                    pending.pair.requests_sent += 1
+            elif result is Poll.TIMEOUT:
+                del self._pending[tid]
+                self._on_timeout(pending, now)
+        if self._gather_deadline is not None and now >= self._gather_deadline:
+            for tid, pending in list(self._pending.items()):
+                if pending.kind == "gather":
+                    del self._pending[tid]
+            self._maybe_gathered()
+        if self.state == IceState.CHECKING:
+            self._run_checks(now)
+            if self._controlling:
+                for component in list(self._first_valid_at):
+                    self._maybe_nominate(component, now)
+        self._run_consent(now)
+
+    def _run_checks(self, now: float) -> None:
+        if self._next_check_at is None or now < self._next_check_at:
+            return
+        pair = self._next_ordinary_pair()
+        if pair is not None:
+            self._send_check(pair, now, nominate=False)
+            self._next_check_at = now + self.config.ta
+
+    def _run_consent(self, now: float) -> None:
+        for component, consent in list(self._consent.items()):
+            pair = self._selected.get(component)
+            if pair is None:  # pragma: no cover - consent is dropped with the pair
+                continue
+            if now >= consent.expires_at:
+                self._expire_consent(component, now)
+                return
+            if now >= consent.check_at:
+                if consent.pending is not None:
+                    self._pending.pop(consent.pending, None)
+                tid = self._send_request(pair, now, kind="consent")
+                consent.pending = tid
+                jitter = 0.8 + 0.4 * self._rng.random()
+                consent.check_at = now + self.config.consent_interval * jitter
+
+    def _expire_consent(self, component: int, now: float) -> None:
+        logger.info("%s consent expired on component %d", self.name, component)
+        self._events.append(ConsentExpired(component=component))
+        self.close()
+
+    # --- sending checks ----------------------------------------------------
+
+    def _transaction_id(self) -> bytes:
+        return self._rng.getrandbits(96).to_bytes(12, "big")
+
+    def _transaction(
+        self,
+        request: Message,
+        data: bytes,
+        endpoint: int,
+        addr: Address,
+        now: float,
+        deadline: float | None = None,
+    ) -> ClientTransaction:
+        config = self.config
+        return ClientTransaction(
+            transaction_id=request.transaction_id,
+            data=data,
+            endpoint=endpoint,
+            addr=addr,
+            now=now,
+            rto=config.rto,
+            max_sends=config.max_sends,
+            final_wait=config.final_wait,
+            rto_max=config.rto_max,
+            deadline=deadline,
+        )
+
+    def _start(self, pending: _Pending) -> None:
+        tx = pending.transaction
+        self._pending[tx.transaction_id] = pending
+        self._outbox.append(Transmit(tx.endpoint, tx.data, tx.addr))
+
+    def _send_request(
+        self, pair: CandidatePair, now: float, *, kind: str, nominate: bool = False
+    ) -> bytes:
+        local = pair.local
+        attributes: dict[str, object] = {
+            "USERNAME": f"{self.remote_username}:{self.local_username}",
+            # RFC 8445 §7.1.1: the priority a peer-reflexive candidate would have.
+            "PRIORITY": candidate_priority(
+                local.component, "prflx", (local.priority >> 8) & 0xFFFF
+            ),
+        }
+        if self._controlling:
+            attributes["ICE-CONTROLLING"] = self.tie_breaker
+            if nominate:
+                attributes["USE-CANDIDATE"] = None
+        else:
+            attributes["ICE-CONTROLLED"] = self.tie_breaker
+        request = Message(
+            Method.BINDING,
+            Class.REQUEST,
+            self._transaction_id(),
+            attributes,  # type: ignore[arg-type]
+        )
+        data = request.encode(key=self._remote_key, fingerprint=True)
+        tx = self._transaction(request, data, pair.endpoint, pair.remote_addr, now)
+        self._start(
+            _Pending(kind, tx, pair, nominate=nominate, controlling=self._controlling)
+        )
+        pair.requests_sent += 1
+        return tx.transaction_id
+
+    def _send_check(self, pair: CandidatePair, now: float, *, nominate: bool) -> None:
+        if pair.transaction is not None:
+            self._pending.pop(pair.transaction.transaction_id, None)
+        tid = self._send_request(pair, now, kind="check", nominate=nominate)
+        pair.transaction = self._pending[tid].transaction
+        if nominate:
+            pair.nominating = True
+        self._set_state(pair, PairState.IN_PROGRESS)
+
+    # --- receiving -----------------------------------------------------------
+
+    def receive_datagram(
+        self, endpoint: int, data: bytes, addr: Address, now: float
+    ) -> tuple[bytes, int] | None:
+        """Take a datagram received on ``endpoint`` from ``addr``.
+
+        STUN messages are handled here. Anything else is application data: it
+        is returned as ``(data, component)`` when ``addr`` has authenticated
+        itself with a check or a response on that endpoint, and dropped (and
+        counted) otherwise. Never raises for any bytes.
+        """
+        ep = self._endpoints.get(endpoint)
+        if ep is None or self.state == IceState.CLOSED:
+            self.stats.unexpected += 1
+            return None
+        if len(data) < 20 or data[0] > 3 or data[4:8] != _COOKIE_BYTES:
+            try:
+                pair = ep.peers[addr]
+            except KeyError:
+                self.stats.unknown_peer_data += 1
+                return None
+            if pair is not None:
+                pair.datagrams_received += 1
+                pair.bytes_received += len(data)
+            return data, ep.component
+        try:
+            message = parse_message(data)
+        except StunParseError:
+            self.stats.malformed += 1
+            return None
+        if message.message_class == Class.REQUEST:
+            self._on_request(endpoint, ep, message, len(data), addr, now)
+        elif message.message_class in (Class.SUCCESS, Class.ERROR):
+            self._on_response(endpoint, message, addr, now)
+        else:
+            # Binding indications are keepalives (RFC 8445 §11): nothing to do.
+            self.stats.unexpected += 1
+        return None
+
+    def _respond_error(
+        self,
+        endpoint: int,
+        request: Message,
+        size: int,
+        addr: Address,
+        code: int,
+        reason: str,
+        *,
+        signed: bool = False,
+    ) -> None:
+        response = Message(
+            request.method,
+            Class.ERROR,
+            request.transaction_id,
+            {"ERROR-CODE": (code, reason)},
+        )
+        if signed:
+            data = response.encode(key=self._local_key, fingerprint=True)
+        else:
+            data = response.encode(fingerprint=True)
+            if len(data) > size:
+                # An unauthenticated sender never gets more bytes than it sent.
+                self.stats.error_responses_suppressed += 1
+                return
+        self._outbox.append(Transmit(endpoint, data, addr))
+
+    def _on_request(
+        self,
+        endpoint: int,
+        ep: _Endpoint,
+        message: Message,
+        size: int,
+        addr: Address,
+        now: float,
+    ) -> None:
+        attributes = message.attributes
+        username = attributes.get("USERNAME")
+        if (
+            message.method != Method.BINDING
+            or username is None
+            or message.integrity is None
+        ):
+            self.stats.unauthenticated += 1
+            self._respond_error(endpoint, message, size, addr, 400, "Bad Request")
+            return
+        local, colon, remote = username.partition(":")
+        if (
+            colon != ":"
+            or local != self.local_username
+            or (self.remote_username is not None and remote != self.remote_username)
+            or not message.check_integrity(self._local_key)
+        ):
+            self.stats.unauthenticated += 1
+            self._respond_error(endpoint, message, size, addr, 401, "Unauthenticated")
+            return
+        if message.unknown_required:
+            response = Message(
+                Method.BINDING,
+                Class.ERROR,
+                message.transaction_id,
+                {
+                    "ERROR-CODE": (420, "Unknown Attribute"),
+                    "UNKNOWN-ATTRIBUTES": message.unknown_required,
+                },
+            )
+            self._outbox.append(
+                Transmit(
+                    endpoint,
+                    response.encode(key=self._local_key, fingerprint=True),
+                    addr,
+                )
+            )
+            return
+        # Role conflicts (RFC 8445 §7.3.1.1).
+        theirs = attributes.get("ICE-CONTROLLING")
+        if self._controlling and theirs is not None:
+            if self.tie_breaker >= theirs:
+                self._respond_error(
+                    endpoint, message, size, addr, 487, "Role Conflict", signed=True
+                )
+                return
+            self._switch_role(False)
+        theirs = attributes.get("ICE-CONTROLLED")
+        if not self._controlling and theirs is not None:
+            if self.tie_breaker < theirs:
+                self._respond_error(
+                    endpoint, message, size, addr, 487, "Role Conflict", signed=True
+                )
+                return
+            self._switch_role(True)
+
+        response = Message(
+            Method.BINDING,
+            Class.SUCCESS,
+            message.transaction_id,
+            {"XOR-MAPPED-ADDRESS": addr},
+        )
+        self._outbox.append(
+            Transmit(
+                endpoint, response.encode(key=self._local_key, fingerprint=True), addr
+            )
+        )
+        if addr not in ep.peers:
+            # The sender proved it knows our password: its data is accepted.
+            ep.peers[addr] = ep.pairs.get(addr)
+        check = _EarlyCheck(
+            endpoint, addr, attributes.get("PRIORITY", 0), "USE-CANDIDATE" in attributes
+        )
+        if self.state == IceState.NEW:
+            if len(self._early) >= self.config.max_early_checks:
+                self._early.popleft()
+                self.stats.early_checks_dropped += 1
+            self._early.append(check)
+        elif self.state in (IceState.CHECKING, IceState.COMPLETED):
+            self._on_check(check, now)
+
+    def _on_check(self, check: _EarlyCheck, now: float) -> None:
+        """RFC 8445 §7.3.1.3-§7.3.1.5, for an authenticated check."""
+        ep = self._endpoints[check.endpoint]
+        component = ep.component
+        addr = check.addr
+        pair = ep.pairs.get(addr)
+        if pair is None:
+            remote = self._remote_by_addr.get((component, addr))
+            if remote is None:
+                if (
+                    len(self.remote_candidates) >= self.config.max_remote_candidates
+                    or not 1 <= check.priority < 2**32
+                ):
+                    self.stats.candidates_refused += 1
+                    return
+                # A peer-reflexive remote candidate (RFC 8445 §7.3.1.3).
+                remote = Candidate(
+                    foundation=f"{self._rng.getrandbits(32):08x}",
+                    component=component,
+                    transport="udp",
+                    priority=check.priority,
+                    host=addr[0],
+                    port=addr[1],
+                    type="prflx",
+                )
+                self._remote_by_addr[(component, addr)] = remote
+                self.remote_candidates.append(remote)
+            pair = self._pair(check.endpoint, remote)
+            if pair is None:
+                self.stats.candidates_refused += 1
+                return
+            self._sort()
+        pair.requests_received += 1
+        pair.responses_sent += 1
+        if self.state == IceState.COMPLETED and component in self._selected:
+            if (
+                check.use_candidate
+                and not self._controlling
+                and pair.valid
+                and pair is not self._selected[component]
+            ):
+                self._select(pair, now)
+            return
+        # Triggered check (RFC 8445 §7.3.1.4). An In-Progress check goes on.
+        if pair.state in (PairState.FROZEN, PairState.WAITING, PairState.FAILED):
+            self._set_state(pair, PairState.WAITING)
+            self._send_check(pair, now, nominate=False)
+        # Nomination by the controlling peer (RFC 8445 §7.3.1.5).
+        if check.use_candidate and not self._controlling:
+            pair.remote_nominated = True
+            if pair.state is PairState.SUCCEEDED:
+                self._select(pair, now)
+
+    def _on_response(
+        self, endpoint: int, message: Message, addr: Address, now: float
+    ) -> None:
+        pending = self._pending.get(message.transaction_id)
+        if pending is None or pending.transaction.endpoint != endpoint:
+            self.stats.unexpected += 1
+            return
+        tx = pending.transaction
+        if pending.kind == "gather":
+            if addr != tx.addr:
+                self.stats.unexpected += 1
+                return
+            del self._pending[message.transaction_id]
+            self._on_gather_response(pending, message)
+            self._maybe_gathered()
+            return
+        pair = pending.pair
+        assert pair is not None
+        error = message.error_code if message.message_class == Class.ERROR else None
+        # Only the unsigned answers to a request the peer could not
+        # authenticate may come without integrity (RFC 8489 §9.1.3).
+        if not message.check_integrity(self._remote_key) and (
+            error not in (400, 401) or addr != tx.addr
+        ):
+            self.stats.unauthenticated += 1
+            return
+        del self._pending[message.transaction_id]
+        if pair.transaction is tx:
+            pair.transaction = None
+        if addr != tx.addr:
+            # Not symmetric (RFC 8445 §7.2.5.2.1).
+            if pending.kind == "check":
+                self._fail_pair(pair, now)
+            return
+        pair.responses_received += 1
+        if tx.sends == 1:
+            pair.rtt = now - tx.sent_at
+        if pending.kind == "consent":
+            if error is None:
+                consent = self._consent.get(pair.component)
+                if consent is not None and self._selected.get(pair.component) is pair:
+                    consent.expires_at = now + self.config.consent_timeout
+            return
+        if self.state not in (IceState.CHECKING, IceState.COMPLETED):
+            return
+        if error == 487:
+            # RFC 8445 §7.2.5.1: take the role opposite to the one the request
+            # claimed, then check the pair again.
+            if pending.controlling == self._controlling:
+                self._switch_role(not pending.controlling)
+            self._set_state(pair, PairState.WAITING)
+            self._send_check(pair, now, nominate=False)
+            return
+        mapped = message.attributes.get("XOR-MAPPED-ADDRESS")
+        if error is not None or mapped is None:
+            self._fail_pair(pair, now)
+            return
+        self._on_check_succeeded(
+            pair, pending.nominate, (_canonical(mapped[0]), mapped[1]), now
+        )
+
+    def _on_check_succeeded(
+        self, pair: CandidatePair, nominated: bool, mapped: Address, now: float
+    ) -> None:
+        ep = self._endpoints[pair.endpoint]
+        ep.peers[pair.remote_addr] = pair
+        # Discovering a local peer-reflexive candidate (RFC 8445 §7.2.5.3.1).
+        if (pair.local.host, pair.local.port) != mapped and not pair.valid:
+            known = next(
+                (
+                    c
+                    for c in self.local_candidates
+                    if c.component == pair.component and (c.host, c.port) == mapped
+                ),
+                None,
+            )
+            if known is None:
+                base = pair.local
+                known = Candidate(
+                    foundation=candidate_foundation("prflx", "udp", base.host),
+                    component=base.component,
+                    transport="udp",
+                    priority=candidate_priority(
+                        base.component, "prflx", (base.priority >> 8) & 0xFFFF
+                    ),
+                    host=mapped[0],
+                    port=mapped[1],
+                    type="prflx",
+                    related_address=base.host,
+                    related_port=base.port,
+                )
+            pair.valid_local = known
+            pair.update_priority(self._controlling)
+            self._sort()
+        pair.valid = True
+        self._set_state(pair, PairState.SUCCEEDED)
+        component = pair.component
+        self._first_valid_at.setdefault(component, now)
+        # RFC 8445 §7.2.5.3.3: unfreeze the pairs of the same foundation.
+        for other in self._pairs:
+            if other.state is PairState.FROZEN and other.foundation == pair.foundation:
+                self._set_state(other, PairState.WAITING)
+        if nominated or (pair.remote_nominated and not self._controlling):
+            if nominated:
+                pair.nominating = False
+            self._select(pair, now)
+        elif self._controlling and self.state == IceState.CHECKING:
+            self._maybe_nominate(component, now)
+
+    def _on_timeout(self, pending: _Pending, now: float) -> None:
+        if pending.kind == "gather":
+            self._maybe_gathered()
+            return
+        pair = pending.pair
+        assert pair is not None
+        if pending.kind == "check":
+            if pair.transaction is pending.transaction:
+                pair.transaction = None
+            if pending.nominate:
+                pair.nominating = False
+                pair.valid = False
+            self._fail_pair(pair, now)
+
+    def _fail_pair(self, pair: CandidatePair, now: float) -> None:
+        self._set_state(pair, PairState.FAILED)
+        if self.state != IceState.CHECKING:
+            return
+        if self._controlling and pair.component in self._first_valid_at:
+            self._maybe_nominate(pair.component, now)
+        self._maybe_fail(now)
+
+    # --- nomination and completion ------------------------------------------
+
+    def _nominating(self, component: int) -> bool:
+        return any(p.nominating for p in self._pairs if p.component == component)
+
+    def _maybe_nominate(self, component: int, now: float) -> None:
+        if component in self._selected or self._nominating(component):
+            return
+        best_valid: CandidatePair | None = None
+        best_pending: CandidatePair | None = None
+        for pair in self._pairs:
+            if pair.component != component:
+                continue
+            if pair.valid:
+                if best_valid is None or pair.priority > best_valid.priority:
+                    best_valid = pair
+            elif pair.state is not PairState.FAILED and (
+                best_pending is None or pair.priority > best_pending.priority
+            ):
+                best_pending = pair
+        if best_valid is None:
+            self._first_valid_at.pop(component, None)
+            return
+        first = self._first_valid_at.setdefault(component, now)
+        if (
+            best_pending is None
+            or best_valid.priority >= best_pending.priority
+            or self.remote_is_lite
+            or now >= first + self.config.nomination_wait
+        ):
+            self._send_check(best_valid, now, nominate=True)
+
+    def _select(self, pair: CandidatePair, now: float) -> None:
+        component = pair.component
+        current = self._selected.get(component)
+        if current is pair or (
+            current is not None and current.priority > pair.priority
+        ):
+            return
+        pair.nominated = True
+        self._selected[component] = pair
+        self._first_valid_at.pop(component, None)
+        self._events.append(
+            SelectedPairChanged(
+                component=component, local=pair.valid_local, remote=pair.remote
+            )
+        )
+        jitter = 0.8 + 0.4 * self._rng.random()
+        self._consent[component] = _Consent(
+            now + self.config.consent_interval * jitter,
+            now + self.config.consent_timeout,
+        )
+        if self.state == IceState.CHECKING and len(self._selected) >= len(
+            self._active_components()
+        ):
+            self.state = IceState.COMPLETED
+            self._next_check_at = None
+            # RFC 8445 §8.1.2: checks not yet sent are not needed any more.
+            for other in self._pairs:
+                if (
+                    other.transaction is not None
+                    and not other.nominating
+                    and other.state is PairState.IN_PROGRESS
+                ):
+                    self._pending.pop(other.transaction.transaction_id, None)
+                    other.transaction = None
+                    self._set_state(other, PairState.FAILED)
+            logger.info("%s ICE completed", self.name)
+            self._events.append(IceCompleted())
+
+    def _active_components(self) -> set[int]:
+        """Components that can still complete: after end-of-candidates, those
+        without any remote candidate are left out (as aioice does)."""
+        every = set(range(1, self.components + 1))
+        if not self.remote_end:
+            return every
+        seen = {c.component for c in self.remote_candidates}
+        return every & seen if seen else every
+
+    def _maybe_fail(self, now: float) -> None:
+        if self.state != IceState.CHECKING or not self.remote_end:
+            return
+        active = self._active_components()
+        if active and len(self._selected) >= len(active) and self._selected:
+            self.state = IceState.COMPLETED
+            self._events.append(IceCompleted())
+            return
+        for component in active - set(self._selected):
+            for pair in self._pairs:
+                if pair.component != component:
+                    continue
+                # A pair still in checks may succeed; a valid one may still
+                # be nominated (by us, or by the controlling peer).
+                if pair.valid or pair.state in (
+                    PairState.FROZEN,
+                    PairState.WAITING,
+                    PairState.IN_PROGRESS,
+                ):
+                    return
+        self.state = IceState.FAILED
+        self._next_check_at = None
+        logger.info("%s ICE failed", self.name)
+        self._events.append(IceFailed(reason="no candidate pair succeeded"))
+
+    def _switch_role(self, controlling: bool) -> None:
+        logger.info(
+            "%s role conflict: now %s",
+            self.name,
+            "controlling" if controlling else "controlled",
+        )
+        self._controlling = controlling
+        for pair in self._pairs:
+            pair.update_priority(controlling)
+        self._sort()
+        self._events.append(RoleChanged(controlling=controlling))
+
+    # --- closing and statistics --------------------------------------------
+
+    def close(self) -> None:
+        """Stop everything: no more datagrams, timers or checks."""
+        if self.state == IceState.CLOSED:
+            return
+        self.state = IceState.CLOSED
+        self._pending.clear()
+        self._consent.clear()
+        self._early.clear()
+        self._outbox = []
+        self._next_check_at = None
+        self._gather_deadline = None
+
+    def route(self, component: int) -> tuple[int, Address] | None:
+        """Where data for ``component`` goes: ``(endpoint, remote address)``."""
+        pair = self._selected.get(component)
+        if pair is None or self.state == IceState.CLOSED:
+            return None
+        return pair.endpoint, pair.remote_addr
+
+    def pair_stats(self) -> list[PairStats]:
+        """A snapshot of every pair (data sent is counted by the caller)."""
+        return [
+            PairStats(
+                component=p.component,
+                local=p.valid_local,
+                remote=p.remote,
+                state=p.state.value,
+                nominated=p.nominated,
+                selected=self._selected.get(p.component) is p,
+                requests_sent=p.requests_sent,
+                requests_received=p.requests_received,
+                responses_sent=p.responses_sent,
+                responses_received=p.responses_received,
+                datagrams_sent=0,
+                datagrams_received=p.datagrams_received,
+                bytes_sent=0,
+                bytes_received=p.bytes_received,
+                rtt=p.rtt,
+            )
+            for p in self._pairs
+        ]
