@@ -88,6 +88,7 @@ class CandidatePair:
         "remote_nominated",
         "requests_received",
         "requests_sent",
+        "responded_at",
         "responses_received",
         "responses_sent",
         "rtt",
@@ -116,6 +117,9 @@ class CandidatePair:
         self.datagrams_received = 0
         self.bytes_received = 0
         self.rtt: float | None = None
+        #: When the last authenticated success response to a check or
+        #: consent request on this pair arrived (RFC 7675 counts from it).
+        self.responded_at: float | None = None
 
     @property
     def component(self) -> int:

@@ -43,6 +43,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import os
 import selectors
 import socket
@@ -70,6 +71,9 @@ T = TypeVar("T")
 _Command = tuple[Callable[[], Any], "concurrent.futures.Future[Any] | None"]
 #: A heap entry: deadline, scheduling order (for ties), handle.
 _TimerEntry = tuple[float, int, "TimerHandle"]
+
+#: The longest select: longer ones overflow epoll's milliseconds (asyncio's cap).
+_MAX_TIMEOUT = 24 * 3600.0
 
 #: The heap is rebuilt when more than this many cancelled timers make up more
 #: than half of it (asyncio's rule).
@@ -297,12 +301,12 @@ class Worker:
         :param when: absolute clock time, in seconds.
         :param callback: called with no arguments.
         :returns: a handle to cancel the timer with.
-        :raises ValueError: ``when`` is NaN.
+        :raises ValueError: ``when`` is not finite.
         :raises RuntimeError: not called on the worker thread.
         """
         self._check_thread()
-        if when != when:
-            raise ValueError("call_at(): when is NaN")
+        if not math.isfinite(when):
+            raise ValueError(f"call_at(): when must be finite, not {when!r}")
         handle = TimerHandle(when, callback, self)
         heapq.heappush(self._timers, (when, next(self._seq), handle))
         return handle
@@ -409,7 +413,7 @@ class Worker:
                     if delay <= 0:
                         timeout = 0.0
                     elif fake is None:
-                        timeout = delay
+                        timeout = delay if delay < _MAX_TIMEOUT else _MAX_TIMEOUT
                     else:
                         # Fake time does not pass while we wait: wait for a
                         # wakeup, or for the autojump threshold in real time.

@@ -12,14 +12,19 @@ worker fills.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import dataclasses
 import enum
 import errno
 import itertools
 import logging
+import os
 import secrets
+import select
 import socket
 import string
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -56,6 +61,12 @@ Address = tuple[str, int]
 
 #: How many datagrams the worker reads from one socket before serving others.
 _READ_BATCH = 64
+#: How long sockets stay with direct readers after the last one left, seconds.
+_PARK_CHECK = 0.05
+_COOKIE = b"\x21\x12\xa4\x42"
+# A timeout=None wait, in slices: a socket must never be put in blocking mode
+# (the worker shares its file description, which would then block it too).
+_LONG_WAIT = 3600.0
 #: Bound of the receive queue of a connection, in datagrams.
 INBOX_SIZE = 8192
 
@@ -106,48 +117,212 @@ class _Route:
         self.addr = addr
 
 
-class _Inbox:
-    """A bounded queue of received datagrams with future-based waiters.
+class _Alias(socket.socket):
+    """A second Python object over a socket's descriptor, without a dup().
 
-    The worker calls :meth:`put` and :meth:`close`; any thread calls
-    :meth:`get`. A waiter that timed out is cancelled, and a cancelled waiter
-    is never handed a datagram (``set_running_or_notify_cancel``), so no
-    datagram is lost to a timeout.
+    Its timeout mode is its own (the worker's object stays non-blocking), and
+    closing it only lets go of the descriptor, which the original owns.
     """
 
-    __slots__ = ("_error", "_items", "_lock", "_maxlen", "_waiters", "dropped")
+    __slots__ = ()
+
+    def __init__(self, original: socket.socket) -> None:
+        super().__init__(original.family, original.type, fileno=original.fileno())
+
+    def close(self) -> None:
+        self.detach()
+
+
+class _Wake:
+    """A pipe a direct reader polls, so that the worker can interrupt it.
+
+    One per thread (:func:`_thread_wake`), reused by every call the thread
+    makes; its two descriptors close with the thread.
+    """
+
+    __slots__ = ("poller", "poller_key", "read_fd", "write_fd")
+
+    def __init__(self) -> None:
+        self.poller: select.poll | None = None
+        self.poller_key: tuple[tuple[socket.socket, int], ...] = ()
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+
+    def set(self) -> None:
+        with contextlib.suppress(OSError):  # full: a wakeup is pending anyway
+            os.write(self.write_fd, b"\0")
+
+    def clear(self) -> None:
+        with contextlib.suppress(OSError):
+            os.read(self.read_fd, 512)
+
+    def poll_for(self, sockets: tuple[tuple[socket.socket, int], ...]) -> select.poll:
+        """A poller over ``sockets`` and this pipe, kept for the next call."""
+        if self.poller is None or self.poller_key is not sockets:
+            poller = select.poll()
+            poller.register(self.read_fd, select.POLLIN)
+            for sock, _ in sockets:
+                poller.register(sock, select.POLLIN)
+            self.poller, self.poller_key = poller, sockets
+        return self.poller
+
+    def __del__(self) -> None:
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+_local = threading.local()
+
+
+def _thread_wake() -> _Wake:
+    wake: _Wake | None = getattr(_local, "wake", None)
+    if wake is None:
+        wake = _local.wake = _Wake()
+    return wake
+
+
+class _DirectWaiter:
+    """A ``recv()`` caller that reads the sockets itself while it waits.
+
+    It sits among the inbox's waiters like a future: when the worker delivers
+    a datagram (or an error) to it, the inbox's wake socket interrupts its
+    ``poll()``.
+    """
+
+    __slots__ = ("error", "item", "state", "wake")
+
+    def __init__(self, wake: _Wake) -> None:
+        self.wake = wake
+        self.state = 0  # 0 waiting, 1 delivered, 2 withdrawn
+        self.item: tuple[bytes, int] | None = None
+        self.error: BaseException | None = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return self.state == 0
+
+    def set_result(self, item: tuple[bytes, int]) -> None:
+        self.item = item
+        self.state = 1
+        self._wake()
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error = error
+        self.state = 1
+        self._wake()
+
+    def _wake(self) -> None:
+        self.wake.set()
+
+    def result(self) -> tuple[bytes, int]:
+        if self.error is not None:
+            raise self.error
+        assert self.item is not None
+        return self.item
+
+
+class _Inbox:
+    """A bounded queue of received datagrams, and the callers waiting for one.
+
+    The worker calls :meth:`put` and :meth:`close`; any thread calls
+    :meth:`get` or :meth:`waiter`. A waiter that timed out is cancelled, and a
+    cancelled waiter is never handed a datagram (``set_running_or_notify_cancel``),
+    so no datagram is lost to a timeout.
+
+    Direct reading: once connected, a ``recv()`` caller that finds the queue
+    empty reads the connection's sockets itself (:meth:`get_direct`), so a
+    datagram reaches it without a hop through the worker thread. While such a
+    caller waits, :attr:`direct` is non-zero and the worker leaves those
+    sockets alone; STUN messages the caller reads go to the worker.
+    """
+
+    __slots__ = (
+        "_error",
+        "_items",
+        "_lock",
+        "_maxlen",
+        "_waiters",
+        "direct",
+        "direct_calls",
+        "dropped",
+        "pokes",
+        "read_bytes",
+        "read_datagrams",
+        "to_close",
+        "watch",
+    )
 
     def __init__(self, maxlen: int) -> None:
         self._lock = threading.Lock()
         self._items: deque[tuple[bytes, int]] = deque()
-        self._waiters: deque[concurrent.futures.Future[tuple[bytes, int]]] = deque()
+        self._waiters: deque[Any] = deque()
         self._error: BaseException | None = None
         self._maxlen = maxlen
         self.dropped = 0
+        self.direct = 0
+        #: Direct reads that ended, ever: the worker parks sockets while it grows.
+        self.direct_calls = 0
+        # Data that direct readers took from the socket (get_stats() adds it
+        # to the selected pair); approximate when several threads read at once.
+        self.read_datagrams = 0
+        self.read_bytes = 0
+        self.to_close: list[socket.socket] | None = None
+        # Sockets that direct readers block on in C (single-socket fast path):
+        # an empty datagram to themselves interrupts them.
+        self.pokes: tuple[socket.socket, ...] = ()
+        #: Set (by tests) to learn when a caller starts waiting.
+        self.watch: threading.Event | None = None
+
+    def _put_locked(self, item: tuple[bytes, int], *, front: bool = False) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if waiter.set_running_or_notify_cancel():
+                waiter.set_result(item)
+                return
+        if len(self._items) >= self._maxlen:
+            self.dropped += 1
+            return
+        if front:
+            self._items.appendleft(item)
+        else:
+            self._items.append(item)
+        if self.direct:
+            self._poke()
+
+    def _poke(self) -> None:
+        for sock in self.pokes:
+            with contextlib.suppress(OSError):
+                sock.sendto(b"", sock.getsockname())
 
     def put(self, item: tuple[bytes, int]) -> None:
         with self._lock:
-            waiters = self._waiters
-            while waiters:
-                waiter = waiters.popleft()
-                if waiter.set_running_or_notify_cancel():
-                    waiter.set_result(item)
-                    return
-            if len(self._items) >= self._maxlen:
-                self.dropped += 1
-                return
-            self._items.append(item)
+            self._put_locked(item)
 
-    def close(self, error: BaseException, *, discard: bool) -> None:
+    def close(
+        self,
+        error: BaseException,
+        *,
+        discard: bool,
+        sockets: list[socket.socket] | None = None,
+    ) -> None:
+        """Fail every waiter with ``error``; close ``sockets`` now, or when
+        the last direct reader leaves them."""
         with self._lock:
             if self._error is None:
                 self._error = error
             if discard:
                 self._items.clear()
             waiters, self._waiters = self._waiters, deque()
-        for waiter in waiters:
-            if waiter.set_running_or_notify_cancel():
-                waiter.set_exception(error)
+            for waiter in waiters:
+                if waiter.set_running_or_notify_cancel():
+                    waiter.set_exception(error)
+            if self.direct:
+                self._poke()
+                self.to_close = (self.to_close or []) + (sockets or [])
+                return
+        for sock in sockets or ():
+            sock.close()
 
     def waiter(self) -> concurrent.futures.Future[tuple[bytes, int]]:
         """A future for the next datagram: done at once if one is queued."""
@@ -171,12 +346,177 @@ class _Inbox:
                 concurrent.futures.Future()
             )
             self._waiters.append(fut)
+        if self.watch is not None:
+            self.watch.set()
         try:
             return fut.result(timeout)
         except concurrent.futures.TimeoutError:
             if fut.cancel():
                 raise IceTimeoutError("recv timed out") from None
             return fut.result()
+
+    def get_direct(
+        self,
+        timeout: float | None,
+        sockets: tuple[tuple[socket.socket, int], ...],
+        accept: Callable[[int, bytes, Any], tuple[bytes, int] | None],
+    ) -> tuple[bytes, int]:
+        """Like :meth:`get`, reading ``sockets`` in the calling thread.
+
+        :param accept: turns ``(endpoint, data, addr)`` into a datagram for
+            the caller, or ``None`` (STUN, or a sender not authenticated).
+        """
+        with self._lock:
+            if self._items:
+                return self._items.popleft()
+            if self._error is not None:
+                raise self._error
+            wake = _thread_wake()
+            waiter = _DirectWaiter(wake)
+            self._waiters.append(waiter)
+            self.direct += 1
+        if self.watch is not None:
+            self.watch.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        read_fd = wake.read_fd
+        try:
+            poll = wake.poll_for(sockets).poll
+            while True:
+                if deadline is None:
+                    wait = -1
+                else:
+                    wait = int((deadline - time.monotonic()) * 1000 + 0.999)
+                    if wait <= 0:
+                        with self._lock:
+                            if waiter.state == 0:
+                                waiter.state = 2
+                                raise IceTimeoutError("recv timed out")
+                        return waiter.result()
+                ready = poll(wait)
+                if waiter.state == 1:
+                    return waiter.result()
+                for fd, _ in ready:
+                    if fd == read_fd:
+                        wake.clear()
+                        continue
+                    for sock, endpoint in sockets:
+                        if sock.fileno() != fd:
+                            continue
+                        try:
+                            data, addr = sock.recvfrom(65536)
+                        except OSError:  # taken by another reader, or ICMP
+                            break
+                        item = accept(endpoint, data, addr)
+                        if item is None:
+                            break
+                        with self._lock:
+                            if waiter.state == 0:
+                                waiter.state = 2
+                                return item
+                            # The worker handed us one first: ours goes next.
+                            self._put_locked(item, front=True)
+                        return waiter.result()
+        finally:
+            with self._lock:
+                if waiter.state == 0:
+                    waiter.state = 2
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            self._leave()
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.direct -= 1
+            self.direct_calls += 1
+            closing = self.to_close if self.direct == 0 else None
+            if closing is not None:
+                self.to_close = None
+        if closing is not None:
+            for sock in closing:
+                sock.close()
+
+    def get_fast(
+        self,
+        timeout: float | None,
+        rsock: socket.socket,
+        endpoint: int,
+        accept: Callable[[int, bytes, Any], tuple[bytes, int] | None],
+        published: _Published,
+    ) -> tuple[bytes, int]:
+        """:meth:`get_direct` for a connection with a single socket.
+
+        ``rsock`` is a duplicate of that socket in timeout mode, so that the
+        wait and the read are one call into C. The worker interrupts it with
+        an empty datagram to the socket itself (:meth:`_poke`), after queuing
+        a datagram or on close.
+        """
+        lock = self._lock
+        with lock:
+            if self._items:
+                return self._items.popleft()
+            if self._error is not None:
+                raise self._error
+            self.direct += 1
+        if self.watch is not None:
+            self.watch.set()
+        try:
+            if timeout is None:
+                deadline = None
+                timeout = _LONG_WAIT
+            else:
+                deadline = time.monotonic() + timeout
+            if rsock.timeout != timeout:
+                rsock.settimeout(timeout)
+            recvfrom = rsock.recvfrom
+            while True:
+                try:
+                    data, addr = recvfrom(65536)
+                except TimeoutError:
+                    data, addr = b"", None
+                    if deadline is not None and time.monotonic() >= deadline:
+                        with lock:
+                            if self._items:
+                                return self._items.popleft()
+                            if self._error is not None:
+                                raise self._error from None
+                        raise IceTimeoutError("recv timed out") from None
+                except OSError:  # an ICMP error reported on the socket
+                    data, addr = b"", None
+                if addr is not None:
+                    if not data or data[0] > 3:  # not STUN (RFC 7983)
+                        component = published.peers.get((endpoint, addr[:2]))
+                        if component is not None:
+                            self.read_datagrams += 1
+                            self.read_bytes += len(data)
+                            return data, component
+                    if data:
+                        item = accept(endpoint, data, addr)
+                        if item is not None:
+                            return item
+                        continue
+                # A poke (an empty datagram from the socket itself), a timeout
+                # slice or an error: look at the inbox.
+                with lock:
+                    if self._items:
+                        return self._items.popleft()
+                    if self._error is not None:
+                        raise self._error
+                # (Another thread's call may have changed the socket's timeout.)
+                rsock.settimeout(
+                    _LONG_WAIT
+                    if deadline is None
+                    else max(deadline - time.monotonic(), 0.001)
+                )
+        finally:
+            with lock:
+                self.direct -= 1
+                self.direct_calls += 1
+                closing = self.to_close if self.direct == 0 else None
+                if closing is not None:
+                    self.to_close = None
+            if closing is not None:
+                for sock in closing:
+                    sock.close()
 
 
 def _resolve(fut: concurrent.futures.Future[None], error: BaseException | None) -> None:
@@ -215,6 +555,12 @@ class _Session:
         self.connected: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.closed = False
         self.send_errors = 0
+        self.parked: dict[int, socket.socket] = {}
+        self.unpark_timer: TimerHandle | None = None
+        self.peer_count = 0
+        self.direct_rejected = 0
+        self.dup: socket.socket | None = None
+        self.seen_calls = -1
 
     # --- commands (run on the worker) --------------------------------------
 
@@ -267,17 +613,33 @@ class _Session:
         agent.connect(self.worker.clock.now())
         self.flush()
 
-    def set_role(self, controlling: bool) -> None:
+    def set_role(self, controlling: bool) -> bool:
+        """Change the role before checks start; returns the role in force."""
         if self.agent.state == "new" and self.agent.controlling != controlling:
             self.agent._switch_role(controlling)
             self.flush()
+        return self.agent.controlling
 
     def select_pair(self, component: int, local: str, remote: str) -> None:
         self.agent.set_selected_pair(component, local, remote)
         self.flush()
+        self._publish_direct()
 
     def pair_stats(self) -> list[PairStats]:
-        return self.agent.pair_stats()
+        stats = self.agent.pair_stats()
+        inbox = self.inbox
+        if inbox.read_datagrams:
+            stats = [
+                dataclasses.replace(
+                    s,
+                    datagrams_received=s.datagrams_received + inbox.read_datagrams,
+                    bytes_received=s.bytes_received + inbox.read_bytes,
+                )
+                if s.selected and s.component == 1
+                else s
+                for s in stats
+            ]
+        return stats
 
     # --- I/O handlers --------------------------------------------------------
 
@@ -291,24 +653,100 @@ class _Session:
         return on_readable
 
     def _read(self, endpoint: int, sock: socket.socket) -> None:
+        inbox = self.inbox
         agent = self.agent
         receive = agent.receive_datagram
-        put = self.inbox.put
+        put = inbox._put_locked
         now = self.worker.clock.now()
         recvfrom = sock.recvfrom
-        for _ in range(_READ_BATCH):
-            try:
-                data, addr = recvfrom(65536)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                # ICMP errors reported on the socket: nothing to read here.
-                continue
-            got = receive(endpoint, data, (addr[0], addr[1]), now)
-            if got is not None:
-                put(got)
+        # Under the inbox lock: a recv() caller that starts reading the socket
+        # itself does so either before this batch (then the socket is theirs)
+        # or after it (then what it read is queued first): order is kept.
+        with inbox._lock:
+            if inbox.direct:
+                # A recv() caller reads this socket itself: leave it to them
+                # (and stop watching it until they are gone a while).
+                self._park(endpoint, sock)
+                return
+            for _ in range(_READ_BATCH):
+                try:
+                    data, addr = recvfrom(65536)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    # ICMP errors reported on the socket: nothing to read here.
+                    continue
+                got = receive(endpoint, data, (addr[0], addr[1]), now)
+                if got is not None:
+                    put(got)
         if agent._outbox or agent._events or agent.get_timer() != self.timer_at:
             self.flush()
+
+    def _publish_direct(self) -> None:
+        """Let recv() callers read the sockets themselves (see _Inbox)."""
+        published = self.published
+        if published.direct or self.closed:
+            return
+        if len(self.sockets) == 1:
+            [(endpoint, sock)] = self.sockets.items()
+            rsock = _Alias(sock)
+            self.dup = rsock
+            self.inbox.pokes = (sock,)
+            published.fast = (rsock, endpoint, self.accept)
+        published.direct = tuple((s, e) for e, s in self.sockets.items())
+
+    def _park(self, endpoint: int, sock: socket.socket) -> None:
+        self.worker.remove_reader(sock)
+        self.parked[endpoint] = sock
+        if self.unpark_timer is None:
+            self.unpark_timer = self.worker.call_at(
+                self.worker.clock.now() + _PARK_CHECK, self._unpark
+            )
+
+    def _unpark(self) -> None:
+        self.unpark_timer = None
+        if self.closed:
+            return
+        inbox = self.inbox
+        calls, self.seen_calls = self.seen_calls, inbox.direct_calls
+        if inbox.direct or calls != inbox.direct_calls:
+            # Direct readers came and went since the last look: keep parked.
+            self.unpark_timer = self.worker.call_at(
+                self.worker.clock.now() + _PARK_CHECK, self._unpark
+            )
+            return
+        parked, self.parked = self.parked, {}
+        for endpoint, sock in parked.items():
+            self.worker.add_reader(sock, self._reader(endpoint, sock))
+
+    def on_datagram(self, endpoint: int, data: bytes, addr: Address) -> None:
+        """A STUN message that a direct reader read (worker thread)."""
+        if self.closed:
+            return
+        try:
+            got = self.agent.receive_datagram(
+                endpoint, data, addr, self.worker.clock.now()
+            )
+            if got is not None:  # pragma: no cover - readers hand over STUN only
+                self.inbox.put(got)
+            self.flush()
+        except Exception:
+            self._internal_error()
+
+    def accept(self, endpoint: int, data: bytes, addr: Any) -> tuple[bytes, int] | None:
+        """A datagram a direct reader read (any thread): data for the caller,
+        or ``None`` when it is STUN (handed to the worker) or unauthenticated."""
+        peer = (addr[0], addr[1])
+        if len(data) >= 20 and data[0] < 4 and data[4:8] == _COOKIE:
+            self.worker.post(lambda: self.on_datagram(endpoint, data, peer))
+            return None
+        component = self.published.peers.get((endpoint, peer))
+        if component is None:
+            self.direct_rejected += 1
+            return None
+        self.inbox.read_datagrams += 1
+        self.inbox.read_bytes += len(data)
+        return data, component
 
     def on_timer(self) -> None:
         self.timer = None
@@ -335,6 +773,15 @@ class _Session:
             self._dispatch(event)
             if self.closed:
                 return
+        count = sum(len(ep.peers) for ep in agent._endpoints.values())
+        if count != self.peer_count:
+            # Authenticated peers only ever get added.
+            self.peer_count = count
+            self.published.peers = {
+                (endpoint, addr): ep.component
+                for endpoint, ep in agent._endpoints.items()
+                for addr in ep.peers
+            }
         at = agent.get_timer()
         if at != self.timer_at:
             if self.timer is not None:
@@ -356,6 +803,7 @@ class _Session:
             published.selected = dict(published.selected)
             published.selected[event.component] = (event.local, event.remote)
         elif isinstance(event, IceCompleted):
+            self._publish_direct()
             published.connected = True
             _resolve(self.connected, None)
         elif isinstance(event, IceFailed):
@@ -391,15 +839,26 @@ class _Session:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.unpark_timer is not None:
+            self.unpark_timer.cancel()
+            self.unpark_timer = None
         for sock in self.sockets.values():
             self.worker.remove_reader(sock)
-            sock.close()
         self.published.routes = {}
+        self.published.direct = ()
+        self.published.fast = None
         self.published.closed_reason = reason
-        self.inbox.close(error, discard=reason == "closed")
+        # Sockets close now, or when the last recv() reading them leaves.
+        sockets = list(self.sockets.values())
+        if self.dup is not None:
+            sockets.insert(0, self.dup)  # let go of the descriptor first
+        self.inbox.close(error, discard=reason == "closed", sockets=sockets)
         _resolve(self.gathered, error)
         _resolve(self.connected, error)
         self.published.push_event(ConnectionClosed())
+
+
+_EVENT_READY = threading.Condition(threading.Lock())
 
 
 class _Published:
@@ -412,8 +871,20 @@ class _Published:
         self.controlling = controlling
         self.connected = False
         self.closed_reason: str | None = None
+        self.direct: tuple[tuple[socket.socket, int], ...] = ()
+        self.fast: (
+            tuple[
+                socket.socket,
+                int,
+                Callable[[int, bytes, Any], tuple[bytes, int] | None],
+            ]
+            | None
+        ) = None
+        self.peers: dict[tuple[int, Address], int] = {}
         self.events: deque[ConnectionEvent] = deque()
-        self.event_ready = threading.Condition(threading.Lock())
+        # One condition for every connection's events: they are rare, and a
+        # Condition per connection would cost memory at scale.
+        self.event_ready = _EVENT_READY
 
     def push_event(self, event: ConnectionEvent) -> None:
         with self.event_ready:
@@ -422,13 +893,27 @@ class _Published:
 
 
 def _finalize(worker_box: list[Worker], session_box: list[_Session]) -> None:
-    """Close a connection that was dropped without close()."""
+    """Close a connection that was dropped without close().
+
+    A finalizer may run on any thread in the middle of anything, so it does
+    not wait: the worker closes the session, then releases itself. Releasing
+    here could stop the worker first, and a command posted after the worker
+    took its turn's commands is dropped when the loop ends.
+    """
     if worker_box and session_box:
         worker, session = worker_box[0], session_box[0]
         worker_box.clear()
         session_box.clear()
-        worker.post(session.close)
-        release_worker(worker)
+
+        def close_and_release() -> None:
+            try:
+                session.close()
+            finally:
+                release_worker(worker)
+
+        # A worker inherited through fork(), or already stopped, refuses it.
+        with contextlib.suppress(RuntimeError):
+            worker.post(close_and_release)
 
 
 class Connection:
@@ -559,14 +1044,16 @@ class Connection:
     def ice_controlling(self, value: bool) -> None:
         value = bool(value)
         with self._lock:
-            self._published.controlling = value
             session = self._session()
             if session is None:
                 if self._agent.controlling != value:
                     self._agent._switch_role(value)
                     self._agent.next_event()
+                self._published.controlling = value
                 return
-        self._call(lambda: session.set_role(value))
+        # Once checks have started the role is the agent's to change (role
+        # conflicts); the property then keeps showing the role in force.
+        self._published.controlling = self._call(lambda: session.set_role(value))
 
     @property
     def local_candidates(self) -> list[Candidate]:
@@ -604,7 +1091,12 @@ class Connection:
             raise RuntimeError("no worker")
         if worker.in_worker_thread():
             raise RuntimeError("blocking syncice call made on the worker thread")
-        return worker.submit(fn).result()
+        try:
+            fut = worker.submit(fn)
+        except RuntimeError:
+            # The worker stopped: close() won the race with this call.
+            raise self._closed_error() from None
+        return fut.result()
 
     def _closed_error(self) -> ConnectionClosedError:
         reason = self._published.closed_reason or "closed"
@@ -817,7 +1309,7 @@ class Connection:
         :raises ConnectionClosedError: if it was closed or lost consent.
         :raises IceTimeoutError: if ``timeout`` ran out (nothing is consumed).
         """
-        return self.recvfrom(timeout=timeout)[0]
+        return self._receive(timeout)[0]
 
     def recvfrom(self, *, timeout: float | None = None) -> tuple[bytes, int]:
         """Receive the next datagram.
@@ -832,9 +1324,22 @@ class Connection:
         :raises ConnectionClosedError: if it was closed or lost consent.
         :raises IceTimeoutError: if ``timeout`` ran out (nothing is consumed).
         """
-        _check_timeout(timeout)
-        if not self._published.connected and not self._closed:
+        return self._receive(timeout)
+
+    def _receive(self, timeout: float | None) -> tuple[bytes, int]:
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be None or non-negative")
+        published = self._published
+        fast = published.fast
+        if fast is not None:
+            return self._inbox.get_fast(timeout, *fast, published)
+        if not (published.connected or self._closed or published.closed_reason):
             raise NotConnectedError("Cannot receive data, not connected")
+        session = self._session_box[0] if self._session_box else None
+        if session is not None:
+            direct = published.direct
+            if direct:
+                return self._inbox.get_direct(timeout, direct, session.accept)
         return self._inbox.get(timeout)
 
     def send(self, data: bytes) -> None:
@@ -871,7 +1376,9 @@ class Connection:
             self.send_drops += 1
         except OSError as exc:
             if exc.errno == errno.EMSGSIZE:
-                raise ValueError(f"datagram of {len(data)} bytes is too large") from None
+                raise ValueError(
+                    f"datagram of {len(data)} bytes is too large"
+                ) from None
             if route.sock.fileno() == -1:
                 raise self._closed_error() from None
             self.send_drops += 1
@@ -915,5 +1422,6 @@ class Connection:
 
     @property
     def recv_drops(self) -> int:
-        """Datagrams dropped because the receive queue was full (a syncice extension)."""
+        """Datagrams dropped because the receive queue was full (a syncice
+        extension)."""
         return self._inbox.dropped

@@ -51,7 +51,7 @@ from .events import (
     RoleChanged,
     SelectedPairChanged,
 )
-from .exceptions import StunParseError
+from .exceptions import CandidateError, StunParseError
 from .stun import Class, Message, Method, parse_message, short_term_key
 
 __all__ = [
@@ -67,6 +67,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+
+# One for every agent: SystemRandom keeps no state worth a copy (os.urandom),
+# and a Random object costs 2.5 kB, which adds up over many connections.
+_SYSTEM_RANDOM = random.SystemRandom()
 
 _COOKIE_BYTES = b"\x21\x12\xa4\x42"
 _ICE_CHARS = frozenset(
@@ -255,7 +259,7 @@ class IceAgent:
         if not isinstance(components, int) or not 1 <= components <= 256:
             raise ValueError("components must be an int from 1 to 256")
         self.config = config if config is not None else IceConfig()
-        self._rng = rng if rng is not None else random.SystemRandom()
+        self._rng = rng if rng is not None else _SYSTEM_RANDOM
         self._controlling = bool(controlling)
         self.local_username = validate_username(local_username)
         self.local_password = validate_password(local_password)
@@ -568,23 +572,25 @@ class IceAgent:
     def _unfreeze_initial(self) -> None:
         """RFC 8445 §6.1.2.6: per foundation, the pair of the lowest component
         with the highest priority starts Waiting."""
+        # Called by connect() only: every pair is still Frozen then.
         seen: set[tuple[str, str]] = set()
         for pair in sorted(self._pairs, key=lambda p: (p.component, -p.priority)):
             if pair.foundation not in seen:
                 seen.add(pair.foundation)
-                if pair.state is PairState.FROZEN:
-                    self._set_state(pair, PairState.WAITING)
+                self._set_state(pair, PairState.WAITING)
 
     def _next_ordinary_pair(self) -> CandidatePair | None:
         for pair in self._pairs:
             if pair.state is PairState.WAITING and pair.component not in self._selected:
                 return pair
         # RFC 8445 §6.1.4.2: no Waiting pair, so unfreeze the best Frozen pair
-        # whose foundation is not being checked.
+        # whose foundation is not being checked. A Waiting pair of a component
+        # already selected will never be checked: it holds up no foundation.
         busy = {
             p.foundation
             for p in self._pairs
-            if p.state in (PairState.WAITING, PairState.IN_PROGRESS)
+            if p.state is PairState.IN_PROGRESS
+            or (p.state is PairState.WAITING and p.component not in self._selected)
         }
         for pair in self._pairs:
             if (
@@ -672,6 +678,9 @@ class IceAgent:
         pair.valid = True
         pair.nominated = True
         self._selected[component] = pair
+        # A pair chosen by hand is not subject to consent (a peer without ICE
+        # would not answer), even if ICE had selected another one before.
+        self._consent.pop(component, None)
         self._events.append(
             SelectedPairChanged(
                 component=component, local=pair.valid_local, remote=remote
@@ -694,21 +703,20 @@ class IceAgent:
             return
         for tid, pending in list(self._pending.items()):
             tx = pending.transaction
-            if tx.timer_at > now:
+            # An earlier timeout in this loop may have replaced or cancelled
+            # this transaction (a new nomination, a failure): skip it then.
+            if tx.timer_at > now or self._pending.get(tid) is not pending:
                 continue
-            result = tx.poll(now)
-            if result is Poll.SEND:
+            # Due, so the answer is SEND or TIMEOUT, never WAIT. A gather
+            # transaction's timer never passes its deadline (the gather
+            # bound), so gathering ends here at the latest.
+            if tx.poll(now) is Poll.SEND:
                 self._outbox.append(Transmit(tx.endpoint, tx.data, tx.addr))
                 if pending.pair is not None and pending.kind == "check":
                     pending.pair.requests_sent += 1
-            elif result is Poll.TIMEOUT:
+            else:
                 del self._pending[tid]
                 self._on_timeout(pending, now)
-        if self._gather_deadline is not None and now >= self._gather_deadline:
-            for tid, pending in list(self._pending.items()):
-                if pending.kind == "gather":
-                    del self._pending[tid]
-            self._maybe_gathered()
         if self.state == IceState.CHECKING:
             self._run_checks(now)
             if self._controlling:
@@ -726,9 +734,9 @@ class IceAgent:
 
     def _run_consent(self, now: float) -> None:
         for component, consent in list(self._consent.items()):
-            pair = self._selected.get(component)
-            if pair is None:  # pragma: no cover - consent is dropped with the pair
-                continue
+            # Consent is only ever set up by _select(), and no component
+            # loses its selected pair.
+            pair = self._selected[component]
             if now >= consent.expires_at:
                 self._expire_consent(component, now)
                 return
@@ -986,20 +994,26 @@ class IceAgent:
             if remote is None:
                 if (
                     len(self.remote_candidates) >= self.config.max_remote_candidates
-                    or not 1 <= check.priority < 2**32
+                    or not 1 <= check.priority < 2**31
                 ):
                     self.stats.candidates_refused += 1
                     return
                 # A peer-reflexive remote candidate (RFC 8445 §7.3.1.3).
-                remote = Candidate(
-                    foundation=f"{self._rng.getrandbits(32):08x}",
-                    component=component,
-                    transport="udp",
-                    priority=check.priority,
-                    host=addr[0],
-                    port=addr[1],
-                    type="prflx",
-                )
+                try:
+                    remote = Candidate(
+                        foundation=f"{self._rng.getrandbits(32):08x}",
+                        component=component,
+                        transport="udp",
+                        priority=check.priority,
+                        host=addr[0],
+                        port=addr[1],
+                        type="prflx",
+                    )
+                except CandidateError:
+                    # A source a candidate cannot name (an IPv6 zone id,
+                    # "fe80::1%eth0"): no pair with it.
+                    self.stats.candidates_refused += 1
+                    return
                 self._remote_by_addr[(component, addr)] = remote
                 self.remote_candidates.append(remote)
             pair = self._pair(check.endpoint, remote)
@@ -1057,12 +1071,17 @@ class IceAgent:
         del self._pending[message.transaction_id]
         if pair.transaction is tx:
             pair.transaction = None
+        if pending.nominate:
+            # The nomination is over, whatever the answer: a success selects.
+            pair.nominating = False
         if addr != tx.addr:
             # Not symmetric (RFC 8445 §7.2.5.2.1).
             if pending.kind == "check":
-                self._fail_pair(pair, now)
+                self._fail_check(pending, now)
             return
         pair.responses_received += 1
+        if error is None:
+            pair.responded_at = now
         if tx.sends == 1:
             pair.rtt = now - tx.sent_at
         if pending.kind == "consent":
@@ -1071,8 +1090,8 @@ class IceAgent:
                 if consent is not None and self._selected.get(pair.component) is pair:
                     consent.expires_at = now + self.config.consent_timeout
             return
-        if self.state not in (IceState.CHECKING, IceState.COMPLETED):
-            return
+        # A check is only ever out while checking or completed: failure and
+        # close() cancel the checks still out.
         if error == 487:
             # RFC 8445 §7.2.5.1: take the role opposite to the one the request
             # claimed, then check the pair again.
@@ -1083,7 +1102,7 @@ class IceAgent:
             return
         mapped = message.attributes.get("XOR-MAPPED-ADDRESS")
         if error is not None or mapped is None:
-            self._fail_pair(pair, now)
+            self._fail_check(pending, now)
             return
         self._on_check_succeeded(
             pair, pending.nominate, (_canonical(mapped[0]), mapped[1]), now
@@ -1131,11 +1150,11 @@ class IceAgent:
             if other.state is PairState.FROZEN and other.foundation == pair.foundation:
                 self._set_state(other, PairState.WAITING)
         if nominated or (pair.remote_nominated and not self._controlling):
-            if nominated:
-                pair.nominating = False
             self._select(pair, now)
         elif self._controlling and self.state == IceState.CHECKING:
             self._maybe_nominate(component, now)
+        # This was perhaps the last pair in checks, with a component lost.
+        self._maybe_fail(now)
 
     def _on_timeout(self, pending: _Pending, now: float) -> None:
         if pending.kind == "gather":
@@ -1144,12 +1163,21 @@ class IceAgent:
         pair = pending.pair
         assert pair is not None
         if pending.kind == "check":
-            if pair.transaction is pending.transaction:
-                pair.transaction = None
-            if pending.nominate:
-                pair.nominating = False
-                pair.valid = False
-            self._fail_pair(pair, now)
+            # A pending check is always its pair's current transaction:
+            # _send_check() drops the one it replaces.
+            pair.transaction = None
+            self._fail_check(pending, now)
+
+    def _fail_check(self, pending: _Pending, now: float) -> None:
+        """A check failed (RFC 8445 §7.2.5.2). A failed nomination also takes
+        its pair out of the valid list, so that another pair can be nominated
+        (or ICE can fail) instead of waiting on it forever."""
+        pair = pending.pair
+        assert pair is not None
+        if pending.nominate:
+            pair.nominating = False
+            pair.valid = False
+        self._fail_pair(pair, now)
 
     def _fail_pair(self, pair: CandidatePair, now: float) -> None:
         self._set_state(pair, PairState.FAILED)
@@ -1207,9 +1235,13 @@ class IceAgent:
             )
         )
         jitter = 0.8 + 0.4 * self._rng.random()
+        # RFC 7675 §5.1: consent lasts from the last authenticated response,
+        # which may be older than the nomination that selects the pair; the
+        # consent checks count from it too (at once if it is that old).
+        granted = now if pair.responded_at is None else pair.responded_at
         self._consent[component] = _Consent(
-            now + self.config.consent_interval * jitter,
-            now + self.config.consent_timeout,
+            max(now, granted + self.config.consent_interval * jitter),
+            granted + self.config.consent_timeout,
         )
         if self.state == IceState.CHECKING and len(self._selected) >= len(
             self._active_components()
@@ -1228,6 +1260,10 @@ class IceAgent:
                     self._set_state(other, PairState.FAILED)
             logger.info("%s ICE completed", self.name)
             self._events.append(IceCompleted())
+        else:
+            # Another component may have run out of pairs while this one was
+            # still in checks: it can never complete now.
+            self._maybe_fail(now)
 
     def _active_components(self) -> set[int]:
         """Components that can still complete: after end-of-candidates, those
@@ -1246,20 +1282,31 @@ class IceAgent:
             self.state = IceState.COMPLETED
             self._events.append(IceCompleted())
             return
+        # RFC 8445 §7.2.5.4: the check list fails once no pair is left to
+        # check and some component has no valid pair. While a pair is still
+        # in checks it may succeed; a valid one may still be nominated (by
+        # us, or by the controlling peer), unless another component is lost.
+        lost = False
         for component in active - set(self._selected):
-            for pair in self._pairs:
-                if pair.component != component:
-                    continue
-                # A pair still in checks may succeed; a valid one may still
-                # be nominated (by us, or by the controlling peer).
-                if pair.valid or pair.state in (
-                    PairState.FROZEN,
-                    PairState.WAITING,
-                    PairState.IN_PROGRESS,
-                ):
-                    return
+            pairs = [p for p in self._pairs if p.component == component]
+            if any(
+                p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+                for p in pairs
+            ):
+                return
+            if not any(p.valid for p in pairs):
+                lost = True
+        if not lost:
+            return
         self.state = IceState.FAILED
         self._next_check_at = None
+        # Checks still out (on components already selected) cannot change
+        # the outcome: stop them, as completion does.
+        for pair in self._pairs:
+            if pair.transaction is not None:
+                self._pending.pop(pair.transaction.transaction_id, None)
+                pair.transaction = None
+                self._set_state(pair, PairState.FAILED)
         logger.info("%s ICE failed", self.name)
         self._events.append(IceFailed(reason="no candidate pair succeeded"))
 

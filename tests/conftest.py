@@ -15,11 +15,15 @@ cannot pass as a green run.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
+
+from syncice import Connection, IceConfig
 
 #: The variables ``tests/coturn.sh start`` prints, by :class:`TurnService` field.
 TURN_VARIABLES = {
@@ -108,3 +112,97 @@ def coturn() -> TurnService:
         cert=Path(env["cert"]),
         log=Path(env["log"]),
     )
+
+
+# --- Connection pairs on loopback (layer 2: test_connection.py) ----------------
+
+#: Hang guard of the blocking calls that build a pair.
+PAIR_TIMEOUT = 10.0
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether a UDP socket can be bound to ``::1`` here."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def exchange_candidates(
+    a: Connection, b: Connection, *, credentials: bool = True
+) -> None:
+    """Gather both, then give each the other's candidates, end-of-candidates
+    and (unless ``credentials`` is false) credentials: the signalling channel."""
+    a.gather_candidates(timeout=PAIR_TIMEOUT)
+    b.gather_candidates(timeout=PAIR_TIMEOUT)
+    for local, remote in ((a, b), (b, a)):
+        for candidate in remote.local_candidates:
+            local.add_remote_candidate(candidate)
+        local.add_remote_candidate(None)
+        if credentials:
+            local.remote_username = remote.local_username
+            local.remote_password = remote.local_password
+
+
+@dataclass
+class ConnectionPairs:
+    """Builds connections on one loopback address; :meth:`close_all` closes
+    every one it built."""
+
+    address: str = "127.0.0.1"
+    opened: list[Connection] = field(default_factory=list)
+
+    def connection(self, controlling: bool, **kwargs: Any) -> Connection:
+        """A new connection gathering on :attr:`address` (or ``address=``)."""
+        address = kwargs.pop("address", self.address)
+        conn = Connection(controlling, local_addresses=[address], **kwargs)
+        self.opened.append(conn)
+        return conn
+
+    def pair(
+        self,
+        *,
+        components: int = 1,
+        address: str | None = None,
+        connect: bool = True,
+        credentials: bool = True,
+        a_controlling: bool = True,
+        b_controlling: bool = False,
+        config: IceConfig | None = None,
+    ) -> tuple[Connection, Connection]:
+        """Two connections with candidates exchanged, connected unless
+        ``connect`` is false: ``a.connect()`` then ``b.connect()``, which works
+        in one thread because the controlled side answers checks before its
+        own ``connect()``."""
+        address = address or self.address
+        kwargs = {"components": components, "address": address, "config": config}
+        a = self.connection(a_controlling, **kwargs)
+        b = self.connection(b_controlling, **kwargs)
+        exchange_candidates(a, b, credentials=credentials)
+        if connect:
+            a.connect(timeout=PAIR_TIMEOUT)
+            b.connect(timeout=PAIR_TIMEOUT)
+        return a, b
+
+    def close_all(self) -> None:
+        for conn in self.opened:
+            conn.close()
+        self.opened.clear()
+
+
+@pytest.fixture
+def connection_pairs() -> Iterator[ConnectionPairs]:
+    """Builds connections and pairs on ``127.0.0.1``; closes them at teardown."""
+    pairs = ConnectionPairs()
+    yield pairs
+    pairs.close_all()
+
+
+@pytest.fixture
+def connected_pair(
+    connection_pairs: ConnectionPairs,
+) -> tuple[Connection, Connection]:
+    """A connected pair on ``127.0.0.1``: ``a`` controlling, ``b`` controlled."""
+    return connection_pairs.pair()

@@ -5,6 +5,20 @@ datagrams agents send, after a delay, to whichever agent owns the destination
 address; :meth:`VirtualNet.run` jumps from deadline to deadline (the earliest
 of every agent's :meth:`~syncice.ice.IceAgent.get_timer` and every datagram in
 flight), as STYLE §8 describes.
+
+Besides agents, the network holds:
+
+- filters, which see ``(source, destination, data)`` and drop a datagram by
+  returning False (:func:`link_down` is one that drops everything);
+- a NAT table (``nat``, private address to public address): a datagram from a
+  private address leaves with the public one as its source, and one sent to the
+  public address reaches the private one;
+- servers (:meth:`VirtualNet.add_server`): a function of ``(source, data)`` at
+  an address, whose answer, if any, goes back to the source (a fake STUN
+  server, :func:`stun_server`).
+
+Every datagram an agent sends is logged with its time (:attr:`VirtualNet.sent`),
+and so is every event (:meth:`VirtualNet.timeline`).
 """
 
 from __future__ import annotations
@@ -14,14 +28,28 @@ import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from syncice.events import IceEvent
 from syncice.ice import IceAgent, IceConfig
+from syncice.stun import Class, Message, Method, parse_message, short_term_key
 
 Address = tuple[str, int]
 
 #: Filters see (source, destination, data) and return False to drop a datagram.
 Filter = Callable[[Address, Address, bytes], bool]
+
+#: A server sees (source, data) and returns the answer to send back, or None.
+Server = Callable[[Address, bytes], "bytes | None"]
+
+
+class Sent(NamedTuple):
+    """One datagram an agent handed out: when, from where, to where, what."""
+
+    at: float
+    src: Address
+    dst: Address
+    data: bytes
 
 
 @dataclass
@@ -36,7 +64,14 @@ class VirtualNet:
     events: dict[int, list[IceEvent]] = field(default_factory=dict)
     data: dict[int, list[tuple[bytes, int]]] = field(default_factory=dict)
     filters: list[Filter] = field(default_factory=list)
+    nat: dict[Address, Address] = field(default_factory=dict)
+    servers: dict[Address, Server] = field(default_factory=dict)
+    sent: list[Sent] = field(default_factory=list)
+    #: (agent name, now, timer) whenever get_timer() was not after now right
+    #: after handle_timer(now): a caller would spin.
+    stuck_timers: list[tuple[str, float, float]] = field(default_factory=list)
     delivered: int = 0
+    _times: dict[int, list[float]] = field(default_factory=dict)
     _queue: list[tuple[float, int, Address, Address, bytes]] = field(
         default_factory=list
     )
@@ -45,37 +80,96 @@ class VirtualNet:
     def attach(self, agent: IceAgent) -> None:
         self.agents.append(agent)
         self.events[id(agent)] = []
+        self._times[id(agent)] = []
         self.data[id(agent)] = []
 
     def add_endpoint(
-        self, agent: IceAgent, endpoint: int, component: int, addr: Address
+        self,
+        agent: IceAgent,
+        endpoint: int,
+        component: int,
+        addr: Address,
+        *,
+        local_pref: int = 65535,
     ) -> None:
         self.owners[addr] = (agent, endpoint)
         self.addresses[(id(agent), endpoint)] = addr
-        agent.add_host_candidate(endpoint, component, addr)
+        agent.add_host_candidate(endpoint, component, addr, local_pref=local_pref)
+
+    def add_server(self, addr: Address, server: Server) -> None:
+        """Answer datagrams sent to ``addr`` with ``server``."""
+        self.servers[addr] = server
 
     def flush(self) -> None:
         """Move every agent's output into flight and its events into the log."""
         for agent in self.agents:
             for tx in agent.datagrams_to_send():
                 src = self.addresses[(id(agent), tx.endpoint)]
+                self.sent.append(Sent(self.now, src, tx.addr, tx.data))
                 self.inject(src, tx.addr, tx.data)
             while (event := agent.next_event()) is not None:
                 self.events[id(agent)].append(event)
+                self._times[id(agent)].append(self.now)
 
     def inject(
         self, src: Address, dst: Address, data: bytes, delay: float | None = None
     ) -> None:
-        """Put a datagram in flight from ``src`` to ``dst``."""
+        """Put a datagram in flight from ``src`` (NAT applied) to ``dst``."""
+        src = self.nat.get(src, src)
         if all(f(src, dst, data) for f in self.filters):
             at = self.now + (self.delay if delay is None else delay)
             heapq.heappush(self._queue, (at, next(self._seq), src, dst, data))
+
+    # --- what is in flight, for tests that lose, copy or hold datagrams ---
+
+    def in_flight(self) -> list[tuple[float, Address, Address, bytes]]:
+        """The datagrams in flight, soonest first: (arrival, src, dst, data)."""
+        return [(at, s, d, data) for at, _, s, d, data in sorted(self._queue)]
+
+    def _pick(self, index: int) -> int:
+        ordered = sorted(range(len(self._queue)), key=lambda i: self._queue[i])
+        return ordered[index % len(ordered)]
+
+    def drop(self, index: int) -> None:
+        """Lose the ``index``-th datagram in flight (modulo their number)."""
+        del self._queue[self._pick(index)]
+        heapq.heapify(self._queue)
+
+    def duplicate(self, index: int, extra: float = 0.0) -> None:
+        """Deliver the ``index``-th datagram in flight again, ``extra`` later."""
+        at, _, src, dst, data = self._queue[self._pick(index)]
+        heapq.heappush(self._queue, (at + extra, next(self._seq), src, dst, data))
+
+    def hold(self, index: int, extra: float) -> None:
+        """Delay the ``index``-th datagram in flight by ``extra`` seconds."""
+        i = self._pick(index)
+        at, seq, src, dst, data = self._queue[i]
+        self._queue[i] = (at + extra, seq, src, dst, data)
+        heapq.heapify(self._queue)
+
+    # --- running ------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
         times = [t for a in self.agents if (t := a.get_timer()) is not None]
         if self._queue:
             times.append(self._queue[0][0])
         return min(times) if times else None
+
+    def _deliver(self, src: Address, dst: Address, data: bytes) -> None:
+        server = self.servers.get(dst)
+        if server is not None:
+            answer = server(src, data)
+            if answer is not None:
+                self.inject(dst, src, answer)
+            return
+        private = next((p for p, public in self.nat.items() if public == dst), dst)
+        owner = self.owners.get(private)
+        if owner is not None:
+            agent, endpoint = owner
+            self.delivered += 1
+            got = agent.receive_datagram(endpoint, data, src, self.now)
+            if got is not None:
+                self.data[id(agent)].append(got)
 
     def step(self) -> bool:
         """Advance to the next deadline and run it; False when nothing is left."""
@@ -86,23 +180,18 @@ class VirtualNet:
         self.now = max(self.now, at)
         while self._queue and self._queue[0][0] <= self.now:
             _, _, src, dst, data = heapq.heappop(self._queue)
-            owner = self.owners.get(dst)
-            if owner is not None:
-                agent, endpoint = owner
-                self.delivered += 1
-                got = agent.receive_datagram(endpoint, data, src, self.now)
-                if got is not None:
-                    self.data[id(agent)].append(got)
+            self._deliver(src, dst, data)
         for agent in self.agents:
             timer = agent.get_timer()
             if timer is not None and timer <= self.now:
                 agent.handle_timer(self.now)
+                after = agent.get_timer()
+                if after is not None and after <= self.now:
+                    self.stuck_timers.append((agent.name, self.now, after))
         self.flush()
         return True
 
-    def run(
-        self, until: float, stop: Callable[[], bool] | None = None
-    ) -> float:
+    def run(self, until: float, stop: Callable[[], bool] | None = None) -> float:
         """Run until virtual time ``until``, or until ``stop()`` is true."""
         while self.now < until:
             if stop is not None and stop():
@@ -115,8 +204,62 @@ class VirtualNet:
             self.step()
         return self.now
 
+    # --- reading the logs ------------------------------------------------------
+
     def types(self, agent: IceAgent) -> list[type[IceEvent]]:
         return [type(e) for e in self.events[id(agent)]]
+
+    def timeline(self, agent: IceAgent) -> list[tuple[float, IceEvent]]:
+        """The agent's events so far, each with the virtual time it came out."""
+        self.flush()
+        return list(zip(self._times[id(agent)], self.events[id(agent)], strict=True))
+
+    def first(self, agent: IceAgent, kind: type[IceEvent]) -> float:
+        """When the agent's first event of type ``kind`` came out."""
+        return next(t for t, e in self.timeline(agent) if isinstance(e, kind))
+
+    def messages(
+        self, agent: IceAgent | None = None, message_class: Class | None = None
+    ) -> list[tuple[float, Address, Address, Message]]:
+        """The STUN messages sent (by ``agent``, of ``message_class``), parsed:
+        ``(time, source, destination, message)``, oldest first."""
+        mine = (
+            None
+            if agent is None
+            else {a for (aid, _), a in self.addresses.items() if aid == id(agent)}
+        )
+        out = []
+        for at, src, dst, data in self.sent:
+            if mine is not None and src not in mine:
+                continue
+            message = parse_message(data)
+            if message_class is None or message.message_class == message_class:
+                out.append((at, src, dst, message))
+        return out
+
+
+def link_down(net: VirtualNet) -> None:
+    """Lose every datagram from now on."""
+    net.filters.append(lambda src, dst, data: False)
+
+
+def stun_server() -> Server:
+    """A STUN server that answers Binding requests with the source address as
+    the server sees it (after NAT), as XOR-MAPPED-ADDRESS."""
+
+    def answer(src: Address, data: bytes) -> bytes | None:
+        request = parse_message(data)
+        if request.message_class != Class.REQUEST:
+            return None
+        response = Message(
+            Method.BINDING,
+            Class.SUCCESS,
+            request.transaction_id,
+            {"XOR-MAPPED-ADDRESS": src},
+        )
+        return response.encode(fingerprint=True)
+
+    return answer
 
 
 def make_agent(
@@ -130,12 +273,17 @@ def make_agent(
     return IceAgent(
         controlling=controlling,
         local_username=ufrag,
-        local_password=ufrag * (22 // len(ufrag) + 1),
+        local_password=password_of(ufrag),
         components=components,
         config=config,
         rng=random.Random(seed),
         name=ufrag,
     )
+
+
+def password_of(ufrag: str) -> str:
+    """The password :func:`make_agent` gives an agent of that ufrag."""
+    return ufrag * (22 // len(ufrag) + 1)
 
 
 def agent_pair(
@@ -149,11 +297,21 @@ def agent_pair(
     net: VirtualNet | None = None,
     exchange: bool = True,
 ) -> tuple[VirtualNet, IceAgent, IceAgent]:
-    """Two agents on a virtual network, credentials and candidates exchanged."""
+    """Two agents on a virtual network, credentials and candidates exchanged.
+
+    Agent ``a`` (ufrag ``aaaa``) has an endpoint per host and component, on
+    ports 1000, 1001...; agent ``b`` (``bbbb``) on ports 2000, 2001...
+    """
     net = net if net is not None else VirtualNet()
-    a = make_agent(controlling[0], seed=seed, ufrag="aaaa", components=components, config=config)
+    a = make_agent(
+        controlling[0], seed=seed, ufrag="aaaa", components=components, config=config
+    )
     b = make_agent(
-        controlling[1], seed=seed + 1, ufrag="bbbb", components=components, config=config
+        controlling[1],
+        seed=seed + 1,
+        ufrag="bbbb",
+        components=components,
+        config=config,
     )
     net.attach(a)
     net.attach(b)
@@ -166,16 +324,71 @@ def agent_pair(
     a.set_remote_credentials(b.local_username, b.local_password)
     b.set_remote_credentials(a.local_username, a.local_password)
     if exchange:
-        for x, y in ((a, b), (b, a)):
-            for c in x.local_candidates:
-                y.add_remote_candidate(c, net.now)
-            y.add_remote_candidate(None, net.now)
+        exchange_candidates(net, a, b)
     net.flush()
     return net, a, b
 
 
-def connect_pair(net: VirtualNet, a: IceAgent, b: IceAgent, until: float = 60.0) -> float:
+def exchange_candidates(
+    net: VirtualNet, a: IceAgent, b: IceAgent, *, end: bool = True
+) -> None:
+    """Give each agent the other's local candidates (and end-of-candidates)."""
+    for x, y in ((a, b), (b, a)):
+        for c in x.local_candidates:
+            y.add_remote_candidate(c, net.now)
+        if end:
+            y.add_remote_candidate(None, net.now)
+
+
+def connect_pair(
+    net: VirtualNet, a: IceAgent, b: IceAgent, until: float = 60.0
+) -> float:
     """Start both agents and run until both are done (completed or failed)."""
     a.connect(net.now)
     b.connect(net.now)
     return net.run(until, stop=lambda: a.state != "checking" and b.state != "checking")
+
+
+def drain(agent: IceAgent) -> list[IceEvent]:
+    """Pop every queued event of an agent that is not on a network."""
+    events = []
+    while (event := agent.next_event()) is not None:
+        events.append(event)
+    return events
+
+
+def check_request(
+    *,
+    username: str,
+    password: str,
+    priority: int | None = 1862270975,
+    controlling: int | None = None,
+    controlled: int | None = None,
+    use_candidate: bool = False,
+    transaction_id: bytes | None = None,
+    extra: list[tuple[int, bytes]] | None = None,
+    sign: bool = True,
+) -> bytes:
+    """An ICE connectivity check as a peer would send it.
+
+    :param username: the USERNAME attribute (``"theirs:mine"``).
+    :param password: the password it is signed with (the receiver's).
+    """
+    attributes: dict[str, object] = {"USERNAME": username}
+    if priority is not None:
+        attributes["PRIORITY"] = priority
+    if controlling is not None:
+        attributes["ICE-CONTROLLING"] = controlling
+    if controlled is not None:
+        attributes["ICE-CONTROLLED"] = controlled
+    if use_candidate:
+        attributes["USE-CANDIDATE"] = None
+    message = Message(
+        Method.BINDING,
+        Class.REQUEST,
+        transaction_id if transaction_id is not None else bytes(range(12)),
+        attributes,  # type: ignore[arg-type]
+        extra or (),
+    )
+    key = short_term_key(password) if sign else None
+    return message.encode(key=key, fingerprint=True)

@@ -9,7 +9,6 @@ loop in the test's thread and syncice's blocking calls run in a helper thread
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import aioice
 import aioice.ice
@@ -21,23 +20,30 @@ pytestmark = pytest.mark.interop
 
 
 @pytest.fixture(autouse=True)
-def _aioice_on_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _aioice_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"]
     )
-    yield
 
 
 async def _exchange(ours: syncice.Connection, theirs: aioice.Connection) -> None:
-    await asyncio.gather(asyncio.to_thread(ours.gather_candidates), theirs.gather_candidates())
+    await asyncio.gather(
+        asyncio.to_thread(ours.gather_candidates), theirs.gather_candidates()
+    )
     for c in theirs.local_candidates:
         ours.add_remote_candidate(syncice.Candidate.from_sdp(c.to_sdp()))
     ours.add_remote_candidate(None)
     for s in ours.local_candidates:
         await theirs.add_remote_candidate(aioice.Candidate.from_sdp(s.to_sdp()))
     await theirs.add_remote_candidate(None)
-    ours.remote_username, ours.remote_password = theirs.local_username, theirs.local_password
-    theirs.remote_username, theirs.remote_password = ours.local_username, ours.local_password
+    ours.remote_username, ours.remote_password = (
+        theirs.local_username,
+        theirs.local_password,
+    )
+    theirs.remote_username, theirs.remote_password = (
+        ours.local_username,
+        ours.local_password,
+    )
 
 
 async def _run(syncice_controlling: bool, count: int = 50) -> None:
@@ -70,6 +76,8 @@ async def _run(syncice_controlling: bool, count: int = 50) -> None:
         await theirs.close()
 
 
-@pytest.mark.parametrize("syncice_controlling", [True, False], ids=["controlling", "controlled"])
+@pytest.mark.parametrize(
+    "syncice_controlling", [True, False], ids=["controlling", "controlled"]
+)
 def test_syncice_and_aioice_connect_and_exchange(syncice_controlling: bool) -> None:
     asyncio.run(_run(syncice_controlling))

@@ -29,7 +29,9 @@ def check_output(text: str, count: int, size: int) -> None:
     )
     assert pair is not None, text
     assert pair.groups() == (ports["a"], ports["b"])
-    assert re.search(r"^connect           [\d.]+ ms \(both peers\)$", text, re.MULTILINE)
+    assert re.search(
+        r"^connect           [\d.]+ ms \(both peers\)$", text, re.MULTILINE
+    )
     assert re.search(r"^ping-pong rtt     \d+ us median$", text, re.MULTILINE)
     assert re.search(
         rf"^throughput        [\d,]+ datagrams/s, [\d.]+ MB/s \({count} x {size} B, "
@@ -58,7 +60,9 @@ def test_demo_as_a_program() -> None:
     check_output(result.stdout, 2000, 1200)
 
 
-@pytest.mark.parametrize("args", [["demo", "--count", "0"], ["demo", "--size", "3"], []])
+@pytest.mark.parametrize(
+    "args", [["demo", "--count", "0"], ["demo", "--size", "3"], []]
+)
 def test_bad_arguments_exit_2(args: list[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(args)

@@ -41,9 +41,24 @@ conn.close()
 """
 
 
-def _run(*args: str, ns: str | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str,
+    ns: str | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     cmd = ["ip", "netns", "exec", ns, *args] if ns else list(args)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True, **kw)  # type: ignore[call-overload, no-any-return]
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        cwd=cwd,
+        env=env,
+        input=input,
+    )
 
 
 @pytest.fixture
@@ -58,7 +73,11 @@ def nat_namespace(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     try:
         _run("ip", "link", "set", "lo", "up", ns=ns)
         out = _run(
-            "bash", str(ROOT / "tests" / "coturn.sh"), "start", str(state), ns=ns,
+            "bash",
+            str(ROOT / "tests" / "coturn.sh"),
+            "start",
+            str(state),
+            ns=ns,
             env={**os.environ, "PYTHON": sys.executable},
         ).stdout
         for line in out.splitlines():
@@ -75,7 +94,11 @@ def nat_namespace(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         yield ns, env
     finally:
         if env:
-            subprocess.run(["bash", str(ROOT / "tests" / "coturn.sh"), "stop", str(state)], check=False, timeout=30)
+            subprocess.run(
+                ["bash", str(ROOT / "tests" / "coturn.sh"), "stop", str(state)],
+                check=False,
+                timeout=30,
+            )
         subprocess.run(["ip", "netns", "del", ns], check=False, timeout=30)
 
 

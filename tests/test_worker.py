@@ -506,9 +506,25 @@ def test_timers_on_the_real_clock(worker: Worker) -> None:
     assert order == ["now", "later"]
 
 
-def test_call_at_refuses_nan(worker: Worker) -> None:
-    with pytest.raises(ValueError, match="NaN"):
-        run(worker, lambda: worker.call_at(math.nan, lambda: None))
+@pytest.mark.parametrize("when", [math.nan, math.inf, -math.inf])
+def test_call_at_refuses_a_time_that_is_not_finite(worker: Worker, when: float) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        run(worker, lambda: worker.call_at(when, lambda: None))
+
+
+def test_a_far_off_timer_does_not_overflow_select(worker: Worker) -> None:
+    got: queue.Queue[bytes] = queue.Queue()
+    with udp_pair() as (rx, tx):
+
+        def setup() -> None:
+            worker.call_at(worker.clock.now() + 1e12, lambda: None)
+            worker.add_reader(rx, lambda: got.put(rx.recv(2048)))
+
+        run(worker, setup)
+        # The next select waits for that timer: a timeout too long for epoll
+        # would end the loop, and this datagram would never be read.
+        tx.sendto(b"x", rx.getsockname())
+        assert got.get(timeout=HANG) == b"x"
 
 
 def test_many_cancelled_timers_are_purged_from_the_heap(
