@@ -51,7 +51,9 @@ class PairStats:
     """A snapshot of one candidate pair, from :meth:`syncice.Connection.get_stats`.
 
     Counters cover connectivity checks (``requests_*``, ``responses_*``) and
-    application data (``datagrams_*``, ``bytes_*``). ``rtt`` is the last
+    application data received (``datagrams_received``, ``bytes_received``).
+    Data sent is not counted per pair (``send()`` goes straight to the
+    socket): ``datagrams_sent`` and ``bytes_sent`` stay 0 for now. ``rtt`` is the last
     round-trip time of a check that was answered on its first send (Karn's
     rule), in seconds, or ``None``.
     """

@@ -88,9 +88,22 @@ def _random_string(length: int) -> str:
 
 
 def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is not None and timeout < 0:
-        raise ValueError("timeout must be None or non-negative")
-    return timeout
+    """A ``timeout=`` argument, checked: ``None`` (or infinity, or more than
+    the platform can wait) waits forever, ``0`` polls."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be None or a number, not {timeout!r}")
+    if timeout != timeout or timeout < 0:
+        raise ValueError(f"timeout must be None or non-negative, not {timeout!r}")
+    if timeout >= threading.TIMEOUT_MAX:
+        return None
+    return float(timeout)
+
+
+def _closed(reason: str) -> ConnectionClosedError:
+    text = "Connection closed" if reason == "closed" else f"Connection closed: {reason}"
+    return ConnectionClosedError(text, reason)
 
 
 def _check_server(name: str, server: object) -> tuple[str, int] | None:
@@ -813,6 +826,8 @@ class _Session:
             )
         elif isinstance(event, GatheringCompleted):
             published.local_candidates = tuple(self.agent.local_candidates)
+            if not published.local_candidates:
+                logger.warning("%s gathered no candidate at all", self.name)
             _resolve(self.gathered, None)
         elif isinstance(event, RoleChanged):
             published.controlling = event.controlling
@@ -834,7 +849,7 @@ class _Session:
         if self.closed:
             return
         self.closed = True
-        error = ConnectionClosedError(f"Connection closed ({reason})", reason)
+        error = _closed(reason)
         self.agent.close()
         if self.timer is not None:
             self.timer.cancel()
@@ -983,7 +998,13 @@ class Connection:
         validate_password(local_password)
         if local_addresses is not None:
             # Validate now, so that a mistake shows at construction.
-            _gather.select_addresses(local_addresses, use_ipv4=True, use_ipv6=True)
+            if not _gather.select_addresses(
+                local_addresses, use_ipv4=use_ipv4, use_ipv6=use_ipv6
+            ):
+                raise ValueError(
+                    "local_addresses leaves no address to gather on"
+                    " (empty, or every entry ruled out by use_ipv4/use_ipv6)"
+                )
             local_addresses = list(local_addresses)
 
         self.turn_username = turn_username
@@ -1100,7 +1121,7 @@ class Connection:
 
     def _closed_error(self) -> ConnectionClosedError:
         reason = self._published.closed_reason or "closed"
-        return ConnectionClosedError(f"Connection closed ({reason})", reason)
+        return _closed(reason)
 
     @staticmethod
     def _wait(
@@ -1156,7 +1177,7 @@ class Connection:
         :raises IceTimeoutError: if ``timeout`` ran out (gathering goes on).
         :raises ConnectionClosedError: if the connection is closed.
         """
-        _check_timeout(timeout)
+        timeout = _check_timeout(timeout)
         with self._lock:
             if self._closed:
                 raise self._closed_error()
@@ -1232,7 +1253,7 @@ class Connection:
         :raises IceTimeoutError: if ``timeout`` ran out (checks go on: call
             again, or :meth:`close`).
         """
-        _check_timeout(timeout)
+        timeout = _check_timeout(timeout)
         with self._lock:
             if self._closed:
                 raise self._closed_error()
@@ -1242,6 +1263,13 @@ class Connection:
             if self.remote_username is None or self.remote_password is None:
                 raise NotConnectedError("Remote username or password is missing")
             username, password = self.remote_username, self.remote_password
+            for name, value in (("username", username), ("password", password)):
+                if not isinstance(value, str):
+                    raise TypeError(
+                        f"remote_{name} must be a str, not {type(value).__name__}"
+                    )
+                if not value:
+                    raise ValueError(f"remote_{name} must not be empty")
             lite = bool(self.remote_is_lite)
             worker = self._worker()
             assert worker is not None
@@ -1283,7 +1311,7 @@ class Connection:
         :param timeout: at most this many seconds; ``None`` waits until an event.
         :raises IceTimeoutError: if ``timeout`` ran out.
         """
-        _check_timeout(timeout)
+        timeout = _check_timeout(timeout)
         published = self._published
         with published.event_ready:
             if not published.event_ready.wait_for(
@@ -1327,8 +1355,8 @@ class Connection:
         return self._receive(timeout)
 
     def _receive(self, timeout: float | None) -> tuple[bytes, int]:
-        if timeout is not None and timeout < 0:
-            raise ValueError("timeout must be None or non-negative")
+        if timeout is not None:
+            timeout = _check_timeout(timeout)
         published = self._published
         fast = published.fast
         if fast is not None:
@@ -1367,6 +1395,10 @@ class Connection:
         """
         route = self._published.routes.get(component)
         if route is None:
+            if not isinstance(component, int) or not 1 <= component <= self._components:
+                raise ValueError(
+                    f"component must be 1 to {self._components}, not {component!r}"
+                )
             if self._closed or self._published.closed_reason is not None:
                 raise self._closed_error()
             raise NotConnectedError("Cannot send data, not connected")

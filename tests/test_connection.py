@@ -363,14 +363,71 @@ def test_ipv6_loopback_pair(connection_pairs: ConnectionPairs) -> None:
     assert a.recv(timeout=GUARD) == b"and back"
 
 
-def test_use_ipv4_false_leaves_no_candidate() -> None:
-    conn = Connection(True, use_ipv4=False, local_addresses=LOOPBACK)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"use_ipv4": False, "local_addresses": ["127.0.0.1"]},
+        {"use_ipv6": False, "local_addresses": ["::1"]},
+        {"local_addresses": []},
+    ],
+)
+def test_local_addresses_that_leave_nothing_raise(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="leaves no address to gather on"):
+        Connection(True, **kwargs)
+
+
+def test_no_candidate_gathered_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(
+        "syncice._gather.host_addresses", lambda *, use_ipv4, use_ipv6: []
+    )
+    conn = Connection(True)
     try:
         conn.gather_candidates(timeout=GUARD)
         assert conn.local_candidates == []
         assert conn.get_default_candidate(1) is None
+        assert "gathered no candidate at all" in caplog.text
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 10**12])
+def test_endless_timeouts_mean_none(
+    connected_pair: tuple[Connection, Connection], timeout: float
+) -> None:
+    a, b = connected_pair
+    a.send(b"no overflow")
+    assert b.recv(timeout=timeout) == b"no overflow"
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [(float("nan"), ValueError), ("1", TypeError), (True, TypeError), (-1, ValueError)],
+)
+def test_bad_timeouts_raise(
+    connected_pair: tuple[Connection, Connection], timeout: Any, error: type
+) -> None:
+    _, b = connected_pair
+    with pytest.raises(error, match="timeout must be None"):
+        b.recv(timeout=timeout)
+    with pytest.raises(error, match="timeout must be None"):
+        b.connect(timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("username", "error"), [(5, TypeError), (b"ufrag", TypeError), ("", ValueError)]
+)
+def test_bad_remote_credentials_raise_in_the_caller(
+    connection_pairs: ConnectionPairs, username: Any, error: type
+) -> None:
+    a, b = connection_pairs.pair(connect=False)
+    a.remote_username = username
+    with pytest.raises(error, match="remote_username"):
+        a.connect(timeout=GUARD)
+    a.remote_username = b.local_username  # the connection is still usable
+    a.connect(timeout=GUARD)
+    b.connect(timeout=GUARD)
 
 
 def test_relay_policy_gathers_no_host_candidate(silent_peer: socket.socket) -> None:
@@ -529,8 +586,10 @@ def test_two_components(connection_pairs: ConnectionPairs) -> None:
     assert a.recvfrom(timeout=GUARD) == (b"back on two", 2)
     b.send(b"back on one")
     assert a.recvfrom(timeout=GUARD) == (b"back on one", 1)
-    with pytest.raises(NotConnectedError):
+    with pytest.raises(ValueError, match="component must be 1 to 2"):
         a.sendto(b"no such component", 3)
+    with pytest.raises(ValueError, match="component must be 1 to 2"):
+        a.sendto(b"no such component", 0)
 
 
 def test_send_too_large_raises_value_error(
