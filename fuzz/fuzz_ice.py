@@ -83,11 +83,13 @@ SEEDS = (
 @examples(*SEEDS)
 @given(st.binary(max_size=600))
 def fuzz_datagram(data: bytes) -> None:
+    """Any bytes from an unknown peer: no raise, no state, no amplification."""
     check_datagram(data)
 
 
 @given(st.sampled_from(SEEDS), st.data(), st.sampled_from(STATES))
 def fuzz_mutated_datagram(seed: bytes, draw: st.DataObject, state: str) -> None:
+    """Near-valid checks and responses, in every agent state: the same."""
     data = bytearray(seed)
     for _ in range(draw.draw(st.integers(0, 8))):
         if not data:
