@@ -67,6 +67,8 @@ _COOKIE = b"\x21\x12\xa4\x42"
 # A timeout=None wait, in slices: a socket must never be put in blocking mode
 # (the worker shares its file description, which would then block it too).
 _LONG_WAIT = 3600.0
+# A timeout= below this needs no more checking than being a plain number.
+_SHORT_ENOUGH = min(_LONG_WAIT, threading.TIMEOUT_MAX)
 #: Bound of the receive queue of a connection, in datagrams.
 INBOX_SIZE = 8192
 
@@ -1355,7 +1357,10 @@ class Connection:
         return self._receive(timeout)
 
     def _receive(self, timeout: float | None) -> tuple[bytes, int]:
-        if timeout is not None:
+        if timeout is not None and not (
+            (type(timeout) is float or type(timeout) is int)
+            and 0 <= timeout < _SHORT_ENOUGH
+        ):
             timeout = _check_timeout(timeout)
         published = self._published
         fast = published.fast
