@@ -14,12 +14,14 @@ cannot pass as a green run.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -206,3 +208,24 @@ def connected_pair(
 ) -> tuple[Connection, Connection]:
     """A connected pair on ``127.0.0.1``: ``a`` controlling, ``b`` controlled."""
     return connection_pairs.pair()
+
+
+T = TypeVar("T")
+
+
+def spawn(
+    fn: Callable[[], T], name: str = "test-caller"
+) -> concurrent.futures.Future[T]:
+    """Run ``fn()`` on a new daemon thread; its result or exception comes back
+    in the future (so a failure in the thread fails the test, not a warning)."""
+    fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def run() -> None:
+        fut.set_running_or_notify_cancel()
+        try:
+            fut.set_result(fn())
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return fut

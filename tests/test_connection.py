@@ -22,7 +22,7 @@ import socket
 import string
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import pytest
 
@@ -41,9 +41,12 @@ from syncice import _worker as worker_module
 from syncice import connection as connection_module
 from syncice.connection import Connection
 from syncice.stun import Class, Message, Method, parse_message
-from tests.conftest import ConnectionPairs, exchange_candidates, has_ipv6_loopback
-
-T = TypeVar("T")
+from tests.conftest import (
+    ConnectionPairs,
+    exchange_candidates,
+    has_ipv6_loopback,
+    spawn,
+)
 
 #: Hang guard of every blocking call that is expected to return.
 GUARD = 10.0
@@ -56,24 +59,6 @@ needs_ipv6 = pytest.mark.skipif(
 
 
 # --- helpers ------------------------------------------------------------------
-
-
-def spawn(
-    fn: Callable[[], T], name: str = "test-caller"
-) -> concurrent.futures.Future[T]:
-    """Run ``fn()`` on a new daemon thread; its result or exception comes back
-    in the future (so a failure in the thread fails the test, not a warning)."""
-    fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-    def run() -> None:
-        fut.set_running_or_notify_cancel()
-        try:
-            fut.set_result(fn())
-        except BaseException as exc:
-            fut.set_exception(exc)
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return fut
 
 
 class _WatchedDeque(collections.deque[Any]):

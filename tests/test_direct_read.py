@@ -11,8 +11,8 @@ from __future__ import annotations
 import concurrent.futures
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -20,24 +20,9 @@ from syncice import Connection, ConnectionClosedError, IceTimeoutError
 from syncice.connection import _Alias, _Inbox, _Published
 from syncice.stun import Class, Message, Method
 
-from .conftest import ConnectionPairs
+from .conftest import ConnectionPairs, spawn
 
-T = TypeVar("T")
 GUARD = 10.0
-
-
-def spawn(fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-    fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-    def run() -> None:
-        fut.set_running_or_notify_cancel()
-        try:
-            fut.set_result(fn())
-        except BaseException as exc:
-            fut.set_exception(exc)
-
-    threading.Thread(target=run, daemon=True).start()
-    return fut
 
 
 def watch(conn: Connection) -> threading.Event:

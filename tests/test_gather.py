@@ -17,16 +17,7 @@ import ifaddr
 import pytest
 
 from syncice._gather import bind_udp, host_addresses, resolve_server, select_addresses
-
-
-def has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
+from tests.conftest import has_ipv6_loopback
 
 needs_ipv6 = pytest.mark.skipif(
     not has_ipv6_loopback(), reason="this host has no IPv6 loopback (::1)"
