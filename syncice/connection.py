@@ -64,6 +64,8 @@ _READ_BATCH = 64
 #: How long sockets stay with direct readers after the last one left, seconds.
 _PARK_CHECK = 0.05
 _COOKIE = b"\x21\x12\xa4\x42"
+#: At most this many STUN messages read by recv() callers wait for the worker.
+_STUN_BACKLOG = 64
 # A timeout=None wait, in slices: a socket must never be put in blocking mode
 # (the worker shares its file description, which would then block it too).
 _LONG_WAIT = 3600.0
@@ -577,6 +579,9 @@ class _Session:
         self.direct_rejected = 0
         self.dup: socket.socket | None = None
         self.seen_calls = -1
+        # STUN messages direct readers handed to the worker, not yet handled.
+        self.backlog_lock = threading.Lock()
+        self.stun_backlog = 0
 
     # --- commands (run on the worker) --------------------------------------
 
@@ -737,6 +742,8 @@ class _Session:
 
     def on_datagram(self, endpoint: int, data: bytes, addr: Address) -> None:
         """A STUN message that a direct reader read (worker thread)."""
+        with self.backlog_lock:
+            self.stun_backlog -= 1
         if self.closed:
             return
         try:
@@ -754,7 +761,18 @@ class _Session:
         or ``None`` when it is STUN (handed to the worker) or unauthenticated."""
         peer = (addr[0], addr[1])
         if len(data) >= 20 and data[0] < 4 and data[4:8] == _COOKIE:
-            self.worker.post(lambda: self.on_datagram(endpoint, data, peer))
+            # Bounded: a flood of STUN-looking datagrams must not queue up
+            # without end while the worker catches up.
+            with self.backlog_lock:
+                if self.stun_backlog >= _STUN_BACKLOG:
+                    self.direct_rejected += 1
+                    return None
+                self.stun_backlog += 1
+            try:
+                self.worker.post(lambda: self.on_datagram(endpoint, data, peer))
+            except RuntimeError:  # the worker stopped: the connection is closing
+                with self.backlog_lock:
+                    self.stun_backlog -= 1
             return None
         component = self.published.peers.get((endpoint, peer))
         if component is None:

@@ -254,3 +254,29 @@ def test_sockets_go_back_to_the_worker_when_nobody_reads(
     a.send(b"queued by the worker")
     assert queued.wait(GUARD)
     assert b.recv(timeout=0) == b"queued by the worker"
+
+
+def test_stun_handed_to_the_worker_is_bounded(
+    connected_pair: tuple[Connection, Connection],
+) -> None:
+    """A flood of STUN-looking datagrams read by recv() callers cannot queue
+    up without end while the worker is busy: beyond 64, they are dropped."""
+    _, b = connected_pair
+    session = b._session()
+    worker = b._worker()
+    assert session is not None
+    assert worker is not None
+    gate = threading.Event()
+    busy = worker.submit(lambda: gate.wait(GUARD))  # hold the worker
+    before = b._agent.stats.unexpected
+    rejected = session.direct_rejected
+    indication = bytes(Message(Method.BINDING, Class.INDICATION))
+    for _ in range(100):
+        assert session.accept(0, indication, ("127.0.0.1", 9)) is None
+    assert session.stun_backlog == 64
+    assert session.direct_rejected == rejected + 36
+    gate.set()
+    assert busy.result(GUARD)
+    worker.submit(lambda: None).result(GUARD)  # every post before it has run
+    assert session.stun_backlog == 0
+    assert b._agent.stats.unexpected == before + 64
