@@ -1296,7 +1296,18 @@ class Connection:
             assert worker is not None
             if not session.connected.done():
                 worker.post(lambda: session.connect(username, password, lite))
-        self._wait(session.connected, timeout, "connect")
+        try:
+            self._wait(session.connected, timeout, "connect")
+        except IceTimeoutError:
+            if self._published.controlling:
+                raise IceTimeoutError(
+                    "connect timed out: no candidate pair has succeeded and been"
+                    " nominated yet (checks go on)"
+                ) from None
+            raise IceTimeoutError(
+                "connect timed out: the controlling peer has not nominated a pair"
+                " yet (it must call connect() too; checks go on)"
+            ) from None
 
     def close(self) -> None:
         """Close the connection.

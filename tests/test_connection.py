@@ -949,6 +949,7 @@ def test_connect_timeout_then_close(
     with pytest.raises(TimeoutError) as info:
         a.connect(timeout=0.05)
     assert isinstance(info.value, IceTimeoutError)
+    assert "no candidate pair has succeeded" in str(info.value)
     with pytest.raises(IceTimeoutError):
         a.connect(timeout=0)  # checks go on; calling again waits again
     wait_for_check(silent_peer)
@@ -1396,3 +1397,13 @@ def test_fault_during_connect_closes_the_connection(
         with pytest.raises(ConnectionClosedError) as info:
             call()
         assert info.value.reason == "internal error"
+
+
+def test_controlled_connect_timeout_says_what_it_waits_for(
+    connection_pairs: ConnectionPairs,
+) -> None:
+    a, b = connection_pairs.pair(connect=False)
+    with pytest.raises(IceTimeoutError, match="controlling peer has not nominated"):
+        b.connect(timeout=0.05)  # a (controlling) never calls connect()
+    a.connect(timeout=GUARD)
+    b.connect(timeout=GUARD)
