@@ -83,6 +83,22 @@ def missing_service(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def requires(available: bool, reason: str) -> pytest.MarkDecorator:
+    """Mark a test that needs a host component (IPv6 loopback, /proc, fork).
+
+    Without it the test skips, or fails under CI (:func:`missing_service`),
+    when :func:`pytest_runtest_setup` sees the mark.
+    """
+    return pytest.mark.requires(available, reason)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("requires"):
+        available, reason = mark.args
+        if not available:
+            missing_service(reason)
+
+
 @pytest.fixture(scope="session")
 def coturn() -> TurnService:
     """The coturn that ``tests/run-all.sh`` started, from the ``TURN_*`` variables.

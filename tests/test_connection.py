@@ -45,6 +45,7 @@ from tests.conftest import (
     ConnectionPairs,
     exchange_candidates,
     has_ipv6_loopback,
+    requires,
     spawn,
 )
 
@@ -53,9 +54,7 @@ GUARD = 10.0
 ICE_CHARS = frozenset(string.ascii_letters + string.digits + "+/")
 LOOPBACK = ["127.0.0.1"]
 
-needs_ipv6 = pytest.mark.skipif(
-    not has_ipv6_loopback(), reason="this host has no IPv6 loopback (::1)"
-)
+needs_ipv6 = requires(has_ipv6_loopback(), "this host has no IPv6 loopback (::1)")
 
 
 # --- helpers ------------------------------------------------------------------
@@ -129,8 +128,8 @@ def wait_for_check(sock: socket.socket) -> bytes:
     return data
 
 
-needs_proc_fd = pytest.mark.skipif(
-    not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd to count fds"
+needs_proc_fd = requires(
+    os.path.isdir("/proc/self/fd"), "needs /proc/self/fd to count fds"
 )
 
 

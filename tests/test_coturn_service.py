@@ -19,7 +19,7 @@ from syncice.stun import (
     long_term_key,
     parse_message,
 )
-from tests.conftest import TurnService
+from tests.conftest import TurnService, missing_service
 
 #: A hang guard only: on loopback an answer comes in well under a millisecond.
 TIMEOUT = 5.0
@@ -41,7 +41,7 @@ def family_and_ip(coturn: TurnService, family: str) -> tuple[socket.AddressFamil
     if family == "ipv4":
         return socket.AF_INET, coturn.ip
     if coturn.ip6 is None:
-        pytest.skip("no IPv6 loopback on this host: coturn listens on IPv4 only")
+        missing_service("no IPv6 loopback on this host: coturn listens on IPv4 only")
     return socket.AF_INET6, coturn.ip6
 
 

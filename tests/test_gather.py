@@ -17,11 +17,9 @@ import ifaddr
 import pytest
 
 from syncice._gather import bind_udp, host_addresses, resolve_server, select_addresses
-from tests.conftest import has_ipv6_loopback
+from tests.conftest import has_ipv6_loopback, requires
 
-needs_ipv6 = pytest.mark.skipif(
-    not has_ipv6_loopback(), reason="this host has no IPv6 loopback (::1)"
-)
+needs_ipv6 = requires(has_ipv6_loopback(), "this host has no IPv6 loopback (::1)")
 
 # --- host_addresses -------------------------------------------------------------
 

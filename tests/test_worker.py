@@ -37,6 +37,7 @@ from syncice._worker import (
     active_worker_threads,
     release_worker,
 )
+from tests.conftest import requires
 
 #: Seconds to wait before calling something a hang. Never a timing assertion.
 HANG = 10.0
@@ -760,7 +761,7 @@ def test_a_command_that_races_the_end_of_the_loop_fails() -> None:
     assert not w._queue
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+@requires(os.path.isdir("/proc/self/fd"), "needs /proc/self/fd")
 def test_a_failed_start_leaks_no_fd(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_socketpair() -> tuple[socket.socket, socket.socket]:
         raise OSError("no more fds")
@@ -775,7 +776,7 @@ def test_a_failed_start_leaks_no_fd(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the shared worker --------------------------------------------------------
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+@requires(os.path.isdir("/proc/self/fd"), "needs /proc/self/fd")
 def test_acquire_and_release_start_and_stop_one_shared_thread() -> None:
     assert _worker._shared is None, "a test left the shared worker acquired"
     base = active_worker_threads()
@@ -846,7 +847,7 @@ def test_after_fork_the_child_forgets_the_shared_worker(
     release_worker(fresh)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@requires(hasattr(os, "fork"), "needs fork()")
 def test_a_forked_child_starts_its_own_worker() -> None:
     parent = acquire_worker()
     try:
