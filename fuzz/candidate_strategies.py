@@ -329,3 +329,21 @@ def fields(candidate: Candidate) -> tuple[object, ...]:
         candidate.generation,
         candidate.extensions,
     )
+
+
+def rebuild(candidate: Candidate) -> Candidate:
+    """The same fields through the constructor."""
+    return Candidate(
+        candidate.foundation,
+        candidate.component,
+        candidate.transport,
+        candidate.priority,
+        candidate.host,
+        candidate.port,
+        candidate.type,
+        candidate.related_address,
+        candidate.related_port,
+        candidate.tcptype,
+        candidate.generation,
+        extensions=candidate.extensions,
+    )

@@ -35,6 +35,7 @@ from candidate_strategies import (
     foundations,
     mutated_lines,
     prefixed_lines,
+    rebuild,
     tokens,
 )
 from harness_tools import atheris_target, examples
@@ -53,24 +54,6 @@ FIELDS = frozenset(
     {"foundation", "component", "transport", "priority", "host", "port", "typ"}
     | {"type", "raddr", "rport", "tcptype", "generation", "extension"}
 )
-
-
-def rebuild(candidate: Candidate) -> Candidate:
-    """The same fields through the constructor."""
-    return Candidate(
-        candidate.foundation,
-        candidate.component,
-        candidate.transport,
-        candidate.priority,
-        candidate.host,
-        candidate.port,
-        candidate.type,
-        candidate.related_address,
-        candidate.related_port,
-        candidate.tcptype,
-        candidate.generation,
-        extensions=candidate.extensions,
-    )
 
 
 def outcome(parse: Callable[[str], Candidate], text: str) -> Candidate | str:

@@ -29,6 +29,7 @@ from candidate_strategies import (
     canonical_line,
     fields,
     prefixed_lines,
+    rebuild,
 )
 
 AIOICE_LINE = "6815297761 1 udp 659136 1.2.3.4 31102 typ host generation 0"
@@ -650,21 +651,7 @@ def test_constructed_candidates_round_trip(candidate: Candidate) -> None:
 
 @given(candidate_lines())
 def test_fields_rebuild_the_canonical_line(line: str) -> None:
-    candidate = Candidate.from_sdp(line)
-    rebuilt = Candidate(
-        candidate.foundation,
-        candidate.component,
-        candidate.transport,
-        candidate.priority,
-        candidate.host,
-        candidate.port,
-        candidate.type,
-        candidate.related_address,
-        candidate.related_port,
-        candidate.tcptype,
-        candidate.generation,
-        extensions=candidate.extensions,
-    )
+    rebuilt = rebuild(Candidate.from_sdp(line))
     assert rebuilt.to_sdp() == canonical_line(line)
 
 
