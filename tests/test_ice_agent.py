@@ -2366,10 +2366,12 @@ def test_waiting_pair_of_a_selected_component_does_not_block_its_foundation() ->
     assert agent.state == "completed"
 
 
-def test_controlled_agent_fails_when_a_component_is_lost_and_nothing_is_left() -> None:
-    # Component 2 has a valid pair (waiting for a nomination), component 1's
-    # only pair failed and nothing is left to check: RFC 8445 §7.2.5.4, the
-    # check list fails (a nomination could not complete ICE anyway).
+def controlled_with_two_components() -> tuple[
+    IceAgent, tuple[Transmit, Message], tuple[Transmit, Message]
+]:
+    """A controlled agent with one pair per component, both checks sent
+    (component 1's at 0, component 2's at Ta): the agent and the two
+    ``(transmit, request)`` of those checks."""
     agent = lone(
         controlling=False,
         components=2,
@@ -2381,9 +2383,16 @@ def test_controlled_agent_fails_when_a_component_is_lost_and_nothing_is_left() -
     )
     agent.add_host_candidate(1, 2, ("10.0.0.1", 1001))
     agent.connect(0.0)
-    tx1, check1 = only_request(agent)
+    first = only_request(agent)
     agent.handle_timer(0.02)
-    tx2, check2 = only_request(agent)
+    return agent, first, only_request(agent)
+
+
+def test_controlled_agent_fails_when_a_component_is_lost_and_nothing_is_left() -> None:
+    # Component 2 has a valid pair (waiting for a nomination), component 1's
+    # only pair failed and nothing is left to check: RFC 8445 §7.2.5.4, the
+    # check list fails (a nomination could not complete ICE anyway).
+    agent, (tx1, check1), (tx2, check2) = controlled_with_two_components()
     agent.receive_datagram(1, answer(check2), tx2.addr, 0.021)
     assert agent.state == "checking"
     drain(agent)
@@ -2409,20 +2418,7 @@ def test_controlled_agent_waits_for_the_nomination_of_valid_pairs() -> None:
 def test_controlled_agent_fails_when_its_last_pending_check_succeeds() -> None:
     # Component 1's pair failed while component 2's was in checks; that one
     # succeeds, and nothing is left to check: ICE fails then.
-    agent = lone(
-        controlling=False,
-        components=2,
-        remotes=(
-            B_CANDIDATE,
-            Candidate("bbbb3", 2, "udp", 9, "10.0.0.2", 2001, "host"),
-        ),
-        connect=False,
-    )
-    agent.add_host_candidate(1, 2, ("10.0.0.1", 1001))
-    agent.connect(0.0)
-    tx1, check1 = only_request(agent)
-    agent.handle_timer(0.02)
-    tx2, check2 = only_request(agent)
+    agent, (tx1, check1), (tx2, check2) = controlled_with_two_components()
     agent.receive_datagram(0, answer(check1, error=(500, "x")), tx1.addr, 0.021)
     assert agent.state == "checking"
     drain(agent)
