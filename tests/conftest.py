@@ -245,3 +245,14 @@ def spawn(
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return fut
+
+
+def watch_recv(conn: Connection) -> threading.Event:
+    """An event set once a ``recv()`` on ``conn`` waits for a datagram.
+
+    From then on the caller is past every check and only waits: a datagram
+    or a close must wake it.
+    """
+    event = threading.Event()
+    conn._inbox.watch = event
+    return event

@@ -47,6 +47,7 @@ from tests.conftest import (
     has_ipv6_loopback,
     requires,
     spawn,
+    watch_recv,
 )
 
 #: Hang guard of every blocking call that is expected to return.
@@ -70,19 +71,6 @@ class _WatchedDeque(collections.deque[Any]):
     def append(self, item: Any) -> None:
         super().append(item)
         self.appended.set()
-
-
-def watch_recv(conn: Connection) -> threading.Event:
-    """An event set once a ``recv()`` on ``conn`` waits for a datagram.
-
-    From then on the caller is past every check and only waits: a datagram
-    or a close must wake it.
-    """
-    inbox = conn._inbox
-    event = threading.Event()
-    assert inbox.watch is None
-    inbox.watch = event
-    return event
 
 
 def watch_queued(conn: Connection) -> threading.Event:
@@ -119,6 +107,20 @@ def candidate_at(sock: socket.socket, component: int = 1) -> Candidate:
         port=port,
         type="host",
     )
+
+
+def facing(
+    connection_pairs: ConnectionPairs,
+    peer: socket.socket,
+    config: IceConfig | None = None,
+) -> Connection:
+    """A controlling connection, gathered, with ``peer`` as its only remote
+    candidate and made-up remote credentials: its checks go unanswered."""
+    conn = connection_pairs.connection(True, config=config)
+    conn.gather_candidates(timeout=GUARD)
+    conn.remote_username, conn.remote_password = "user", "p" * 22
+    conn.add_remote_candidate(candidate_at(peer))
+    return conn
 
 
 def wait_for_check(sock: socket.socket) -> bytes:
@@ -751,10 +753,7 @@ def test_connect_to_a_silent_peer_fails(
     connection_pairs: ConnectionPairs, silent_peer: socket.socket
 ) -> None:
     fast = IceConfig(rto=0.01, max_sends=2, final_wait=1)
-    a = connection_pairs.connection(True, config=fast)
-    a.gather_candidates(timeout=GUARD)
-    a.remote_username, a.remote_password = "user", "p" * 22
-    a.add_remote_candidate(candidate_at(silent_peer))
+    a = facing(connection_pairs, silent_peer, config=fast)
     a.add_remote_candidate(None)
     with pytest.raises(NegotiationFailedError):
         a.connect(timeout=GUARD)
@@ -800,10 +799,7 @@ def test_end_of_candidates_from_another_thread_fails_connect(
     connection_pairs: ConnectionPairs, silent_peer: socket.socket
 ) -> None:
     fast = IceConfig(rto=0.01, max_sends=2, final_wait=1)
-    a = connection_pairs.connection(True, config=fast)
-    a.gather_candidates(timeout=GUARD)
-    a.remote_username, a.remote_password = "user", "p" * 22
-    a.add_remote_candidate(candidate_at(silent_peer))
+    a = facing(connection_pairs, silent_peer, config=fast)
 
     def end() -> None:
         wait_for_check(silent_peer)
@@ -941,10 +937,7 @@ def test_recv_timeout_loses_nothing(
 def test_connect_timeout_then_close(
     connection_pairs: ConnectionPairs, silent_peer: socket.socket
 ) -> None:
-    a = connection_pairs.connection(True)
-    a.gather_candidates(timeout=GUARD)
-    a.remote_username, a.remote_password = "user", "p" * 22
-    a.add_remote_candidate(candidate_at(silent_peer))
+    a = facing(connection_pairs, silent_peer)
     with pytest.raises(TimeoutError) as info:
         a.connect(timeout=0.05)
     assert isinstance(info.value, IceTimeoutError)
@@ -1003,10 +996,7 @@ def test_get_event_timeout_before_close() -> None:
 def test_close_wakes_blocked_connect(
     connection_pairs: ConnectionPairs, silent_peer: socket.socket
 ) -> None:
-    a = connection_pairs.connection(True)
-    a.gather_candidates(timeout=GUARD)
-    a.remote_username, a.remote_password = "user", "p" * 22
-    a.add_remote_candidate(candidate_at(silent_peer))
+    a = facing(connection_pairs, silent_peer)
     blocked = spawn(lambda: a.connect(timeout=GUARD), "connect-caller")
     wait_for_check(silent_peer)  # connect() has started the checks
     spawn(a.close, "closer").result(GUARD)
@@ -1379,10 +1369,7 @@ def test_fault_during_connect_closes_the_connection(
     method: str,
 ) -> None:
     # Checks to a silent peer: the retransmission timer fires soon.
-    a = connection_pairs.connection(True, config=IceConfig(rto=0.01))
-    a.gather_candidates(timeout=GUARD)
-    a.remote_username, a.remote_password = "user", "p" * 22
-    a.add_remote_candidate(candidate_at(silent_peer))
+    a = facing(connection_pairs, silent_peer, config=IceConfig(rto=0.01))
 
     def boom(now: float) -> None:
         raise RuntimeError("boom")

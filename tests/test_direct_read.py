@@ -20,16 +20,9 @@ from syncice import Connection, ConnectionClosedError, IceTimeoutError
 from syncice.connection import _Alias, _Inbox, _Published
 from syncice.stun import Class, Message, Method
 
-from .conftest import ConnectionPairs, spawn
+from .conftest import ConnectionPairs, spawn, watch_recv
 
 GUARD = 10.0
-
-
-def watch(conn: Connection) -> threading.Event:
-    """Set once a recv() on ``conn`` is past its checks and waits."""
-    event = threading.Event()
-    conn._inbox.watch = event
-    return event
 
 
 def two_sockets(connection_pairs: ConnectionPairs) -> tuple[Connection, Connection]:
@@ -49,7 +42,7 @@ def test_blocked_recvfrom_gets_data_of_either_component(
 ) -> None:
     a, b = two_sockets(connection_pairs)
     for component in (2, 1, 2):
-        waiting = watch(b)
+        waiting = watch_recv(b)
         got = spawn(lambda: b.recvfrom(timeout=GUARD))
         assert waiting.wait(GUARD)
         a.sendto(b"on %d" % component, component)
@@ -68,7 +61,7 @@ def test_poll_reader_times_out_and_loses_nothing(
 
 def test_close_wakes_a_poll_reader(connection_pairs: ConnectionPairs) -> None:
     _, b = two_sockets(connection_pairs)
-    waiting = watch(b)
+    waiting = watch_recv(b)
     got = spawn(lambda: b.recv(timeout=GUARD))
     assert waiting.wait(GUARD)
     b.close()
@@ -193,7 +186,7 @@ def test_unauthenticated_data_is_dropped_by_the_reader(
     session = b._session()
     assert session is not None
     assert b._published.fast is not None
-    waiting = watch(b)
+    waiting = watch_recv(b)
     got = spawn(lambda: b.recv(timeout=GUARD))
     assert waiting.wait(GUARD)
     intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -213,7 +206,7 @@ def test_reader_hands_stun_to_the_worker(
     connected_pair: tuple[Connection, Connection],
 ) -> None:
     a, b = connected_pair
-    waiting = watch(b)
+    waiting = watch_recv(b)
     got = spawn(lambda: b.recv(timeout=GUARD))
     assert waiting.wait(GUARD)
     before = b._agent.stats.unexpected
