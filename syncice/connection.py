@@ -834,8 +834,6 @@ class _Session:
                 self.sockets[pair.endpoint], pair.remote_addr
             )
             published.routes = routes
-            published.selected = dict(published.selected)
-            published.selected[event.component] = (event.local, event.remote)
         elif isinstance(event, IceCompleted):
             self._publish_direct()
             published.connected = True
@@ -902,7 +900,6 @@ class _Published:
 
     def __init__(self, controlling: bool) -> None:
         self.routes: dict[int, _Route] = {}
-        self.selected: dict[int, tuple[Candidate, Candidate]] = {}
         self.local_candidates: tuple[Candidate, ...] = ()
         self.controlling = controlling
         self.connected = False

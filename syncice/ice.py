@@ -286,7 +286,6 @@ class IceAgent:
         self._events: deque[IceEvent] = deque()
         self._outbox: list[Transmit] = []
         self._next_check_at: float | None = None
-        self._gather_deadline: float | None = None
         self._gathering = False
         self._gathered = False
         self._first_valid_at: dict[int, float] = {}
@@ -339,7 +338,6 @@ class IceAgent:
         return at
 
     def _timer_candidates(self) -> Iterable[float | None]:
-        yield self._gather_deadline
         if self.state == IceState.CHECKING:
             if (
                 self._next_check_at is not None
@@ -420,7 +418,7 @@ class IceAgent:
                         ),
                     ),
                 )
-        self._gather_deadline = deadline
+        # Each request's own deadline (the gather bound) ends it in time.
         self._maybe_gathered()
 
     def _maybe_gathered(self) -> None:
@@ -429,7 +427,6 @@ class IceAgent:
         ):
             self._gathering = False
             self._gathered = True
-            self._gather_deadline = None
             self._events.append(GatheringCompleted())
 
     def _on_gather_response(self, pending: _Pending, message: Message) -> None:
@@ -1334,7 +1331,6 @@ class IceAgent:
         self._early.clear()
         self._outbox = []
         self._next_check_at = None
-        self._gather_deadline = None
 
     def route(self, component: int) -> tuple[int, Address] | None:
         """Where data for ``component`` goes: ``(endpoint, remote address)``."""
