@@ -683,6 +683,7 @@ class _Session:
         # Under the inbox lock: a recv() caller that starts reading the socket
         # itself does so either before this batch (then the socket is theirs)
         # or after it (then what it read is queued first): order is kept.
+        other = False  # STUN or dropped: the agent's state may have moved
         with inbox._lock:
             if inbox.direct:
                 # A recv() caller reads this socket itself: leave it to them
@@ -698,9 +699,13 @@ class _Session:
                     # ICMP errors reported on the socket: nothing to read here.
                     continue
                 got = receive(endpoint, data, (addr[0], addr[1]), now)
-                if got is not None:
+                if got is None:
+                    other = True
+                else:
                     put(got)
-        if agent._outbox or agent._events or agent.get_timer() != self.timer_at:
+        # Application data changes nothing in the agent: only then is the
+        # flush (and its timer scan) skipped.
+        if other:
             self.flush()
 
     def _publish_direct(self) -> None:
