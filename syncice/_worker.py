@@ -80,6 +80,16 @@ _MAX_TIMEOUT = 24 * 3600.0
 _PURGE_MIN_CANCELLED = 64
 
 
+def _settle(fut: concurrent.futures.Future[Any], fn: Callable[[], Any]) -> None:
+    """Run ``fn`` and put its result, or whatever it raised, in ``fut``."""
+    try:
+        result = fn()
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
 class TimerHandle:
     """A timer scheduled by :meth:`Worker.call_at`.
 
@@ -222,12 +232,7 @@ class Worker:
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
         if threading.get_ident() == self._ident:
             fut.set_running_or_notify_cancel()
-            try:
-                result = fn()
-            except BaseException as exc:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(result)
+            _settle(fut, fn)
         else:
             self._enqueue((fn, fut))
         return fut
@@ -439,12 +444,7 @@ class Worker:
                     except Exception:
                         logger.exception("posted function %r raised", fn)
                 elif fut.set_running_or_notify_cancel():
-                    try:
-                        result = fn()
-                    except BaseException as exc:
-                        fut.set_exception(exc)
-                    else:
-                        fut.set_result(result)
+                    _settle(fut, fn)
 
             if jump_to is not None and not events and not ran and fake is not None:
                 # Idle for the whole threshold, and nothing ran that could have
