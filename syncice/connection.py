@@ -1020,15 +1020,15 @@ class Connection:
         validate_username(local_username)
         validate_password(local_password)
         if local_addresses is not None:
-            # Validate now, so that a mistake shows at construction.
-            if not _gather.select_addresses(
+            # Checked and filtered now, so that a mistake shows at construction.
+            local_addresses = _gather.select_addresses(
                 local_addresses, use_ipv4=use_ipv4, use_ipv6=use_ipv6
-            ):
+            )
+            if not local_addresses:
                 raise ValueError(
                     "local_addresses leaves no address to gather on"
                     " (empty, or every entry ruled out by use_ipv4/use_ipv6)"
                 )
-            local_addresses = list(local_addresses)
 
         self.turn_username = turn_username
         self.turn_password = turn_password
@@ -1215,8 +1215,8 @@ class Connection:
         addresses: list[str] = []
         stun: list[Address] = []
         if self._transport_policy is TransportPolicy.ALL:
-            addresses = _gather.select_addresses(
-                self._local_addresses, use_ipv4=self._use_ipv4, use_ipv6=self._use_ipv6
+            addresses = self._local_addresses or _gather.host_addresses(
+                use_ipv4=self._use_ipv4, use_ipv6=self._use_ipv6
             )
             if self.stun_server is not None:
                 stun = _gather.resolve_server(
