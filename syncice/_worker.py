@@ -270,7 +270,13 @@ class Worker:
 
     # --- worker thread only ----------------------------------------------------
 
-    def add_reader(self, sock: socket.socket, callback: Callable[[], None]) -> None:
+    def add_reader(
+        self,
+        sock: socket.socket,
+        callback: Callable[[], None],
+        *,
+        writable: bool = False,
+    ) -> None:
         """Call ``callback()`` whenever ``sock`` is readable, until
         :meth:`remove_reader`; replaces an earlier callback for ``sock``.
 
@@ -278,13 +284,19 @@ class Worker:
 
         :param sock: the socket to watch.
         :param callback: called with no arguments.
+        :param writable: call it also when ``sock`` is writable (a stream
+            with bytes waiting to go out, or a connect in progress); call
+            again without it once nothing waits.
         :raises RuntimeError: not called on the worker thread.
         """
         self._check_thread()
+        events = selectors.EVENT_READ
+        if writable:
+            events |= selectors.EVENT_WRITE
         try:
-            key = self._selector.modify(sock, selectors.EVENT_READ, callback)
+            key = self._selector.modify(sock, events, callback)
         except KeyError:
-            key = self._selector.register(sock, selectors.EVENT_READ, callback)
+            key = self._selector.register(sock, events, callback)
         self._keys[key.fd] = key
 
     def remove_reader(self, sock: socket.socket) -> None:

@@ -22,7 +22,9 @@ import os
 import secrets
 import select
 import socket
+import ssl
 import string
+import struct
 import threading
 import time
 import weakref
@@ -32,6 +34,7 @@ from typing import Any, TypeVar
 
 from . import _gather
 from ._checklist import PairStats
+from ._stream import StreamTransport
 from ._worker import TimerHandle, Worker, acquire_worker, release_worker
 from .candidate import Candidate
 from .events import (
@@ -51,6 +54,7 @@ from .exceptions import (
     NotConnectedError,
 )
 from .ice import IceAgent, IceConfig, validate_password, validate_username
+from .turn import TurnAllocation
 
 __all__ = ["Connection", "TransportPolicy"]
 
@@ -73,6 +77,10 @@ _LONG_WAIT = 3600.0
 _SHORT_ENOUGH = min(_LONG_WAIT, threading.TIMEOUT_MAX)
 #: Bound of the receive queue of a connection, in datagrams.
 INBOX_SIZE = 8192
+
+#: How long close() waits at most for TURN allocations to be released.
+_RELEASE_WAIT = 5.0
+_CHANNEL_HEADER = struct.Struct("!HH")
 
 _ids = itertools.count(1)
 _ICE_CHARS = string.ascii_letters + string.digits + "+/"
@@ -125,13 +133,69 @@ def _check_server(name: str, server: object) -> tuple[str, int] | None:
 
 
 class _Route:
-    """Where data for one component goes; replaced, never changed."""
+    """Where data for one component goes; replaced, never changed.
 
-    __slots__ = ("addr", "sock")
+    A relayed route (``relay`` set) sends through its TURN allocation: as
+    ChannelData straight to the server over UDP once a channel is bound,
+    otherwise through the worker, which wraps it.
+    """
 
-    def __init__(self, sock: socket.socket, addr: Address) -> None:
+    __slots__ = ("addr", "relay", "sock")
+
+    def __init__(
+        self, sock: socket.socket | None, addr: Address, relay: _Relayed | None = None
+    ) -> None:
         self.sock = sock
         self.addr = addr
+        self.relay = relay
+
+
+class _Relayed:
+    """The relay half of a route (see :class:`_Route`)."""
+
+    __slots__ = ("channels", "peer", "post")
+
+    def __init__(
+        self,
+        channels: dict[Address, int],
+        peer: Address,
+        post: Callable[[bytes], None],
+    ) -> None:
+        self.channels = channels  # the allocation's: read, never written, here
+        self.peer = peer
+        self.post = post
+
+
+class _TurnPath:
+    """The way to the TURN server for one component, made in the caller's thread."""
+
+    __slots__ = (
+        "component",
+        "context",
+        "family",
+        "hostname",
+        "server",
+        "sock",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        component: int,
+        sock: socket.socket,
+        server: Address,
+        transport: str,
+        family: int | None,
+        context: ssl.SSLContext | None,
+        hostname: str | None,
+    ) -> None:
+        self.component = component
+        self.sock = sock
+        self.server = server
+        self.transport = transport
+        self.family = family
+        self.context = context
+        self.hostname = hostname
 
 
 class _Alias(socket.socket):
@@ -582,6 +646,14 @@ class _Session:
         # STUN messages direct readers handed to the worker, not yet handled.
         self.backlog_lock = threading.Lock()
         self.stun_backlog = 0
+        # The paths to TURN servers: UDP sockets (also in self.sockets) and
+        # streams, by transport endpoint; closed once the allocations are
+        # released, which self.released tells.
+        self.turn_sockets: dict[int, socket.socket] = {}
+        self.streams: dict[int, StreamTransport] = {}
+        self.turn_paths: dict[int, tuple[_TurnPath, tuple[str, str]]] = {}
+        self.next_endpoint = 0
+        self.released: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     # --- commands (run on the worker) --------------------------------------
 
@@ -589,14 +661,20 @@ class _Session:
         self,
         sockets: list[tuple[socket.socket, int]],
         stun_servers: list[Address],
+        turn: list[_TurnPath],
+        credentials: tuple[str, str],
         remote: list[Candidate | None],
     ) -> None:
-        self._guard(self._start_gathering, sockets, stun_servers, remote)
+        self._guard(
+            self._start_gathering, sockets, stun_servers, turn, credentials, remote
+        )
 
     def _start_gathering(
         self,
         sockets: list[tuple[socket.socket, int]],
         stun_servers: list[Address],
+        turn: list[_TurnPath],
+        credentials: tuple[str, str],
         remote: list[Candidate | None],
     ) -> None:
         now = self.worker.clock.now()
@@ -606,6 +684,31 @@ class _Session:
             addr = sock.getsockname()
             agent.add_host_candidate(endpoint, component, (addr[0], addr[1]))
             self.worker.add_reader(sock, self._reader(endpoint, sock))
+        endpoint = len(sockets)
+        for path in turn:
+            transport, relay = endpoint, endpoint + 1
+            endpoint += 2
+            self.turn_paths[transport] = (path, credentials)
+            agent.add_relay(
+                transport, relay, path.component, self._allocation(transport)
+            )
+            if path.transport == "udp":
+                self.sockets[transport] = path.sock
+                self.turn_sockets[transport] = path.sock
+                self.worker.add_reader(path.sock, self._reader(transport, path.sock))
+            else:
+                stream = StreamTransport(
+                    self.worker,
+                    path.sock,
+                    path.server,
+                    context=path.context,
+                    server_hostname=path.hostname,
+                    on_data=self._stream_reader(transport),
+                    on_lost=self._stream_lost(transport),
+                )
+                self.streams[transport] = stream
+                stream.start()
+        self.next_endpoint = endpoint
         for candidate in remote:
             agent.add_remote_candidate(candidate, now)
         agent.gather(now, stun_servers)
@@ -662,7 +765,73 @@ class _Session:
             ]
         return stats
 
+    def _allocation(self, transport: int) -> TurnAllocation:
+        path, (username, password) = self.turn_paths[transport]
+        return TurnAllocation(
+            server=path.server,
+            username=username,
+            password=password,
+            transport=path.transport,
+            family=path.family,
+            name=self.name,
+        )
+
+    def _renew_transport(self, old: int) -> None:
+        """Another UDP socket for an allocation refused with 437 (see
+        :meth:`IceAgent.transports_to_renew`)."""
+        now = self.worker.clock.now()
+        sock = self.turn_sockets.pop(old, None)
+        if sock is None:  # a stream: a new connection has a new port anyway
+            self.agent.transport_lost(old, "437 Allocation Mismatch", now)
+            return
+        del self.sockets[old]
+        self.worker.remove_reader(sock)
+        local = sock.getsockname()[0]
+        sock.close()
+        new = self.next_endpoint
+        self.next_endpoint += 1
+        path, credentials = self.turn_paths.pop(old)
+        try:
+            sock = _gather.bind_udp(local)
+        except OSError as exc:
+            self.agent.transport_lost(old, f"no socket: {exc}", now)
+            return
+        self.turn_paths[new] = (path, credentials)
+        self.sockets[new] = self.turn_sockets[new] = sock
+        self.worker.add_reader(sock, self._reader(new, sock))
+        self.agent.renew_transport(old, new, self._allocation(new), now)
+
+    def send_data(self, component: int, data: bytes) -> None:
+        """Send on a relayed route the caller could not write to itself."""
+        if not self.closed:
+            self.agent.send(component, data, self.worker.clock.now())
+            self._transmit()
+
     # --- I/O handlers --------------------------------------------------------
+
+    def _stream_reader(self, transport: int) -> Callable[[bytes], None]:
+        def on_data(data: bytes) -> None:
+            try:
+                put = self.inbox.put
+                for item in self.agent.receive_stream(
+                    transport, data, self.worker.clock.now()
+                ):
+                    put(item)
+                self.flush()
+            except Exception:
+                self._internal_error()
+
+        return on_data
+
+    def _stream_lost(self, transport: int) -> Callable[[str], None]:
+        def on_lost(reason: str) -> None:
+            try:
+                self.agent.transport_lost(transport, reason, self.worker.clock.now())
+                self.flush()
+            except Exception:
+                self._internal_error()
+
+        return on_lost
 
     def _reader(self, endpoint: int, sock: socket.socket) -> Callable[[], None]:
         def on_readable() -> None:
@@ -711,7 +880,8 @@ class _Session:
     def _publish_direct(self) -> None:
         """Let recv() callers read the sockets themselves (see _Inbox)."""
         published = self.published
-        if published.direct or self.closed:
+        if published.direct or self.closed or self.agent.relay_count:
+            # Relayed data must be unwrapped by the worker: no direct reads.
             return
         if len(self.sockets) == 1:
             [(endpoint, sock)] = self.sockets.items()
@@ -796,21 +966,45 @@ class _Session:
         except Exception:
             self._internal_error()
 
-    def flush(self) -> None:
-        """Send what the agent queued, dispatch its events, re-arm the timer."""
-        agent = self.agent
+    def _transmit(self) -> None:
         sockets = self.sockets
-        for endpoint, data, addr in agent.datagrams_to_send():
+        for endpoint, data, addr in self.agent.datagrams_to_send():
             sock = sockets.get(endpoint)
             if sock is None:
+                stream = self.streams.get(endpoint)
+                if stream is not None:
+                    stream.write(data)
                 continue
             try:
                 sock.sendto(data, addr)
             except OSError:
                 self.send_errors += 1
+
+    def _rearm(self) -> None:
+        at = self.agent.get_timer()
+        if at != self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.timer_at = at
+            if at is not None:
+                self.timer = self.worker.call_at(at, self.on_timer)
+
+    def flush(self) -> None:
+        """Send what the agent queued, dispatch its events, re-arm the timer."""
+        agent = self.agent
+        self._transmit()
+        if self.closed:
+            # Only TURN allocations being released are left.
+            self._rearm()
+            self._maybe_released()
+            return
+        for transport in agent.transports_to_renew():
+            self._renew_transport(transport)
+            self._transmit()
         while (event := agent.next_event()) is not None:
             self._dispatch(event)
-            if self.closed:
+            if self.published.closed_reason is not None:  # it closed us
                 return
         count = sum(len(ep.peers) for ep in agent._endpoints.values())
         if count != self.peer_count:
@@ -821,22 +1015,15 @@ class _Session:
                 for endpoint, ep in agent._endpoints.items()
                 for addr in ep.peers
             }
-        at = agent.get_timer()
-        if at != self.timer_at:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
-            self.timer_at = at
-            if at is not None:
-                self.timer = self.worker.call_at(at, self.on_timer)
+        self._rearm()
 
     def _dispatch(self, event: object) -> None:
         published = self.published
         if isinstance(event, SelectedPairChanged):
             pair = self.agent.selected[event.component]
             routes = dict(published.routes)
-            routes[event.component] = _Route(
-                self.sockets[pair.endpoint], pair.remote_addr
+            routes[event.component] = self._route(
+                event.component, pair.endpoint, pair.remote_addr
             )
             published.routes = routes
         elif isinstance(event, IceCompleted):
@@ -858,6 +1045,22 @@ class _Session:
         elif isinstance(event, ConsentExpired):
             self.close("consent expired")
 
+    def _route(self, component: int, endpoint: int, addr: Address) -> _Route:
+        relay = self.agent.relay(endpoint)
+        if relay is None:
+            return _Route(self.sockets[endpoint], addr)
+        transport, allocation = relay
+        worker = self.worker
+
+        def post(data: bytes) -> None:
+            worker.post(lambda: self.send_data(component, data))
+
+        return _Route(
+            self.turn_sockets.get(transport),
+            allocation.server,
+            _Relayed(allocation.channels, addr, post),
+        )
+
     def _guard(self, fn: Callable[..., None], *args: Any) -> None:
         try:
             fn(*args)
@@ -874,15 +1077,21 @@ class _Session:
             return
         self.closed = True
         error = _closed(reason)
-        self.agent.close()
+        self.agent.close(self.worker.clock.now())
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+            self.timer_at = None
         if self.unpark_timer is not None:
             self.unpark_timer.cancel()
             self.unpark_timer = None
-        for sock in self.sockets.values():
-            self.worker.remove_reader(sock)
+        turn = self.turn_sockets
+        for endpoint, sock in list(self.sockets.items()):
+            if endpoint in turn:
+                # Stays open (and read) until its allocation is released.
+                del self.sockets[endpoint]
+            else:
+                self.worker.remove_reader(sock)
         self.published.routes = {}
         self.published.direct = ()
         self.published.fast = None
@@ -895,6 +1104,22 @@ class _Session:
         _resolve(self.gathered, error)
         _resolve(self.connected, error)
         self.published.push_event(ConnectionClosed())
+        for endpoint, sock in turn.items():
+            self.sockets[endpoint] = sock
+        self.flush()  # sends the deallocations
+
+    def _maybe_released(self) -> None:
+        if self.released.done() or self.agent.releasing:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for sock in self.turn_sockets.values():
+            self.worker.remove_reader(sock)
+            sock.close()
+        for stream in self.streams.values():
+            stream.close()
+        self.released.set_result(None)
 
 
 _EVENT_READY = threading.Condition(threading.Lock())
@@ -947,7 +1172,8 @@ def _finalize(worker_box: list[Worker], session_box: list[_Session]) -> None:
             try:
                 session.close()
             finally:
-                release_worker(worker)
+                # Once TURN allocations are released (at once without any).
+                session.released.add_done_callback(lambda _: release_worker(worker))
 
         # A worker inherited through fork(), or already stopped, refuses it.
         with contextlib.suppress(RuntimeError):
@@ -966,7 +1192,10 @@ class Connection:
     :param turn_server: the address of the TURN server, or ``None``.
     :param turn_username: the username for the TURN server.
     :param turn_password: the password for the TURN server.
-    :param turn_ssl: whether to use TLS for the TURN server.
+    :param turn_ssl: whether to use TLS for the TURN server (with
+        ``turn_transport="tcp"``): ``True`` verifies its certificate against
+        the default trust store (``SSL_CERT_FILE`` works), or pass an
+        :class:`ssl.SSLContext` of your own.
     :param turn_transport: the transport for the TURN server, ``"udp"`` or ``"tcp"``.
     :param use_ipv4: whether to use IPv4 candidates.
     :param use_ipv6: whether to use IPv6 candidates.
@@ -988,7 +1217,7 @@ class Connection:
         turn_server: tuple[str, int] | None = None,
         turn_username: str | None = None,
         turn_password: str | None = None,
-        turn_ssl: bool = False,
+        turn_ssl: bool | ssl.SSLContext = False,
         turn_transport: str = "udp",
         use_ipv4: bool = True,
         use_ipv6: bool = True,
@@ -1003,6 +1232,8 @@ class Connection:
             raise ValueError("components must be an int from 1 to 256")
         if turn_transport not in ("udp", "tcp"):
             raise ValueError('turn_transport must be "udp" or "tcp"')
+        if not isinstance(turn_ssl, (bool, ssl.SSLContext)):
+            raise TypeError("turn_ssl must be a bool or an ssl.SSLContext")
         if not isinstance(transport_policy, TransportPolicy):
             raise ValueError("transport_policy must be a TransportPolicy")
         self.stun_server = _check_server("stun_server", stun_server)
@@ -1013,6 +1244,12 @@ class Connection:
             and self.turn_server is None
         ):
             raise ValueError("The relay transport policy needs a STUN or TURN server")
+        if self.turn_server is not None and not (
+            isinstance(turn_username, str) and isinstance(turn_password, str)
+        ):
+            raise ValueError("turn_server needs turn_username and turn_password (str)")
+        if turn_ssl and turn_transport == "udp":
+            logger.warning("turn_ssl applies to turn_transport='tcp' only: ignored")
         if local_username is None:
             local_username = _random_string(4)
         if local_password is None:
@@ -1192,8 +1429,11 @@ class Connection:
         """Gather local candidates.
 
         You **must** call this method before calling :meth:`connect`. It
-        returns when host candidates are ready and every STUN server has
-        answered or failed (at most ``gather_timeout``, 5 s by default).
+        returns when host candidates are ready and every STUN and TURN
+        server has answered or failed (at most ``gather_timeout``, 5 s by
+        default). A TURN server that refuses us, is down or presents an
+        untrusted certificate gives no relay candidate: the reason is logged
+        (logger ``syncice.turn``) and gathering goes on.
         Calling it again waits for the same gathering.
 
         :param timeout: at most this many seconds; ``None`` waits until done.
@@ -1223,6 +1463,7 @@ class Connection:
                     self.stun_server, use_ipv4=self._use_ipv4, use_ipv6=self._use_ipv6
                 )
         sockets: list[tuple[socket.socket, int]] = []
+        turn: list[_TurnPath] = []
         try:
             for component in range(1, self._components + 1):
                 for address in addresses:
@@ -1232,10 +1473,13 @@ class Connection:
                         logger.warning(
                             "%s cannot bind to %s: %s", self._name, address, exc
                         )
+            turn = self._turn_paths()
             worker = acquire_worker()
         except BaseException:
             for sock, _ in sockets:
                 sock.close()
+            for path in turn:
+                path.sock.close()
             raise
         session = _Session(
             worker, self._agent, self._inbox, self._published, self._name
@@ -1243,8 +1487,70 @@ class Connection:
         self._worker_box.append(worker)
         self._session_box.append(session)
         remote, self._pending_remote = self._pending_remote, []
-        worker.post(lambda: session.start_gathering(sockets, stun, remote))
+        credentials = (self.turn_username or "", self.turn_password or "")
+        worker.post(
+            lambda: session.start_gathering(sockets, stun, turn, credentials, remote)
+        )
         return session
+
+    def _turn_paths(self) -> list[_TurnPath]:
+        """A socket per component towards the TURN server, not yet connected."""
+        if self.turn_server is None:
+            return []
+        servers = _gather.resolve_server(self.turn_server, use_ipv4=True, use_ipv6=True)
+        if not servers:
+            return []
+        server = servers[0]
+        ipv6 = ":" in server[0]
+        # RFC 8656 §7.1: ask for an IPv6 relay where IPv6 is what we use
+        # (a server gives an IPv4 one by default, even to a client on IPv6).
+        family = 0x02 if self._use_ipv6 and (ipv6 or not self._use_ipv4) else None
+        local = next(
+            (a for a in self._local_addresses or () if (":" in a) == ipv6),
+            "::" if ipv6 else "0.0.0.0",
+        )
+        transport = self.turn_transport
+        context: ssl.SSLContext | None = None
+        if transport == "tcp" and self.turn_ssl:
+            transport = "tls"
+            context = (
+                self.turn_ssl
+                if isinstance(self.turn_ssl, ssl.SSLContext)
+                else ssl.create_default_context()
+            )
+        paths: list[_TurnPath] = []
+        try:
+            for component in range(1, self._components + 1):
+                if transport == "udp":
+                    sock = _gather.bind_udp(local)
+                else:
+                    sock = socket.socket(
+                        socket.AF_INET6 if ipv6 else socket.AF_INET,
+                        socket.SOCK_STREAM,
+                    )
+                    sock.setblocking(False)
+                    if self._local_addresses:
+                        try:
+                            sock.bind((local, 0))
+                        except OSError:
+                            sock.close()
+                            raise
+                paths.append(
+                    _TurnPath(
+                        component,
+                        sock,
+                        server,
+                        transport,
+                        family,
+                        context,
+                        self.turn_server[0],
+                    )
+                )
+        except BaseException:
+            for path in paths:
+                path.sock.close()
+            raise
+        return paths
 
     def get_default_candidate(self, component: int) -> Candidate | None:
         """Get the default local candidate for the specified component.
@@ -1314,7 +1620,9 @@ class Connection:
     def close(self) -> None:
         """Close the connection.
 
-        Releases its sockets, and wakes every call blocked in :meth:`connect`,
+        Releases its TURN allocations (a Refresh with a zero lifetime; this
+        waits for the server's answer, at most 1 s) and its sockets, and
+        wakes every call blocked in :meth:`connect`,
         :meth:`recv` or :meth:`recvfrom` with :class:`ConnectionClosedError`.
         Safe to call twice and from any thread.
         """
@@ -1334,8 +1642,13 @@ class Connection:
             return
         if worker.in_worker_thread():
             session.close()
-        else:
-            worker.submit(session.close).result()
+            session.released.add_done_callback(lambda _: release_worker(worker))
+            return
+        worker.submit(session.close).result()
+        # TURN allocations are released (RFC 8656 §7) before their sockets
+        # close: a round trip to the server, at most TurnConfig.close_timeout.
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            session.released.result(_RELEASE_WAIT)
         release_worker(worker)
 
     def get_event(self, *, timeout: float | None = None) -> ConnectionEvent | None:
@@ -1439,8 +1752,22 @@ class Connection:
             if self._closed or self._published.closed_reason is not None:
                 raise self._closed_error()
             raise NotConnectedError("Cannot send data, not connected")
+        sock = route.sock
+        relay = route.relay
+        if relay is not None:
+            if len(data) > 0xFFFF:
+                raise ValueError(f"datagram of {len(data)} bytes is too large")
+            channel = relay.channels.get(relay.peer)
+            if channel is None or sock is None:
+                # Not bound yet, or a stream: the worker wraps it.
+                try:
+                    relay.post(bytes(data))
+                except RuntimeError:  # the worker stopped: closed meanwhile
+                    raise self._closed_error() from None
+                return
+            data = _CHANNEL_HEADER.pack(channel, len(data)) + data
         try:
-            route.sock.sendto(data, route.addr)
+            sock.sendto(data, route.addr)  # type: ignore[union-attr]
         except (BlockingIOError, InterruptedError):
             self.send_drops += 1
         except OSError as exc:
@@ -1448,7 +1775,7 @@ class Connection:
                 raise ValueError(
                     f"datagram of {len(data)} bytes is too large"
                 ) from None
-            if route.sock.fileno() == -1:
+            if sock.fileno() == -1:  # type: ignore[union-attr]
                 raise self._closed_error() from None
             self.send_drops += 1
 

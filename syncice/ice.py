@@ -53,6 +53,14 @@ from .events import (
 )
 from .exceptions import CandidateError, StunParseError
 from .stun import Class, Message, Method, parse_message, short_term_key
+from .turn import (
+    AllocationFailed,
+    AllocationSucceeded,
+    PermissionFailed,
+    ServerChanged,
+    TurnAllocation,
+    TurnState,
+)
 
 __all__ = [
     "AgentStats",
@@ -210,6 +218,20 @@ class _Pending:
     controlling: bool = False
 
 
+@dataclass(slots=True)
+class _Relay:
+    """A TURN allocation: reached through ``transport`` (the caller's socket or
+    stream to the server), it gives the relay candidate of ``endpoint``."""
+
+    transport: int
+    endpoint: int
+    component: int
+    allocation: TurnAllocation
+    lost: bool = False
+    renewed: bool = False
+    deadline: float | None = None
+
+
 class _EarlyCheck(NamedTuple):
     endpoint: int
     addr: Address
@@ -292,6 +314,10 @@ class IceAgent:
         self._selected: dict[int, CandidatePair] = {}
         self._consent: dict[int, _Consent] = {}
         self._closed_components: set[int] = set()
+        # TURN allocations, by relay endpoint and by transport endpoint.
+        self._relays: dict[int, _Relay] = {}
+        self._turn: dict[int, _Relay] = {}
+        self._renew: list[int] = []
 
     # --- properties --------------------------------------------------------
 
@@ -313,10 +339,20 @@ class IceAgent:
     # --- output ------------------------------------------------------------
 
     def datagrams_to_send(self) -> list[Transmit]:
-        """Hand out the datagrams queued since the last call, oldest first."""
+        """Hand out the datagrams queued since the last call, oldest first.
+
+        Datagrams for a relayed peer come out wrapped for the TURN server
+        (RFC 8656 §11, §12), on the relay's transport endpoint.
+        """
         out = self._outbox
         if out:
             self._outbox = []
+        for relay in self._turn.values():
+            allocation = relay.allocation
+            for data in allocation.datagrams_to_send():
+                if out is self._outbox:
+                    out = []
+                out.append(Transmit(relay.transport, data, allocation.server))
         return out
 
     def next_event(self) -> IceEvent | None:
@@ -325,9 +361,13 @@ class IceAgent:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next run (absolute), or ``None``."""
-        if self.state == IceState.CLOSED:
-            return None
         at: float | None = None
+        for relay in self._turn.values():
+            t = relay.allocation.get_timer()
+            if t is not None and (at is None or t < at):
+                at = t
+        if self.state == IceState.CLOSED:
+            return at
         for pending in self._pending.values():
             t = pending.transaction.timer_at
             if at is None or t < at:
@@ -391,6 +431,194 @@ class IceAgent:
             self._sort()
         return candidate
 
+    def add_relay(
+        self,
+        transport: int,
+        endpoint: int,
+        component: int,
+        allocation: TurnAllocation,
+    ) -> None:
+        """Register a TURN allocation, started by :meth:`gather` (RFC 8445
+        §5.1.1.2).
+
+        The caller owns the socket or stream to the TURN server, its
+        ``transport`` endpoint: what it receives there goes to
+        :meth:`receive_datagram` (UDP) or :meth:`receive_stream` (TCP, TLS),
+        and :meth:`datagrams_to_send` yields what goes to the server. Once
+        allocated, the relay candidate is ``endpoint`` in pairs and routes:
+        data sent there is wrapped by the allocation.
+
+        :param transport: the caller's ID of the path to the server.
+        :param endpoint: the ID the relay candidate gets, unique in this agent.
+        :param component: its component.
+        :param allocation: a new, unstarted allocation.
+        :raises ValueError: if an ID is already known or the component is out
+            of range.
+        """
+        taken = self._endpoints.keys() | self._relays.keys() | self._turn.keys()
+        if transport in taken or endpoint in taken or transport == endpoint:
+            raise ValueError("endpoint already added")
+        if not 1 <= component <= self.components:
+            raise ValueError(f"component must be 1 to {self.components}")
+        relay = _Relay(transport, endpoint, component, allocation)
+        self._turn[transport] = relay
+        self._relays[endpoint] = relay
+
+    def relay(self, endpoint: int) -> tuple[int, TurnAllocation] | None:
+        """The transport endpoint and allocation behind a relay endpoint, or
+        ``None`` when ``endpoint`` is not a relay."""
+        relay = self._relays.get(endpoint)
+        return None if relay is None else (relay.transport, relay.allocation)
+
+    @property
+    def relay_count(self) -> int:
+        """How many TURN allocations were registered with :meth:`add_relay`."""
+        return len(self._turn)
+
+    @property
+    def releasing(self) -> bool:
+        """Whether a TURN allocation is still being released after
+        :meth:`close` (its transport must stay open until then)."""
+        return any(r.allocation.state == TurnState.CLOSING for r in self._turn.values())
+
+    def _on_turn_events(self, relay: _Relay, now: float) -> None:
+        allocation = relay.allocation
+        while (event := allocation.next_event()) is not None:
+            if isinstance(event, AllocationSucceeded):
+                self._add_relay_candidate(relay, event, now)
+            elif isinstance(event, AllocationFailed):
+                if (
+                    event.error_code == 437
+                    and relay.endpoint not in self._endpoints
+                    and not relay.renewed
+                    and self.state != IceState.CLOSED
+                ):
+                    # RFC 8656 §7.3: the server still holds an allocation for
+                    # this client address (a port reused within its
+                    # lifetime): try once more from another one.
+                    self._renew.append(relay.transport)
+                else:
+                    self._lose_relay(relay, event.reason, now)
+            elif isinstance(event, ServerChanged):
+                if allocation.transport != "udp":
+                    # A stream is connected to the first server: following
+                    # ALTERNATE-SERVER would take a new connection.
+                    allocation.abandon(
+                        "ALTERNATE-SERVER over TCP or TLS is not followed"
+                    )
+            elif isinstance(event, PermissionFailed):
+                logger.info(
+                    "%s TURN permission for %s refused: %s",
+                    self.name,
+                    event.peer[0],
+                    event.reason,
+                )
+        self._maybe_gathered()
+
+    def _add_relay_candidate(
+        self, relay: _Relay, event: AllocationSucceeded, now: float
+    ) -> None:
+        if self.state == IceState.CLOSED:
+            return
+        host = _canonical(event.relayed[0])
+        mapped = event.mapped
+        candidate = Candidate(
+            foundation=candidate_foundation(
+                "relay", "udp", _canonical(relay.allocation.server[0])
+            ),
+            component=relay.component,
+            transport="udp",
+            priority=candidate_priority(relay.component, "relay"),
+            host=host,
+            port=event.relayed[1],
+            type="relay",
+            related_address=None if mapped is None else _canonical(mapped[0]),
+            related_port=None if mapped is None else mapped[1],
+        )
+        self._endpoints[relay.endpoint] = _Endpoint(relay.component, candidate)
+        self.local_candidates.append(candidate)
+        self._events.append(CandidateGathered(candidate=candidate))
+        for remote in self.remote_candidates:
+            self._permit(relay, remote, now)
+        if self.state in (IceState.CHECKING, IceState.COMPLETED):
+            for remote in self.remote_candidates:
+                self._pair(relay.endpoint, remote)
+            self._sort()
+
+    def _permit(self, relay: _Relay, remote: Candidate, now: float) -> None:
+        """Let the peer's checks in through the relay before ours go out: a
+        permission and a channel for every remote candidate it may pair with
+        (so that a peer that checks first is not dropped by the server)."""
+        ep = self._endpoints.get(relay.endpoint)
+        if ep is not None and ep.candidate.can_pair_with(remote):
+            relay.allocation.permit((_canonical(remote.host), remote.port), now)
+
+    def _lose_relay(self, relay: _Relay, reason: str, now: float) -> None:
+        if relay.lost:
+            return
+        relay.lost = True
+        logger.warning(
+            "%s TURN allocation at %s:%d ended: %s",
+            self.name,
+            relay.allocation.server[0],
+            relay.allocation.server[1],
+            reason,
+        )
+        if relay.endpoint not in self._endpoints:
+            return
+        # The relay candidate is gone: so are its pairs.
+        for pair in list(self._endpoints[relay.endpoint].pairs.values()):
+            if pair.transaction is not None:
+                self._pending.pop(pair.transaction.transaction_id, None)
+                pair.transaction = None
+            if self._selected.get(pair.component) is pair:
+                if self.state != IceState.CLOSED:
+                    self._expire_consent(pair.component, now)
+                return
+            pair.nominating = False
+            pair.valid = False
+            self._fail_pair(pair, now)
+
+    def transports_to_renew(self) -> list[int]:
+        """Transport endpoints whose allocation the server refused with 437
+        (Allocation Mismatch): the caller opens another socket and hands it
+        to :meth:`renew_transport`. Gathering waits for that."""
+        renew, self._renew = self._renew, []
+        return renew
+
+    def renew_transport(
+        self, old: int, new: int, allocation: TurnAllocation, now: float
+    ) -> None:
+        """Retry a relay from the new transport endpoint ``new``, with a new
+        allocation, instead of ``old`` (see :meth:`transports_to_renew`).
+
+        :raises ValueError: if ``new`` is already known or ``old`` is not a
+            transport.
+        """
+        relay = self._turn.get(old)
+        taken = self._endpoints.keys() | self._relays.keys() | self._turn.keys()
+        if relay is None or new in taken:
+            raise ValueError("unknown transport or endpoint already added")
+        del self._turn[old]
+        relay.transport = new
+        relay.allocation = allocation
+        relay.renewed = True
+        self._turn[new] = relay
+        allocation.start(now, relay.deadline)
+        self._on_turn_events(relay, now)
+
+    def transport_lost(self, transport: int, reason: str, now: float) -> None:
+        """The caller's path to a TURN server broke (a TCP or TLS connection
+        refused, reset or closed): its allocation ends."""
+        relay = self._turn.get(transport)
+        if relay is not None:
+            relay.allocation.abandon(reason)
+            self._on_turn_events(relay, now)
+            if relay.allocation.state == TurnState.FAILED:
+                # Also when it had failed already (a 437 kept for renewal).
+                self._lose_relay(relay, reason, now)
+                self._maybe_gathered()
+
     def gather(self, now: float, stun_servers: Sequence[Address] = ()) -> None:
         """Start gathering server-reflexive candidates (RFC 8445 §5.1.1.2).
 
@@ -403,6 +631,10 @@ class IceAgent:
             return
         self._gathering = True
         deadline = now + self.config.gather_timeout
+        for relay in list(self._turn.values()):
+            relay.deadline = deadline
+            relay.allocation.start(now, deadline)
+            self._on_turn_events(relay, now)
         for endpoint, ep in self._endpoints.items():
             family = ":" in ep.candidate.host
             for server in stun_servers:
@@ -422,8 +654,13 @@ class IceAgent:
         self._maybe_gathered()
 
     def _maybe_gathered(self) -> None:
-        if self._gathering and not any(
-            p.kind == "gather" for p in self._pending.values()
+        if (
+            self._gathering
+            and not any(p.kind == "gather" for p in self._pending.values())
+            and not self._renew
+            and not any(
+                r.allocation.state == TurnState.ALLOCATING for r in self._turn.values()
+            )
         ):
             self._gathering = False
             self._gathered = True
@@ -514,6 +751,8 @@ class IceAgent:
             return
         self._remote_by_addr[key] = candidate
         self.remote_candidates.append(candidate)
+        for relay in self._relays.values():
+            self._permit(relay, candidate, now)
         if self.state in (IceState.CHECKING, IceState.COMPLETED):
             for endpoint in self._endpoints:
                 self._pair(endpoint, candidate, trickled=True)
@@ -695,7 +934,13 @@ class IceAgent:
 
     def handle_timer(self, now: float) -> None:
         """Run whatever is due at ``now``: retransmissions and timeouts, the
-        ``Ta`` tick, nomination, consent checks and expiry, the gather bound."""
+        ``Ta`` tick, nomination, consent checks and expiry, the gather bound,
+        the TURN allocations' refreshes."""
+        for relay in list(self._turn.values()):
+            timer_at = relay.allocation.get_timer()
+            if timer_at is not None and timer_at <= now:
+                relay.allocation.handle_timer(now)
+                self._on_turn_events(relay, now)
         if self.state == IceState.CLOSED:
             return
         for tid, pending in list(self._pending.items()):
@@ -708,7 +953,7 @@ class IceAgent:
             # transaction's timer never passes its deadline (the gather
             # bound), so gathering ends here at the latest.
             if tx.poll(now) is Poll.SEND:
-                self._outbox.append(Transmit(tx.endpoint, tx.data, tx.addr))
+                self._send(tx.endpoint, tx.data, tx.addr, now)
                 if pending.pair is not None and pending.kind == "check":
                     pending.pair.requests_sent += 1
             else:
@@ -781,7 +1026,14 @@ class IceAgent:
     def _start(self, pending: _Pending) -> None:
         tx = pending.transaction
         self._pending[tx.transaction_id] = pending
-        self._outbox.append(Transmit(tx.endpoint, tx.data, tx.addr))
+        self._send(tx.endpoint, tx.data, tx.addr, tx.sent_at)
+
+    def _send(self, endpoint: int, data: bytes, addr: Address, now: float) -> None:
+        relay = self._relays.get(endpoint)
+        if relay is None:
+            self._outbox.append(Transmit(endpoint, data, addr))
+        else:
+            relay.allocation.send(addr, data, now)
 
     def _send_request(
         self, pair: CandidatePair, now: float, *, kind: str, nominate: bool = False
@@ -837,6 +1089,14 @@ class IceAgent:
         """
         ep = self._endpoints.get(endpoint)
         if ep is None or self.state == IceState.CLOSED:
+            relay = self._turn.get(endpoint)
+            if relay is not None and addr == relay.allocation.server:
+                # A UDP datagram carries one message: at most one result.
+                got = None
+                for peer, payload in relay.allocation.receive(data, now):
+                    got = self.receive_datagram(relay.endpoint, payload, peer, now)
+                self._on_turn_events(relay, now)
+                return got
             self.stats.unexpected += 1
             return None
         if len(data) < 20 or data[0] > 3 or data[4:8] != _COOKIE_BYTES:
@@ -863,6 +1123,41 @@ class IceAgent:
             self.stats.unexpected += 1
         return None
 
+    def receive_stream(
+        self, transport: int, data: bytes, now: float
+    ) -> list[tuple[bytes, int]]:
+        """Take bytes received on the TCP or TLS stream to a TURN server.
+
+        :returns: the application data they carried, as ``(data, component)``
+            (see :meth:`receive_datagram`). Never raises for any bytes.
+        """
+        relay = self._turn.get(transport)
+        if relay is None:
+            self.stats.unexpected += 1
+            return []
+        got = []
+        for peer, payload in relay.allocation.receive(data, now):
+            item = self.receive_datagram(relay.endpoint, payload, peer, now)
+            if item is not None:
+                got.append(item)
+        self._on_turn_events(relay, now)
+        return got
+
+    def send(self, component: int, data: bytes, now: float) -> bool:
+        """Queue application data on the selected pair of ``component``.
+
+        Callers with a socket of their own may write to :meth:`route` instead;
+        this is the way for relayed routes, whose data the TURN allocation
+        wraps.
+
+        :returns: whether there was a selected pair to send it on.
+        """
+        pair = self._selected.get(component)
+        if pair is None or self.state == IceState.CLOSED:
+            return False
+        self._send(pair.endpoint, data, pair.remote_addr, now)
+        return True
+
     def _respond_error(
         self,
         endpoint: int,
@@ -871,6 +1166,7 @@ class IceAgent:
         addr: Address,
         code: int,
         reason: str,
+        now: float,
         *,
         signed: bool = False,
     ) -> None:
@@ -888,7 +1184,7 @@ class IceAgent:
                 # An unauthenticated sender never gets more bytes than it sent.
                 self.stats.error_responses_suppressed += 1
                 return
-        self._outbox.append(Transmit(endpoint, data, addr))
+        self._send(endpoint, data, addr, now)
 
     def _on_request(
         self,
@@ -907,7 +1203,7 @@ class IceAgent:
             or message.integrity is None
         ):
             self.stats.unauthenticated += 1
-            self._respond_error(endpoint, message, size, addr, 400, "Bad Request")
+            self._respond_error(endpoint, message, size, addr, 400, "Bad Request", now)
             return
         local, colon, remote = username.partition(":")
         if (
@@ -917,7 +1213,9 @@ class IceAgent:
             or not message.check_integrity(self._local_key)
         ):
             self.stats.unauthenticated += 1
-            self._respond_error(endpoint, message, size, addr, 401, "Unauthenticated")
+            self._respond_error(
+                endpoint, message, size, addr, 401, "Unauthenticated", now
+            )
             return
         if message.unknown_required:
             response = Message(
@@ -929,31 +1227,35 @@ class IceAgent:
                     "UNKNOWN-ATTRIBUTES": message.unknown_required,
                 },
             )
-            self._outbox.append(
-                Transmit(
-                    endpoint,
-                    response.encode(key=self._local_key, fingerprint=True),
-                    addr,
-                )
+            self._send(
+                endpoint,
+                response.encode(key=self._local_key, fingerprint=True),
+                addr,
+                now,
             )
             return
-        # Role conflicts (RFC 8445 §7.3.1.1).
-        theirs = attributes.get("ICE-CONTROLLING")
-        if self._controlling and theirs is not None:
-            if self.tie_breaker >= theirs:
+        # Role conflicts (RFC 8445 §7.3.1.1): the peer claims our role.
+        theirs = (
+            attributes.get("ICE-CONTROLLING")
+            if self._controlling
+            else attributes.get("ICE-CONTROLLED")
+        )
+        if theirs is not None:
+            # The larger tie-breaker controls: keep our role and answer 487,
+            # or give it up.
+            if (self.tie_breaker >= theirs) == self._controlling:
                 self._respond_error(
-                    endpoint, message, size, addr, 487, "Role Conflict", signed=True
+                    endpoint,
+                    message,
+                    size,
+                    addr,
+                    487,
+                    "Role Conflict",
+                    now,
+                    signed=True,
                 )
                 return
-            self._switch_role(False)
-        theirs = attributes.get("ICE-CONTROLLED")
-        if not self._controlling and theirs is not None:
-            if self.tie_breaker < theirs:
-                self._respond_error(
-                    endpoint, message, size, addr, 487, "Role Conflict", signed=True
-                )
-                return
-            self._switch_role(True)
+            self._switch_role(not self._controlling)
 
         response = Message(
             Method.BINDING,
@@ -961,10 +1263,8 @@ class IceAgent:
             message.transaction_id,
             {"XOR-MAPPED-ADDRESS": addr},
         )
-        self._outbox.append(
-            Transmit(
-                endpoint, response.encode(key=self._local_key, fingerprint=True), addr
-            )
+        self._send(
+            endpoint, response.encode(key=self._local_key, fingerprint=True), addr, now
         )
         if addr not in ep.peers:
             # The sender proved it knows our password: its data is accepted.
@@ -1321,8 +1621,18 @@ class IceAgent:
 
     # --- closing and statistics --------------------------------------------
 
-    def close(self) -> None:
-        """Stop everything: no more datagrams, timers or checks."""
+    def close(self, now: float | None = None) -> None:
+        """Stop everything: no more checks, consent or data.
+
+        TURN allocations are released (RFC 8656 §7: a Refresh with a zero
+        lifetime) when ``now`` is given: until :attr:`releasing` turns false
+        their datagrams and timers go on, and the caller keeps their
+        transports open.
+        """
+        if now is not None:
+            for relay in list(self._turn.values()):
+                relay.allocation.close(now)
+                self._on_turn_events(relay, now)
         if self.state == IceState.CLOSED:
             return
         self.state = IceState.CLOSED

@@ -132,6 +132,17 @@ def coturn() -> TurnService:
     )
 
 
+@pytest.fixture
+def aioice_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aioice gathers on 127.0.0.1 only (its host addresses are patched), so
+    that none of its traffic leaves loopback."""
+    import aioice.ice
+
+    monkeypatch.setattr(
+        aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    )
+
+
 # --- Connection pairs on loopback (layer 2: test_connection.py) ----------------
 
 #: Hang guard of the blocking calls that build a pair.

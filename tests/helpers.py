@@ -32,7 +32,17 @@ from typing import NamedTuple
 
 from syncice.events import IceEvent
 from syncice.ice import IceAgent, IceConfig
-from syncice.stun import Class, Message, Method, parse_message, short_term_key
+from syncice.stun import (
+    ChannelData,
+    Class,
+    Message,
+    Method,
+    is_channel_data,
+    long_term_key,
+    parse_channel_data,
+    parse_message,
+    short_term_key,
+)
 
 Address = tuple[str, int]
 
@@ -41,6 +51,10 @@ Filter = Callable[[Address, Address, bytes], bool]
 
 #: A server sees (source, data) and returns the answer to send back, or None.
 Server = Callable[[Address, bytes], "bytes | None"]
+
+#: A node sees (source, destination, data) and returns datagrams to put in
+#: flight, as (source, destination, data): a TURN server relays.
+Node = Callable[[Address, Address, bytes], list[tuple[Address, Address, bytes]]]
 
 
 class Sent(NamedTuple):
@@ -66,6 +80,9 @@ class VirtualNet:
     filters: list[Filter] = field(default_factory=list)
     nat: dict[Address, Address] = field(default_factory=dict)
     servers: dict[Address, Server] = field(default_factory=dict)
+    nodes: dict[Address, Node] = field(default_factory=dict)
+    #: (id(agent), endpoint) of TURN transports that are streams (TCP, TLS).
+    streams: set[tuple[int, int]] = field(default_factory=set)
     sent: list[Sent] = field(default_factory=list)
     #: (agent name, now, timer) whenever get_timer() was not after now right
     #: after handle_timer(now): a caller would spin.
@@ -95,6 +112,11 @@ class VirtualNet:
         self.owners[addr] = (agent, endpoint)
         self.addresses[(id(agent), endpoint)] = addr
         agent.add_host_candidate(endpoint, component, addr, local_pref=local_pref)
+
+    def add_transport(self, agent: IceAgent, endpoint: int, addr: Address) -> None:
+        """Give an agent's TURN transport endpoint an address on the network."""
+        self.owners[addr] = (agent, endpoint)
+        self.addresses[(id(agent), endpoint)] = addr
 
     def add_server(self, addr: Address, server: Server) -> None:
         """Answer datagrams sent to ``addr`` with ``server``."""
@@ -156,6 +178,11 @@ class VirtualNet:
         return min(times) if times else None
 
     def _deliver(self, src: Address, dst: Address, data: bytes) -> None:
+        node = self.nodes.get(dst)
+        if node is not None:
+            for out in node(src, dst, data):
+                self.inject(*out)
+            return
         server = self.servers.get(dst)
         if server is not None:
             answer = server(src, data)
@@ -167,6 +194,11 @@ class VirtualNet:
         if owner is not None:
             agent, endpoint = owner
             self.delivered += 1
+            if (id(agent), endpoint) in self.streams:
+                self.data[id(agent)].extend(
+                    agent.receive_stream(endpoint, data, self.now)
+                )
+                return
             got = agent.receive_datagram(endpoint, data, src, self.now)
             if got is not None:
                 self.data[id(agent)].append(got)
@@ -392,3 +424,148 @@ def check_request(
     )
     key = short_term_key(password) if sign else None
     return message.encode(key=key, fingerprint=True)
+
+
+class TurnNode:
+    """A TURN server on a :class:`VirtualNet` (RFC 8656, the parts agents use).
+
+    Long-term credentials (one user, MD5 keys), Allocate, Refresh (lifetime 0
+    deallocates), CreatePermission, ChannelBind, Send and Data indications,
+    ChannelData. Relayed addresses are ``(host, 50000)``, ``(host, 50001)``...
+    Requests whose integrity fails get 401; ``refuse`` maps a method to an
+    error code to answer it with instead, and ``alternate`` sends every
+    Allocate elsewhere (300).
+    """
+
+    def __init__(
+        self,
+        net: VirtualNet,
+        addr: Address,
+        *,
+        username: str = "user",
+        password: str = "secret",
+        realm: str = "test",
+    ) -> None:
+        self.net = net
+        self.addr = addr
+        self.username = username
+        self.realm = realm
+        self.key = long_term_key(username, realm, password)
+        self.nonce = b"nonce-1"
+        self.refuse: dict[Method, int] = {}
+        #: Where to send clients instead (300 to Allocate), or None.
+        self.alternate: Address | None = None
+        #: client address -> relayed address, and back.
+        self.relayed: dict[Address, Address] = {}
+        self.clients: dict[Address, Address] = {}
+        self.permissions: dict[Address, set[str]] = {}
+        self.channels: dict[Address, dict[int, Address]] = {}
+        self.requests: list[tuple[Address, Message]] = []
+        self._ports = itertools.count(50000)
+        net.nodes[addr] = self.on_datagram
+
+    def _answer(
+        self, request: Message, attributes: dict[str, object], *, code: int = 0
+    ) -> bytes:
+        if code:
+            attributes = {"ERROR-CODE": (code, "refused"), **attributes}
+        message = Message(
+            request.method,
+            Class.ERROR if code else Class.SUCCESS,
+            request.transaction_id,
+            attributes,  # type: ignore[arg-type]
+        )
+        return message.encode(key=None if code else self.key, fingerprint=True)
+
+    def on_datagram(
+        self, src: Address, dst: Address, data: bytes
+    ) -> list[tuple[Address, Address, bytes]]:
+        if dst != self.addr:
+            return self._from_peer(src, dst, data)
+        if is_channel_data(data):
+            cd = parse_channel_data(data)
+            relayed = self.relayed.get(src)
+            peer = self.channels.get(src, {}).get(cd.channel)
+            if relayed is None or peer is None:
+                return []
+            return [(relayed, peer, cd.data)]
+        message = parse_message(data)
+        if message.message_class == Class.INDICATION:
+            relayed = self.relayed.get(src)
+            peer = message.attributes.get("XOR-PEER-ADDRESS")
+            if (
+                relayed is None
+                or peer is None
+                or peer[0] not in self.permissions.get(src, set())
+            ):
+                return []
+            return [(relayed, peer, message.attributes.get("DATA", b""))]
+        self.requests.append((src, message))
+        if message.attributes.get(
+            "USERNAME"
+        ) != self.username or not message.check_integrity(self.key):
+            answer = Message(
+                message.method,
+                Class.ERROR,
+                message.transaction_id,
+                {
+                    "ERROR-CODE": (401, "Unauthorized"),
+                    "REALM": self.realm,
+                    "NONCE": self.nonce,
+                },
+            )
+            return [(self.addr, src, answer.encode(fingerprint=True))]
+        if self.alternate is not None and message.method == Method.ALLOCATE:
+            moved = self._answer(
+                message, {"ALTERNATE-SERVER": self.alternate}, code=300
+            )
+            return [(self.addr, src, moved)]
+        code = self.refuse.get(Method(message.method), 0)
+        if code:
+            return [(self.addr, src, self._answer(message, {}, code=code))]
+        attributes: dict[str, object] = {}
+        if message.method == Method.ALLOCATE:
+            relayed = (self.addr[0], next(self._ports))
+            self.relayed[src] = relayed
+            self.clients[relayed] = src
+            self.net.nodes[relayed] = self.on_datagram
+            self.permissions[src] = set()
+            self.channels[src] = {}
+            attributes = {
+                "XOR-RELAYED-ADDRESS": relayed,
+                "XOR-MAPPED-ADDRESS": src,
+                "LIFETIME": 600,
+            }
+        elif src not in self.relayed:
+            return [(self.addr, src, self._answer(message, {}, code=437))]
+        elif message.method == Method.REFRESH:
+            lifetime = message.attributes.get("LIFETIME", 600)
+            if lifetime == 0:
+                relayed = self.relayed.pop(src)
+                del self.clients[relayed], self.net.nodes[relayed]
+            attributes = {"LIFETIME": lifetime}
+        elif message.method == Method.CREATE_PERMISSION:
+            peer = message.attributes["XOR-PEER-ADDRESS"]
+            self.permissions[src].add(peer[0])
+        elif message.method == Method.CHANNEL_BIND:
+            peer = message.attributes["XOR-PEER-ADDRESS"]
+            self.permissions[src].add(peer[0])
+            self.channels[src][message.attributes["CHANNEL-NUMBER"]] = peer
+        return [(self.addr, src, self._answer(message, attributes))]
+
+    def _from_peer(
+        self, src: Address, dst: Address, data: bytes
+    ) -> list[tuple[Address, Address, bytes]]:
+        client = self.clients.get(dst)
+        if client is None or src[0] not in self.permissions[client]:
+            return []
+        for channel, peer in self.channels[client].items():
+            if peer == src:
+                return [(self.addr, client, ChannelData(channel, data).encode())]
+        indication = Message(
+            Method.DATA,
+            Class.INDICATION,
+            bytes(12),
+            {"XOR-PEER-ADDRESS": src, "DATA": data},
+        )
+        return [(self.addr, client, indication.encode())]

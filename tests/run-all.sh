@@ -161,12 +161,15 @@ coverage_gate() {
   echo
   echo "Gate: 100% for the ICE agent from its layer-1 tests alone (no sockets)"
   "$py" -m coverage report --fail-under=100 \
-    --contexts='^$|tests\.test_ice_agent|tests\.test_transaction|tests\.test_ice_state_machine' \
+    --contexts='^$|tests\.test_ice_agent|tests\.test_ice_turn|tests\.test_transaction|tests\.test_ice_state_machine' \
     --include=syncice/ice.py,syncice/_checklist.py,syncice/_transaction.py || return
+  "$py" -m coverage report --fail-under=100 \
+    --contexts='^$|tests\.test_turn\.' \
+    --include=syncice/turn.py || return
   echo
   echo "Gate: 90% for the worker and the facade (OS-specific paths live there)"
   "$py" -m coverage report --fail-under=90 \
-    --include=syncice/_worker.py,syncice/connection.py,syncice/_clock.py
+    --include=syncice/_worker.py,syncice/connection.py,syncice/_clock.py,syncice/_stream.py
 }
 
 check "ruff check" "$py" -m ruff check .

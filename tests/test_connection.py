@@ -19,6 +19,7 @@ import gc
 import logging
 import os
 import socket
+import ssl
 import string
 import threading
 from collections.abc import Callable, Iterator
@@ -49,6 +50,7 @@ from tests.conftest import (
     spawn,
     watch_recv,
 )
+from tests.turn_server import FakeTurnServer
 
 #: Hang guard of every blocking call that is expected to return.
 GUARD = 10.0
@@ -1393,3 +1395,82 @@ def test_controlled_connect_timeout_says_what_it_waits_for(
         b.connect(timeout=0.05)  # a (controlling) never calls connect()
     a.connect(timeout=GUARD)
     b.connect(timeout=GUARD)
+
+
+def test_turn_ssl_must_be_a_bool_or_a_context() -> None:
+    with pytest.raises(TypeError, match="turn_ssl"):
+        Connection(True, turn_ssl="yes")  # type: ignore[arg-type]
+    context = ssl.create_default_context()
+    assert Connection(True, turn_ssl=context, turn_transport="tcp").turn_ssl is context
+
+
+def test_turn_server_needs_credentials() -> None:
+    with pytest.raises(ValueError, match="turn_username and turn_password"):
+        Connection(True, turn_server=("127.0.0.1", 3478), turn_username="user")
+    with pytest.raises(ValueError, match="turn_username and turn_password"):
+        Connection(True, turn_server=("127.0.0.1", 3478), turn_password="secret")
+
+
+def test_turn_ssl_over_udp_is_ignored_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="syncice"):
+        Connection(True, turn_ssl=True)
+    assert any("turn_ssl" in r.getMessage() for r in caplog.records)
+
+
+class UdpTurnServer:
+    """:class:`tests.turn_server.FakeTurnServer` on a loopback UDP socket, in
+    a thread; it answers whoever writes to it."""
+
+    def __init__(self, fake: FakeTurnServer) -> None:
+        self.fake = fake
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.address: tuple[str, int] = self.sock.getsockname()
+        self.clients: list[tuple[str, int]] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, client = self.sock.recvfrom(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.clients.append(client)
+            self.fake.relayed = ("127.0.0.1", 50000)
+            self.fake.mapped = client
+            for answer in self.fake.handle(data):
+                self.sock.sendto(answer, client)
+
+    def close(self) -> None:
+        self.sock.sendto(b"", self.address)  # wakes the thread: it ends
+        self.thread.join(GUARD)
+        self.sock.close()
+
+
+def test_allocation_mismatch_is_retried_from_another_socket() -> None:
+    """A 437 to the Allocate (the server still holds an allocation for this
+    client address) is retried once from a new socket (RFC 8656 §7.3)."""
+    server = UdpTurnServer(FakeTurnServer(errors={Method.ALLOCATE: [437]}))
+    conn = Connection(
+        True,
+        local_addresses=["127.0.0.1"],
+        turn_server=server.address,
+        turn_username="user",
+        turn_password="secret",
+        transport_policy=TransportPolicy.RELAY,
+    )
+    try:
+        conn.gather_candidates(timeout=GUARD)
+        [relay] = conn.local_candidates
+        assert relay.type == "relay"
+        first, last = server.clients[0], server.clients[-1]
+        assert first != last  # another client port
+        assert (relay.related_address, relay.related_port) == last
+    finally:
+        conn.close()
+        server.close()

@@ -16,14 +16,7 @@ import pytest
 
 import syncice
 
-pytestmark = pytest.mark.interop
-
-
-@pytest.fixture(autouse=True)
-def _aioice_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"]
-    )
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("aioice_on_loopback")]
 
 
 async def _exchange(ours: syncice.Connection, theirs: aioice.Connection) -> None:

@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "syncice"
 #: The sans-IO modules. Add ``ice``, ``turn``, ``mdns`` and ``_transaction``
 #: here as they land.
-CORE = ("stun", "candidate", "ice", "_checklist", "_transaction", "events")
+CORE = ("stun", "candidate", "ice", "_checklist", "_transaction", "events", "turn")
 FORBIDDEN = frozenset({"socket", "selectors", "threading", "time", "asyncio"})
 
 
