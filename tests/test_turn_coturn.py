@@ -112,6 +112,27 @@ def test_ipv6_relay_over_ipv6(coturn: TurnService, opened: list[Connection]) -> 
     assert relay.host == "::1"
 
 
+@requires(has_ipv6_loopback(), "no IPv6 loopback on this host")
+def test_ipv6_relay_requested_over_ipv4(
+    coturn: TurnService, opened: list[Connection]
+) -> None:
+    """With use_ipv4=False, an IPv6 relay is asked for (REQUESTED-ADDRESS-FAMILY)
+    over the IPv4 path to the server, which would otherwise give an IPv4 one."""
+    if coturn.ip6 is None:
+        missing_service("coturn relays on IPv4 only")
+    conn = Connection(
+        True,
+        use_ipv4=False,
+        transport_policy=TransportPolicy.RELAY,
+        **relay_kwargs(coturn),
+    )
+    opened.append(conn)
+    conn.gather_candidates(timeout=PAIR_TIMEOUT)
+    [relay] = relay_candidates(conn)
+    assert relay.host == "::1"
+    assert relay.related_address == "127.0.0.1"
+
+
 def exchange_datagrams(
     a: Connection, b: Connection, count: int, window: int = 50
 ) -> None:
