@@ -801,6 +801,30 @@ class _Session:
         self.worker.add_reader(sock, self._reader(new, sock))
         self.agent.renew_transport(old, new, self._allocation(new), now)
 
+    def _reconnect_stream(self, transport: int) -> None:
+        """A new TCP or TLS connection for an allocation whose server sent us
+        elsewhere (ALTERNATE-SERVER, RFC 8489 §10): same endpoint, same TLS
+        context and name."""
+        old = self.streams.pop(transport)
+        old.close()
+        path = self.turn_paths[transport][0]
+        server = self.agent.turn_server(transport)
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in server[0] else socket.AF_INET, socket.SOCK_STREAM
+        )
+        sock.setblocking(False)
+        stream = StreamTransport(
+            self.worker,
+            sock,
+            server,
+            context=path.context,
+            server_hostname=path.hostname,
+            on_data=self._stream_reader(transport),
+            on_lost=self._stream_lost(transport),
+        )
+        self.streams[transport] = stream
+        stream.start()
+
     def send_data(self, component: int, data: bytes) -> None:
         """Send on a relayed route the caller could not write to itself."""
         if not self.closed:
@@ -993,15 +1017,19 @@ class _Session:
     def flush(self) -> None:
         """Send what the agent queued, dispatch its events, re-arm the timer."""
         agent = self.agent
+        if not self.closed:
+            # New paths to TURN servers first: what the allocations queued
+            # is for them.
+            for transport in agent.transports_to_renew():
+                self._renew_transport(transport)
+            for transport in agent.transports_to_reconnect():
+                self._reconnect_stream(transport)
         self._transmit()
         if self.closed:
             # Only TURN allocations being released are left.
             self._rearm()
             self._maybe_released()
             return
-        for transport in agent.transports_to_renew():
-            self._renew_transport(transport)
-            self._transmit()
         while (event := agent.next_event()) is not None:
             self._dispatch(event)
             if self.published.closed_reason is not None:  # it closed us

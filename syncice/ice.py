@@ -318,6 +318,7 @@ class IceAgent:
         self._relays: dict[int, _Relay] = {}
         self._turn: dict[int, _Relay] = {}
         self._renew: list[int] = []
+        self._reconnect: list[int] = []
 
     # --- properties --------------------------------------------------------
 
@@ -500,12 +501,15 @@ class IceAgent:
                 else:
                     self._lose_relay(relay, event.reason, now)
             elif isinstance(event, ServerChanged):
+                logger.info(
+                    "%s TURN server moved to %s:%d (ALTERNATE-SERVER)",
+                    self.name,
+                    event.server[0],
+                    event.server[1],
+                )
                 if allocation.transport != "udp":
-                    # A stream is connected to the first server: following
-                    # ALTERNATE-SERVER would take a new connection.
-                    allocation.abandon(
-                        "ALTERNATE-SERVER over TCP or TLS is not followed"
-                    )
+                    # A stream is connected to the first server.
+                    self._reconnect.append(relay.transport)
             elif isinstance(event, PermissionFailed):
                 logger.info(
                     "%s TURN permission for %s refused: %s",
@@ -585,6 +589,21 @@ class IceAgent:
         to :meth:`renew_transport`. Gathering waits for that."""
         renew, self._renew = self._renew, []
         return renew
+
+    def transports_to_reconnect(self) -> list[int]:
+        """Stream transports (TCP, TLS) whose server redirected us
+        (ALTERNATE-SERVER): the caller closes the stream and connects a new
+        one, under the same endpoint, to :meth:`turn_server`; the allocation
+        has queued its Allocate for it."""
+        reconnect, self._reconnect = self._reconnect, []
+        return reconnect
+
+    def turn_server(self, transport: int) -> Address:
+        """Where the allocation of a transport endpoint sends now.
+
+        :raises KeyError: if ``transport`` is not a TURN transport.
+        """
+        return self._turn[transport].allocation.server
 
     def renew_transport(
         self, old: int, new: int, allocation: TurnAllocation, now: float

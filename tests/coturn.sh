@@ -10,6 +10,8 @@
 # listeners are up, and prints shell `export` lines for eval:
 #   TURN_PID TURN_IP TURN_IP6 TURN_PORT TURN_TLS_PORT TURN_USER TURN_PASSWORD
 #   TURN_REALM TURN_CERT TURN_LOG TURN_DIR
+# TURN_PASSWORD, if set, is the password to use (else a random one), and
+# TURN_EXTRA_CONF holds config lines added at the end.
 # TURN_IP6 is ::1 when the host has IPv6 loopback, else empty. The server
 # listens and relays on loopback only, and refuses every non-loopback peer, so
 # no test can make it send anywhere else.
@@ -139,7 +141,7 @@ start() {
   }
   read -r port tls_port has_ip6 <<<"$ports"
   [ "$has_ip6" = 1 ] && ip6=::1
-  password=$(openssl rand -hex 16)
+  password=${TURN_PASSWORD:-$(openssl rand -hex 16)}
 
   # Self-signed EC P-256 certificate (about 10 ms), valid for every address a
   # test may connect to.
@@ -195,6 +197,8 @@ start() {
     echo "log-file=$dir/turnserver.log"
     echo "simple-log" # the log file name gets no date suffix
     echo "verbose"
+    # More lines from the caller (a test's second server, for instance).
+    [ -z "${TURN_EXTRA_CONF:-}" ] || printf '%s\n' "$TURN_EXTRA_CONF"
   } >"$conf"
 
   # stdout must not be ours: `eval "$(coturn.sh start ...)"` would wait for EOF.

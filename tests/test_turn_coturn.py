@@ -13,8 +13,10 @@ import logging
 import os
 import socket
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aioice
@@ -382,3 +384,74 @@ def test_allocation_is_released_on_close(
     assert probe.wait_gone(mark, 1, relays=[relayed], timeout=5.0)
     [made] = probe.log.allocations_since(mark)
     assert made.refreshed_to_zero
+
+
+@pytest.fixture
+def redirecting(coturn: TurnService, tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
+    """A second coturn whose Allocate answer is 300 ALTERNATE-SERVER, pointing
+    at the first (same credentials): its UDP/TCP and TLS ports, and its
+    certificate."""
+    script = Path(__file__).with_name("coturn.sh")
+    env = dict(os.environ)
+    env["TURN_PASSWORD"] = coturn.password
+    env["TURN_EXTRA_CONF"] = (
+        f"alternate-server={coturn.ip}:{coturn.port}\n"
+        f"tls-alternate-server={coturn.ip}:{coturn.tls_port}"
+    )
+    started = subprocess.run(
+        ["bash", str(script), "start", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if started.returncode != 0:
+        pytest.fail(f"the second coturn did not start: {started.stderr}")
+    exports = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in started.stdout.splitlines()
+        if line.startswith("export ")
+    )
+    try:
+        yield (
+            int(exports["TURN_PORT"]),
+            int(exports["TURN_TLS_PORT"]),
+            Path(exports["TURN_CERT"]),
+        )
+    finally:
+        subprocess.run(
+            ["bash", str(script), "stop", str(tmp_path)], timeout=30, check=True
+        )
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+def test_alternate_server_is_followed(
+    coturn: TurnService,
+    opened: list[Connection],
+    redirecting: tuple[int, int, Path],
+    transport: str,
+) -> None:
+    port, tls_port, cert = redirecting
+    extra: dict[str, Any] = {}
+    if transport == "tls":
+        # Each server has its own self-signed certificate: trust both.
+        context = ssl.create_default_context(cafile=str(coturn.cert))
+        context.load_verify_locations(cafile=str(cert))
+        extra["turn_ssl"] = context
+    conn = relayed(
+        opened,
+        True,
+        coturn,
+        transport=transport,
+        turn_server=(coturn.ip, tls_port if transport == "tls" else port),
+        transport_policy=TransportPolicy.RELAY,
+        **extra,
+    )
+    probe = CoturnProbe.from_service(coturn)
+    mark = probe.mark()
+    conn.gather_candidates(timeout=PAIR_TIMEOUT)
+    [relay] = relay_candidates(conn)
+    # The relay is the first server's: its log has the allocation.
+    assert probe.log.wait_allocated(mark, 1, timeout=5.0)
+    assert relay.host == coturn.ip
