@@ -78,7 +78,6 @@ import faulthandler
 import functools
 import importlib
 import json
-import math
 import os
 import resource
 import socket
@@ -87,56 +86,54 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, cast
 
-if TYPE_CHECKING:
-    import asyncio
+from _common import (
+    CASE_TIMEOUT,
+    LOOPBACK,
+    RECV_SIZE,
+    TAG,
+    TIMEOUT,
+    Background,
+    BenchError,
+    Endpoint,
+    Factory,
+    Progress,
+    Report,
+    SynciceConnection,
+    ack,
+    add_arguments,
+    aioice_close,
+    aioice_signal,
+    aioice_watch,
+    attempt,
+    best_of,
+    case_connect,
+    chosen_cases,
+    connected_aioice,
+    connected_syncice,
+    load_aioice,
+    lossless_window,
+    percentile,
+    picker,
+    report_rate,
+    run_aioice,
+    sequence,
+    syncice_signal,
+    transfer_aioice,
+    transfer_blocking,
+)
 
-    from syncice.candidate import Candidate
-
-LOOPBACK = "127.0.0.1"
 LIBRARIES = ("syncice", "aioice", "raw")
-TAG = 1 << 63  # set in every sequence number: the first byte is 0x80
-TIMEOUT = 10.0  # seconds a blocking receive may wait before the run fails
-CASE_TIMEOUT = 900.0  # then faulthandler dumps every thread and exits
 SIZES = (100, 1200)
 RTT_SIZE = 100
-RECV_SIZE = 2048
-MARGIN = 8  # datagrams of receive buffer left free for STUN (consent checks)
 
 # Targets of the ICE milestone.
 CONNECT_TARGET = 0.1  # syncice median connect time / aioice's, at most
 THROUGHPUT_TARGET = 1.5  # syncice datagrams/s / aioice's, at least
 RTT_TARGET = 1.5  # syncice median round trip / raw sockets', at most
-
-
-class BenchError(Exception):
-    """A run went wrong: a datagram was lost or damaged, or a peer stalled."""
-
-
-class SynciceConnection(Protocol):
-    """The part of ``syncice.Connection`` the bench uses (aioice's API, blocking)."""
-
-    remote_username: str | None
-    remote_password: str | None
-
-    @property
-    def local_candidates(self) -> Sequence[Candidate]: ...
-    @property
-    def local_username(self) -> str: ...
-    @property
-    def local_password(self) -> str: ...
-    def gather_candidates(self, *, timeout: float | None = None) -> None: ...
-    def add_remote_candidate(self, remote_candidate: Candidate | None) -> None: ...
-    def connect(self, *, timeout: float | None = None) -> None: ...
-    def send(self, data: bytes) -> None: ...
-    def recv(self, *, timeout: float | None = None) -> bytes: ...
-    def close(self) -> None: ...
-
-
-Factory = Callable[..., SynciceConnection]
 
 
 def load_syncice() -> tuple[Factory | None, str]:
@@ -153,111 +150,6 @@ def load_syncice() -> tuple[Factory | None, str]:
     return factory, ""
 
 
-def load_aioice() -> Any:
-    """aioice, with host gathering limited to 127.0.0.1."""
-    import aioice
-    import aioice.ice
-
-    aioice.ice.get_host_addresses = loopback_addresses
-    return aioice
-
-
-def loopback_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    return [LOOPBACK]
-
-
-# ---------------------------------------------------------------- helpers
-
-
-class Background:
-    """Runs ``func`` in a daemon thread; ``join`` re-raises what it raised."""
-
-    def __init__(self, func: Callable[[], object], name: str) -> None:
-        self._func = func
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self._func()
-        except BaseException as exc:
-            self._error = exc
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise BenchError(f"{self._thread.name} still running after {timeout} s")
-        if self._error is not None:
-            raise self._error
-
-
-@dataclass
-class Endpoint:
-    """One side of a connected pair, as two blocking calls."""
-
-    send: Callable[[bytes], object]
-    recv: Callable[[], bytes]
-
-
-@dataclass
-class Progress:
-    """Where an aioice run is, so that a stall can be told from a slow run."""
-
-    value: int = 0
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
-def sequence(data: bytes) -> int:
-    """The sequence number in the first 8 bytes, or -1 if not tagged."""
-    value = int.from_bytes(data[:8], "big")
-    return value ^ TAG if len(data) >= 8 and value & TAG else -1
-
-
-def ack_count(data: bytes, acked: int) -> int:
-    value = sequence(data)
-    if len(data) != 8 or value < acked:
-        raise BenchError(f"bad ack {data[:16].hex()} after {acked}")
-    return value
-
-
-def lossless_window(size: int, limit: int) -> tuple[int, int]:
-    """(window, datagrams held): the largest window, at most ``limit`` and a
-    multiple of 4, that a fresh UDP socket's default receive buffer holds for
-    sure at ``size`` bytes while it is being read, with ``MARGIN`` datagrams
-    to spare.
-
-    ``held`` is how many an unread socket takes before dropping; a socket
-    being read may hold a quarter fewer, as Linux uncharges what was read in
-    steps of a quarter of the buffer (``udp_rmem_release``).
-    """
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
-    ):
-        rx.bind((LOOPBACK, 0))
-        buffer = rx.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        data = bytes(size)
-        for _ in range(buffer // 64 + 64):
-            tx.sendto(data, rx.getsockname())
-        rx.setblocking(False)
-        held = 0
-        try:
-            while True:
-                rx.recv(RECV_SIZE)
-                held += 1
-        except BlockingIOError:
-            pass
-    return max(4, min(limit, held * 3 // 4 - MARGIN) // 4 * 4), held
-
-
 # ---------------------------------------------------------------- pairs
 
 
@@ -271,38 +163,6 @@ def syncice_pair(factory: Factory) -> tuple[SynciceConnection, SynciceConnection
     return a, b
 
 
-def syncice_signal(a: SynciceConnection, b: SynciceConnection) -> None:
-    for local, remote in ((a, b), (b, a)):
-        for candidate in local.local_candidates:
-            remote.add_remote_candidate(candidate)
-        remote.add_remote_candidate(None)
-        remote.remote_username = local.local_username
-        remote.remote_password = local.local_password
-
-
-def syncice_connect(a: SynciceConnection, b: SynciceConnection) -> float:
-    """Both sides connect at once, the controlled one in a helper thread."""
-    barrier = threading.Barrier(2)
-
-    def controlled() -> None:
-        barrier.wait()
-        b.connect(timeout=TIMEOUT)
-
-    helper = Background(controlled, "controlled-connect")
-    helper.start()
-    barrier.wait()
-    start = time.perf_counter()
-    a.connect(timeout=TIMEOUT)
-    helper.join(TIMEOUT)
-    return time.perf_counter() - start
-
-
-def syncice_endpoint(connection: SynciceConnection) -> Endpoint:
-    return Endpoint(
-        connection.send, functools.partial(connection.recv, timeout=TIMEOUT)
-    )
-
-
 async def aioice_pair(aioice: Any) -> tuple[Any, Any]:
     """A controlling and a controlled connection, gathered and signalled."""
     import asyncio
@@ -312,52 +172,6 @@ async def aioice_pair(aioice: Any) -> tuple[Any, Any]:
     await asyncio.gather(a.gather_candidates(), b.gather_candidates())
     await aioice_signal(a, b)
     return a, b
-
-
-async def aioice_signal(a: Any, b: Any) -> None:
-    for local, remote in ((a, b), (b, a)):
-        for candidate in local.local_candidates:
-            await remote.add_remote_candidate(candidate)
-        await remote.add_remote_candidate(None)
-        remote.remote_username = local.local_username
-        remote.remote_password = local.local_password
-
-
-async def aioice_connect(a: Any, b: Any) -> float:
-    import asyncio
-
-    start = time.perf_counter()
-    await asyncio.gather(a.connect(), b.connect())
-    return time.perf_counter() - start
-
-
-async def aioice_close(*connections: Any) -> None:
-    for connection in connections:
-        await connection.close()
-
-
-async def aioice_watch(tasks: list[asyncio.Task[Any]], progress: Progress) -> None:
-    """Wait for ``tasks``; raise the first error, or BenchError when
-    ``progress`` has not moved for ``TIMEOUT`` seconds."""
-    import asyncio
-
-    pending = set(tasks)
-    last = -1
-    try:
-        while pending:
-            done, pending = await asyncio.wait(
-                pending, timeout=TIMEOUT, return_when=asyncio.FIRST_EXCEPTION
-            )
-            for task in done:
-                error = task.exception()
-                if error is not None:
-                    raise error
-            if pending and progress.value == last:
-                raise BenchError(f"no progress for {TIMEOUT:.0f} s at {last}")
-            last = progress.value
-    finally:
-        for task in pending:
-            task.cancel()
 
 
 def raw_pair() -> tuple[socket.socket, socket.socket]:
@@ -378,62 +192,10 @@ def raw_endpoint(sock: socket.socket) -> Endpoint:
     return Endpoint(sock.send, functools.partial(sock.recv, RECV_SIZE))
 
 
-# ---------------------------------------------------------------- connect
-
-
-def connect_syncice(factory: Factory, pairs: int) -> list[float]:
-    times = []
-    for index in range(pairs + 1):
-        a, b = syncice_pair(factory)
-        try:
-            elapsed = syncice_connect(a, b)
-        finally:
-            a.close()
-            b.close()
-        if index:  # the first pair warms up
-            times.append(elapsed)
-    return times
-
-
-async def connect_aioice(aioice: Any, pairs: int) -> list[float]:
-    times = []
-    for index in range(pairs + 1):
-        a, b = await aioice_pair(aioice)
-        try:
-            elapsed = await aioice_connect(a, b)
-        finally:
-            await aioice_close(a, b)
-        if index:
-            times.append(elapsed)
-    return times
-
-
 # ---------------------------------------------------------------- throughput
 #
-# The blocking version (syncice and raw sockets) and the asyncio version
-# (aioice) are the same code, line for line, but for ``await``.
-
-
-def send_blocking(tx: Endpoint, count: int, size: int, window: int) -> float:
-    """Send ``count`` datagrams with at most ``window`` unacknowledged;
-    return the seconds from the first send to the final ack."""
-    send, recv = tx.send, tx.recv
-    pad = bytes(size - 8)
-    sent = acked = 0
-    try:
-        start = time.perf_counter()
-        while sent < count:
-            while sent - acked >= window:
-                acked = ack_count(recv(), acked)
-            send((TAG | sent).to_bytes(8, "big") + pad)
-            sent += 1
-        while acked < count:
-            acked = ack_count(recv(), acked)
-        return time.perf_counter() - start
-    except TimeoutError as exc:
-        raise BenchError(
-            f"no ack for {TIMEOUT:.0f} s: sent {sent}, acked {acked}"
-        ) from exc
+# The senders are in _common; the receivers check that exactly ``count``
+# datagrams arrive, intact and in order.
 
 
 def receive_blocking(rx: Endpoint, count: int, size: int, every: int) -> None:
@@ -450,45 +212,16 @@ def receive_blocking(rx: Endpoint, count: int, size: int, every: int) -> None:
                 )
             expected += 1
             if expected % every == 0 or expected == count:
-                send((TAG | expected).to_bytes(8, "big"))
+                send(ack(expected))
     except TimeoutError as exc:
         raise BenchError(f"received {expected} of {count}, then nothing") from exc
 
 
-def transfer_blocking(
+def throughput_blocking(
     tx: Endpoint, rx: Endpoint, count: int, size: int, window: int
 ) -> float:
-    receiver = Background(
-        functools.partial(receive_blocking, rx, count, size, window // 4), "receiver"
-    )
-    receiver.start()
-    try:
-        elapsed = send_blocking(tx, count, size, window)
-    except BenchError as exc:
-        try:  # the receiver's error says more: what was lost or damaged
-            receiver.join(2 * TIMEOUT)
-        except BenchError as reason:
-            raise reason from exc
-        raise
-    receiver.join(TIMEOUT)
-    return elapsed
-
-
-async def send_aioice(
-    tx: Any, count: int, size: int, window: int, progress: Progress
-) -> float:
-    send, recv = tx.send, tx.recv
-    pad = bytes(size - 8)
-    sent = acked = 0
-    start = time.perf_counter()
-    while sent < count:
-        while sent - acked >= window:
-            acked = progress.value = ack_count(await recv(), acked)
-        await send((TAG | sent).to_bytes(8, "big") + pad)
-        sent += 1
-    while acked < count:
-        acked = progress.value = ack_count(await recv(), acked)
-    return time.perf_counter() - start
+    receive = functools.partial(receive_blocking, rx, count, size, window // 4)
+    return transfer_blocking(tx, receive, count, size, window)
 
 
 async def receive_aioice(rx: Any, count: int, size: int, every: int) -> None:
@@ -503,46 +236,30 @@ async def receive_aioice(rx: Any, count: int, size: int, every: int) -> None:
             )
         expected += 1
         if expected % every == 0 or expected == count:
-            await send((TAG | expected).to_bytes(8, "big"))
-
-
-async def transfer_aioice(
-    tx: Any, rx: Any, count: int, size: int, window: int
-) -> float:
-    import asyncio
-
-    progress = Progress()
-    receiver = asyncio.create_task(receive_aioice(rx, count, size, window // 4))
-    sender = asyncio.create_task(send_aioice(tx, count, size, window, progress))
-    await aioice_watch([sender, receiver], progress)
-    return sender.result()
+            await send(ack(expected))
 
 
 def throughput_syncice(factory: Factory, count: int, size: int, window: int) -> float:
-    a, b = syncice_pair(factory)
-    try:
-        syncice_connect(a, b)
-        return transfer_blocking(
-            syncice_endpoint(a), syncice_endpoint(b), count, size, window
-        )
-    finally:
-        a.close()
-        b.close()
+    return connected_syncice(
+        functools.partial(syncice_pair, factory),
+        lambda tx, rx: throughput_blocking(tx, rx, count, size, window),
+    )
 
 
 async def throughput_aioice(aioice: Any, count: int, size: int, window: int) -> float:
-    a, b = await aioice_pair(aioice)
-    try:
-        await aioice_connect(a, b)
-        return await transfer_aioice(a, b, count, size, window)
-    finally:
-        await aioice_close(a, b)
+    def run(tx: Any, rx: Any) -> Awaitable[float]:
+        receive = receive_aioice(rx, count, size, window // 4)
+        return transfer_aioice(tx, receive, count, size, window)
+
+    return await connected_aioice(functools.partial(aioice_pair, aioice), run)
 
 
 def throughput_raw(count: int, size: int, window: int) -> float:
     a, b = raw_pair()
     with a, b:
-        return transfer_blocking(raw_endpoint(a), raw_endpoint(b), count, size, window)
+        return throughput_blocking(
+            raw_endpoint(a), raw_endpoint(b), count, size, window
+        )
 
 
 # ---------------------------------------------------------------- rtt
@@ -602,29 +319,27 @@ async def echo_aioice(peer: Any, rounds: int) -> None:
         await send(await recv())
 
 
-async def rtt_aioice(aioice: Any, rounds: int) -> list[int]:
+async def rtt_tasks(a: Any, b: Any, rounds: int) -> list[int]:
     import asyncio
 
-    a, b = await aioice_pair(aioice)
-    try:
-        await aioice_connect(a, b)
-        progress = Progress()
-        echo = asyncio.create_task(echo_aioice(b, rounds))
-        ping = asyncio.create_task(ping_aioice(a, rounds, progress))
-        await aioice_watch([ping, echo], progress)
-        return ping.result()
-    finally:
-        await aioice_close(a, b)
+    progress = Progress()
+    echo = asyncio.create_task(echo_aioice(b, rounds))
+    ping = asyncio.create_task(ping_aioice(a, rounds, progress))
+    await aioice_watch([ping, echo], progress)
+    return ping.result()
+
+
+async def rtt_aioice(aioice: Any, rounds: int) -> list[int]:
+    return await connected_aioice(
+        functools.partial(aioice_pair, aioice), lambda a, b: rtt_tasks(a, b, rounds)
+    )
 
 
 def rtt_syncice(factory: Factory, rounds: int) -> list[int]:
-    a, b = syncice_pair(factory)
-    try:
-        syncice_connect(a, b)
-        return rtt_blocking(syncice_endpoint(a), syncice_endpoint(b), rounds)
-    finally:
-        a.close()
-        b.close()
+    return connected_syncice(
+        functools.partial(syncice_pair, factory),
+        lambda a, b: rtt_blocking(a, b, rounds),
+    )
 
 
 def rtt_raw(rounds: int, *, connected: bool = False) -> list[int]:
@@ -858,114 +573,6 @@ def scale_run(library: str, pairs: int) -> dict[str, object]:
     return cast(dict[str, object], json.loads(lines[-1]))
 
 
-# ---------------------------------------------------------------- report
-
-
-@dataclass
-class Report:
-    """The table, the targets and the notes."""
-
-    missed: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def header(self, title: str) -> None:
-        print()
-        print(title)
-        print(
-            f"  {'':28} {'syncice':>11} {'aioice':>11} {'raw':>11} "
-            f"{'s/aioice':>9} {'s/raw':>7}  target"
-        )
-
-    def row(
-        self,
-        case: str,
-        values: dict[str, float | None],
-        style: str,
-        target: str = "",
-        met: bool | None = None,
-        name: str = "",
-    ) -> None:
-        """One line; ``met`` None with a target means it could not be checked.
-        ``name`` (default ``case``) goes to the list of misses."""
-
-        def show(value: float | None) -> str:
-            return "-" if value is None else format(value, style)
-
-        def ratio(a: float | None, b: float | None) -> str:
-            return "-" if a is None or not b else f"{a / b:.2f}x"
-
-        ours = values.get("syncice")
-        verdict = ""
-        if target:
-            if met is None:
-                verdict = "  NOT MEASURED"
-                self.missed.append(f"{name or case} (not measured)")
-            elif met:
-                verdict = "  met"
-            else:
-                verdict = "  MISSED"
-                self.missed.append(name or case)
-        print(
-            f"  {case:28} {show(ours):>11} {show(values.get('aioice')):>11} "
-            f"{show(values.get('raw')):>11} {ratio(ours, values.get('aioice')):>9} "
-            f"{ratio(ours, values.get('raw')):>7}  {target}{verdict}"
-        )
-
-    def error(self, case: str, library: str, exc: BaseException | str) -> None:
-        text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-        self.notes.append(f"{case}, {library}: {text}")
-
-
-def attempt(
-    report: Report, case: str, library: str, func: Callable[[], Any]
-) -> Any | None:
-    """``func()``, or None after noting why it failed."""
-    try:
-        return func()
-    except Exception as exc:
-        report.error(case, library, exc)
-        return None
-
-
-def run_aioice(coroutine: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    import asyncio
-
-    return asyncio.run(coroutine())
-
-
-def case_connect(
-    report: Report, factory: Factory | None, aioice: Any, pairs: int
-) -> None:
-    times: dict[str, list[float] | None] = {"syncice": None, "aioice": None}
-    if factory is not None:
-        times["syncice"] = attempt(
-            report, "connect", "syncice", lambda: connect_syncice(factory, pairs)
-        )
-    times["aioice"] = attempt(
-        report,
-        "connect",
-        "aioice",
-        lambda: run_aioice(lambda: connect_aioice(aioice, pairs)),
-    )
-    report.header(f"connect: {pairs} pairs, both sides at once, host on loopback")
-    medians = {
-        k: None if v is None else statistics.median(v) * 1e3 for k, v in times.items()
-    }
-    p90s = {
-        k: None if v is None else percentile(v, 0.9) * 1e3 for k, v in times.items()
-    }
-    ours, theirs = medians["syncice"], medians["aioice"]
-    report.row(
-        "median (ms)",
-        medians,
-        ".2f",
-        f"<= {CONNECT_TARGET:.2f}x aioice",
-        None if ours is None or theirs is None else ours <= CONNECT_TARGET * theirs,
-        "connect median",
-    )
-    report.row("p90 (ms)", p90s, ".2f")
-
-
 def case_throughput(
     report: Report,
     factory: Factory | None,
@@ -1002,33 +609,11 @@ def throughput_size(
     }
     if factory is not None:
         runs["syncice"] = lambda: throughput_syncice(factory, count, size, effective)
-    best: dict[str, float | None] = dict.fromkeys(LIBRARIES)
-    failed: set[str] = set()
-    for _ in range(repeat):
-        for library in LIBRARIES:
-            if library not in runs or library in failed:
-                continue
-            elapsed = attempt(report, case, library, runs[library])
-            if elapsed is None:
-                failed.add(library)
-                best[library] = None
-                continue
-            rate = count / elapsed
-            best[library] = max(best[library] or 0.0, rate)
-    ours, theirs = best["syncice"], best["aioice"]
-    report.row(
-        "datagrams/s",
-        best,
-        ",.0f",
-        f">= {THROUGHPUT_TARGET:.1f}x aioice",
-        None if ours is None or theirs is None else ours >= THROUGHPUT_TARGET * theirs,
-        f"{case} datagrams/s",
-    )
-    report.row(
-        "MB/s",
-        {k: None if v is None else v * size / 1e6 for k, v in best.items()},
-        ".1f",
-    )
+    best = {
+        library: None if times is None else max(count / elapsed for elapsed in times)
+        for library, times in best_of(report, case, LIBRARIES, runs, repeat).items()
+    }
+    report_rate(report, best, size, THROUGHPUT_TARGET, f"{case} datagrams/s")
 
 
 def case_rtt(
@@ -1167,16 +752,7 @@ def parse_counts(text: str) -> list[int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--cases",
-        default="connect,throughput,rtt,scale",
-        help="comma-separated subset of connect,throughput,rtt,scale",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="small counts: a smoke run of ~10 s"
-    )
-    parser.add_argument("--pairs", type=int, help="connect: pairs (50)")
-    parser.add_argument("--window", type=int, default=256, help="throughput: max W")
+    add_arguments(parser, ("connect", "throughput", "rtt", "scale"), 10)
     parser.add_argument("--count-small", type=int, help="100 B datagrams (100000)")
     parser.add_argument("--count-large", type=int, help="1200 B datagrams (50000)")
     parser.add_argument("--repeat", type=int, help="throughput runs, best kept (3)")
@@ -1194,16 +770,8 @@ def main() -> int:
         return 0
 
     quick = args.quick
-
-    def pick(value: int | None, full: int, small: int) -> int:
-        return value if value is not None else small if quick else full
-
-    cases = [case for case in args.cases.split(",") if case]
-    unknown = set(cases) - {"connect", "throughput", "rtt", "scale"}
-    if unknown:
-        parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
-    if args.window < 4:
-        parser.error("--window must be at least 4")
+    pick = picker(quick)
+    cases = chosen_cases(parser, args, ("connect", "throughput", "rtt", "scale"))
 
     factory, why = load_syncice()
     aioice = load_aioice()
@@ -1213,11 +781,17 @@ def main() -> int:
     )
     if factory is None:
         print(f"syncice rows skipped: cannot import syncice.Connection ({why})")
-    report = Report()
+    report = Report(LIBRARIES)
     for case in cases:
         faulthandler.dump_traceback_later(CASE_TIMEOUT, exit=True)
         if case == "connect":
-            case_connect(report, factory, aioice, pick(args.pairs, 50, 10))
+            pairs = pick(args.pairs, 50, 10)
+            makers = (
+                None if factory is None else functools.partial(syncice_pair, factory),
+                functools.partial(aioice_pair, aioice),
+            )
+            title = f"connect: {pairs} pairs, both sides at once, host on loopback"
+            case_connect(report, "connect", title, makers, pairs, CONNECT_TARGET)
         elif case == "throughput":
             counts = {
                 100: pick(args.count_small, 100_000, 20_000),
@@ -1238,13 +812,7 @@ def main() -> int:
             case_scale(report, parse_counts(text), factory is not None)
         faulthandler.cancel_dump_traceback_later()
 
-    print()
-    for note in report.notes:
-        print(f"error: {note}")
-    if report.missed:
-        print(f"targets missed: {', '.join(report.missed)}")
-    else:
-        print("all targets met")
+    report.summary()
     return 0
 
 

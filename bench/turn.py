@@ -63,69 +63,56 @@ import faulthandler
 import functools
 import importlib
 import inspect
-import math
 import os
 import shlex
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, cast
 
-if TYPE_CHECKING:
-    import asyncio
+from _common import (
+    CASE_TIMEOUT,
+    LOOPBACK,
+    TIMEOUT,
+    BenchError,
+    Endpoint,
+    Factory,
+    Report,
+    SynciceConnection,
+    ack,
+    add_arguments,
+    aioice_close,
+    aioice_signal,
+    best_of,
+    case_connect,
+    chosen_cases,
+    connected_aioice,
+    connected_syncice,
+    load_aioice,
+    lossless_window,
+    picker,
+    report_rate,
+    run_aioice,
+    sequence,
+    syncice_signal,
+    transfer_aioice,
+    transfer_blocking,
+)
 
-    from syncice.candidate import Candidate
-
-LOOPBACK = "127.0.0.1"
 LIBRARIES = ("syncice", "aioice")
-TAG = 1 << 63  # set in every sequence number: the first byte is 0x80
-TIMEOUT = 10.0  # seconds a blocking receive may wait before the run fails
-CASE_TIMEOUT = 900.0  # then every thread is dumped, coturn stopped, exit 1
 SIZE = 1200
-RECV_SIZE = 2048
-MARGIN = 8  # datagrams of receive buffer left free for STUN (consent checks)
 COTURN_SH = Path(__file__).resolve().parent.parent / "tests" / "coturn.sh"
 
 # Targets of the TURN milestone.
 CONNECT_TARGET = 0.5  # syncice median relay connect time / aioice's, at most
 THROUGHPUT_TARGET = 1.5  # syncice relayed datagrams/s / aioice's, at least
-
-
-class BenchError(Exception):
-    """A run went wrong: a datagram was damaged, or a peer stalled."""
-
-
-class SynciceConnection(Protocol):
-    """The part of ``syncice.Connection`` the bench uses (aioice's API, blocking)."""
-
-    remote_username: str | None
-    remote_password: str | None
-
-    @property
-    def local_candidates(self) -> Sequence[Candidate]: ...
-    @property
-    def local_username(self) -> str: ...
-    @property
-    def local_password(self) -> str: ...
-    def gather_candidates(self, *, timeout: float | None = None) -> None: ...
-    def add_remote_candidate(self, remote_candidate: Candidate | None) -> None: ...
-    def connect(self, *, timeout: float | None = None) -> None: ...
-    def send(self, data: bytes) -> None: ...
-    def recv(self, *, timeout: float | None = None) -> bytes: ...
-    def close(self) -> None: ...
-
-
-Factory = Callable[..., SynciceConnection]
 
 
 @dataclass(frozen=True)
@@ -162,19 +149,6 @@ def load_syncice() -> tuple[Syncice | None, str]:
     return Syncice(factory, policy), ""
 
 
-def load_aioice() -> Any:
-    """aioice, with host gathering limited to 127.0.0.1."""
-    import aioice
-    import aioice.ice
-
-    aioice.ice.get_host_addresses = loopback_addresses
-    return aioice
-
-
-def loopback_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    return [LOOPBACK]
-
-
 # ---------------------------------------------------------------- coturn
 
 
@@ -193,6 +167,16 @@ class Turn:
     @property
     def server(self) -> tuple[str, int]:
         return self.ip, self.port
+
+    @property
+    def credentials(self) -> dict[str, object]:
+        """The server and the long-term credentials, as the keyword arguments
+        of syncice's and aioice's ``Connection``."""
+        return {
+            "turn_server": self.server,
+            "turn_username": self.username,
+            "turn_password": self.password,
+        }
 
 
 def coturn_script(action: str, directory: Path) -> str:
@@ -287,46 +271,6 @@ class Watchdog:
 # ---------------------------------------------------------------- helpers
 
 
-class Background:
-    """Runs ``func`` in a daemon thread; ``join`` re-raises what it raised."""
-
-    def __init__(self, func: Callable[[], object], name: str) -> None:
-        self._func = func
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self._func()
-        except BaseException as exc:
-            self._error = exc
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise BenchError(f"{self._thread.name} still running after {timeout} s")
-        if self._error is not None:
-            raise self._error
-
-
-@dataclass
-class Endpoint:
-    """One side of a connected pair, as two blocking calls."""
-
-    send: Callable[[bytes], object]
-    recv: Callable[[], bytes]
-
-
-@dataclass
-class Progress:
-    """Where an aioice run is, so that a stall can be told from a slow run."""
-
-    value: int = 0
-
-
 @dataclass
 class Tally:
     """What the receiver saw of one throughput run."""
@@ -346,55 +290,6 @@ class Tally:
             return
         self.received += 1
         self.highest = number
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
-def sequence(data: bytes) -> int:
-    """The sequence number in the first 8 bytes, or -1 if not tagged."""
-    value = int.from_bytes(data[:8], "big")
-    return value ^ TAG if len(data) >= 8 and value & TAG else -1
-
-
-def ack_count(data: bytes, acked: int) -> int:
-    value = sequence(data)
-    if len(data) != 8 or value < acked:
-        raise BenchError(f"bad ack {data[:16].hex()} after {acked}")
-    return value
-
-
-def ack(count: int) -> bytes:
-    return (TAG | count).to_bytes(8, "big")
-
-
-def lossless_window(size: int, limit: int) -> tuple[int, int]:
-    """(window, datagrams held): the largest window, at most ``limit`` and a
-    multiple of 4, that a fresh UDP socket's default receive buffer holds for
-    sure at ``size`` bytes while it is being read, with ``MARGIN`` datagrams
-    to spare (as in ``bench/ice.py``).
-    """
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
-    ):
-        rx.bind((LOOPBACK, 0))
-        buffer = rx.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        data = bytes(size)
-        for _ in range(buffer // 64 + 64):
-            tx.sendto(data, rx.getsockname())
-        rx.setblocking(False)
-        held = 0
-        try:
-            while True:
-                rx.recv(RECV_SIZE)
-                held += 1
-        except BlockingIOError:
-            pass
-    return max(4, min(limit, held * 3 // 4 - MARGIN) // 4 * 4), held
 
 
 def relay_only(candidates: Sequence[Any], library: str) -> None:
@@ -418,9 +313,7 @@ def syncice_pair(
     signalled."""
     a = syncice.factory(
         ice_controlling=True,
-        turn_server=turn.server,
-        turn_username=turn.username,
-        turn_password=turn.password,
+        **turn.credentials,
         transport_policy=syncice.relay_policy,
         local_addresses=[LOOPBACK],
     )
@@ -441,38 +334,6 @@ def syncice_pair(
     return a, b
 
 
-def syncice_signal(a: SynciceConnection, b: SynciceConnection) -> None:
-    for local, remote in ((a, b), (b, a)):
-        for candidate in local.local_candidates:
-            remote.add_remote_candidate(candidate)
-        remote.add_remote_candidate(None)
-        remote.remote_username = local.local_username
-        remote.remote_password = local.local_password
-
-
-def syncice_connect(a: SynciceConnection, b: SynciceConnection) -> float:
-    """Both sides connect at once, the controlled one in a helper thread."""
-    barrier = threading.Barrier(2)
-
-    def controlled() -> None:
-        barrier.wait()
-        b.connect(timeout=TIMEOUT)
-
-    helper = Background(controlled, "controlled-connect")
-    helper.start()
-    barrier.wait()
-    start = time.perf_counter()
-    a.connect(timeout=TIMEOUT)
-    helper.join(TIMEOUT)
-    return time.perf_counter() - start
-
-
-def syncice_endpoint(connection: SynciceConnection) -> Endpoint:
-    return Endpoint(
-        connection.send, functools.partial(connection.recv, timeout=TIMEOUT)
-    )
-
-
 async def aioice_pair(aioice: Any, turn: Turn) -> tuple[Any, Any]:
     """A relayed controlling and a plain controlled connection, gathered and
     signalled."""
@@ -480,9 +341,7 @@ async def aioice_pair(aioice: Any, turn: Turn) -> tuple[Any, Any]:
 
     a = aioice.Connection(
         ice_controlling=True,
-        turn_server=turn.server,
-        turn_username=turn.username,
-        turn_password=turn.password,
+        **turn.credentials,
         transport_policy=aioice.TransportPolicy.RELAY,
     )
     b = aioice.Connection(ice_controlling=False)
@@ -498,108 +357,10 @@ async def aioice_pair(aioice: Any, turn: Turn) -> tuple[Any, Any]:
     return a, b
 
 
-async def aioice_signal(a: Any, b: Any) -> None:
-    for local, remote in ((a, b), (b, a)):
-        for candidate in local.local_candidates:
-            await remote.add_remote_candidate(candidate)
-        await remote.add_remote_candidate(None)
-        remote.remote_username = local.local_username
-        remote.remote_password = local.local_password
-
-
-async def aioice_connect(a: Any, b: Any) -> float:
-    import asyncio
-
-    start = time.perf_counter()
-    await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), TIMEOUT)
-    return time.perf_counter() - start
-
-
-async def aioice_close(*connections: Any) -> None:
-    for connection in connections:
-        await connection.close()
-
-
-async def aioice_watch(tasks: list[asyncio.Task[Any]], progress: Progress) -> None:
-    """Wait for ``tasks``; raise the first error, or BenchError when
-    ``progress`` has not moved for ``TIMEOUT`` seconds."""
-    import asyncio
-
-    pending = set(tasks)
-    last = -1
-    try:
-        while pending:
-            done, pending = await asyncio.wait(
-                pending, timeout=TIMEOUT, return_when=asyncio.FIRST_EXCEPTION
-            )
-            for task in done:
-                error = task.exception()
-                if error is not None:
-                    raise error
-            if pending and progress.value == last:
-                raise BenchError(f"no progress for {TIMEOUT:.0f} s at {last}")
-            last = progress.value
-    finally:
-        for task in pending:
-            task.cancel()
-
-
-# ---------------------------------------------------------------- connect
-
-
-def connect_syncice(syncice: Syncice, turn: Turn, pairs: int) -> list[float]:
-    times = []
-    for index in range(pairs + 1):
-        a, b = syncice_pair(syncice, turn)
-        try:
-            elapsed = syncice_connect(a, b)
-        finally:
-            a.close()
-            b.close()
-        if index:  # the first pair warms up
-            times.append(elapsed)
-    return times
-
-
-async def connect_aioice(aioice: Any, turn: Turn, pairs: int) -> list[float]:
-    times = []
-    for index in range(pairs + 1):
-        a, b = await aioice_pair(aioice, turn)
-        try:
-            elapsed = await aioice_connect(a, b)
-        finally:
-            await aioice_close(a, b)
-        if index:
-            times.append(elapsed)
-    return times
-
-
 # ---------------------------------------------------------------- throughput
 #
-# The blocking version (syncice) and the asyncio version (aioice) are the same
-# code, line for line, but for ``await``.
-
-
-def send_blocking(tx: Endpoint, count: int, window: int) -> float:
-    """Send ``count`` datagrams with at most ``window`` unacknowledged;
-    return the seconds from the first send to the final ack."""
-    send, recv = tx.send, tx.recv
-    pad = bytes(SIZE - 8)
-    sent = acked = 0
-    try:
-        start = time.perf_counter()
-        while sent < count:
-            while sent - acked >= window:
-                acked = ack_count(recv(), acked)
-            send((TAG | sent).to_bytes(8, "big") + pad)
-            sent += 1
-        while acked < count:
-            acked = ack_count(recv(), acked)
-        return time.perf_counter() - start
-    except TimeoutError as exc:
-        raise BenchError(
-            f"no ack for {TIMEOUT:.0f} s: sent {sent}, acked {acked}"
-        ) from exc
+# The senders are in _common; the receivers count what arrives, so that a
+# lost datagram is counted rather than stalling the run.
 
 
 def receive_blocking(rx: Endpoint, count: int, every: int, tally: Tally) -> None:
@@ -619,38 +380,11 @@ def receive_blocking(rx: Endpoint, count: int, every: int, tally: Tally) -> None
         ) from exc
 
 
-def transfer_blocking(tx: Endpoint, rx: Endpoint, count: int, window: int) -> Run:
+def transfer_counted(tx: Endpoint, rx: Endpoint, count: int, window: int) -> Run:
     tally = Tally()
-    receiver = Background(
-        functools.partial(receive_blocking, rx, count, window // 4, tally),
-        "receiver",
-    )
-    receiver.start()
-    try:
-        elapsed = send_blocking(tx, count, window)
-    except BenchError as exc:
-        try:  # the receiver's error says more: how much arrived
-            receiver.join(2 * TIMEOUT)
-        except BenchError as reason:
-            raise reason from exc
-        raise
-    receiver.join(TIMEOUT)
+    receive = functools.partial(receive_blocking, rx, count, window // 4, tally)
+    elapsed = transfer_blocking(tx, receive, count, SIZE, window)
     return Run(elapsed, count - tally.received, tally.disorder)
-
-
-async def send_aioice(tx: Any, count: int, window: int, progress: Progress) -> float:
-    send, recv = tx.send, tx.recv
-    pad = bytes(SIZE - 8)
-    sent = acked = 0
-    start = time.perf_counter()
-    while sent < count:
-        while sent - acked >= window:
-            acked = progress.value = ack_count(await recv(), acked)
-        await send((TAG | sent).to_bytes(8, "big") + pad)
-        sent += 1
-    while acked < count:
-        acked = progress.value = ack_count(await recv(), acked)
-    return time.perf_counter() - start
 
 
 async def receive_aioice(rx: Any, count: int, every: int, tally: Tally) -> None:
@@ -663,20 +397,16 @@ async def receive_aioice(rx: Any, count: int, every: int, tally: Tally) -> None:
             await send(ack(acked))
 
 
-async def transfer_aioice(tx: Any, rx: Any, count: int, window: int) -> Run:
-    import asyncio
-
-    progress = Progress()
+async def transfer_counted_aioice(tx: Any, rx: Any, count: int, window: int) -> Run:
     tally = Tally()
-    receiver = asyncio.create_task(receive_aioice(rx, count, window // 4, tally))
-    sender = asyncio.create_task(send_aioice(tx, count, window, progress))
+    receive = receive_aioice(rx, count, window // 4, tally)
     try:
-        await aioice_watch([sender, receiver], progress)
+        elapsed = await transfer_aioice(tx, receive, count, SIZE, window)
     except BenchError as exc:
         raise BenchError(
             f"{exc}; received {tally.received} of {count} (up to {tally.highest})"
         ) from exc
-    return Run(sender.result(), count - tally.received, tally.disorder)
+    return Run(elapsed, count - tally.received, tally.disorder)
 
 
 @dataclass(frozen=True)
@@ -689,132 +419,18 @@ class Run:
 
 
 def throughput_syncice(syncice: Syncice, turn: Turn, count: int, window: int) -> Run:
-    a, b = syncice_pair(syncice, turn)
-    try:
-        syncice_connect(a, b)
-        return transfer_blocking(
-            syncice_endpoint(a), syncice_endpoint(b), count, window
-        )
-    finally:
-        a.close()
-        b.close()
+    return connected_syncice(
+        functools.partial(syncice_pair, syncice, turn),
+        lambda tx, rx: transfer_counted(tx, rx, count, window),
+    )
 
 
 async def throughput_aioice(aioice: Any, turn: Turn, count: int, window: int) -> Run:
-    a, b = await aioice_pair(aioice, turn)
-    try:
-        await aioice_connect(a, b)
-        return await transfer_aioice(a, b, count, window)
-    finally:
-        await aioice_close(a, b)
-
-
-# ---------------------------------------------------------------- report
-
-
-@dataclass
-class Report:
-    """The table, the targets and the notes."""
-
-    missed: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def header(self, title: str) -> None:
-        print()
-        print(title)
-        print(f"  {'':28} {'syncice':>11} {'aioice':>11} {'s/aioice':>9}  target")
-
-    def row(
-        self,
-        case: str,
-        values: dict[str, float | None],
-        style: str,
-        target: str = "",
-        met: bool | None = None,
-        name: str = "",
-    ) -> None:
-        """One line; ``met`` None with a target means it could not be checked.
-        ``name`` (default ``case``) goes to the list of misses."""
-
-        def show(value: float | None) -> str:
-            return "-" if value is None else format(value, style)
-
-        ours, theirs = values.get("syncice"), values.get("aioice")
-        ratio = "-" if ours is None or not theirs else f"{ours / theirs:.2f}x"
-        verdict = ""
-        if target:
-            if met is None:
-                verdict = "  NOT MEASURED"
-                self.missed.append(f"{name or case} (not measured)")
-            elif met:
-                verdict = "  met"
-            else:
-                verdict = "  MISSED"
-                self.missed.append(name or case)
-        print(
-            f"  {case:28} {show(ours):>11} {show(theirs):>11} {ratio:>9}  "
-            f"{target}{verdict}"
-        )
-
-    def error(self, case: str, library: str, exc: BaseException | str) -> None:
-        text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-        self.notes.append(f"{case}, {library}: {text}")
-
-
-def attempt(
-    report: Report, case: str, library: str, func: Callable[[], Any]
-) -> Any | None:
-    """``func()``, or None after noting why it failed."""
-    try:
-        return func()
-    except Exception as exc:
-        report.error(case, library, exc)
-        return None
-
-
-def run_aioice(coroutine: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    import asyncio
-
-    return asyncio.run(coroutine())
-
-
-def case_connect(
-    report: Report, syncice: Syncice | None, aioice: Any, turn: Turn, pairs: int
-) -> None:
-    times: dict[str, list[float] | None] = {"syncice": None, "aioice": None}
-    if syncice is not None:
-        times["syncice"] = attempt(
-            report,
-            "relay connect",
-            "syncice",
-            lambda: connect_syncice(syncice, turn, pairs),
-        )
-    times["aioice"] = attempt(
-        report,
-        "relay connect",
-        "aioice",
-        lambda: run_aioice(lambda: connect_aioice(aioice, turn, pairs)),
+    return await connected_aioice(
+        functools.partial(aioice_pair, aioice, turn),
+        lambda tx, rx: transfer_counted_aioice(tx, rx, count, window),
+        TIMEOUT,
     )
-    report.header(
-        f"relay connect: {pairs} pairs, both sides at once, one side relay-only "
-        "(TURN over UDP)"
-    )
-    medians = {
-        k: None if v is None else statistics.median(v) * 1e3 for k, v in times.items()
-    }
-    p90s = {
-        k: None if v is None else percentile(v, 0.9) * 1e3 for k, v in times.items()
-    }
-    ours, theirs = medians["syncice"], medians["aioice"]
-    report.row(
-        "median (ms)",
-        medians,
-        ".2f",
-        f"<= {CONNECT_TARGET:.2f}x aioice",
-        None if ours is None or theirs is None else ours <= CONNECT_TARGET * theirs,
-        "relay connect median",
-    )
-    report.row("p90 (ms)", p90s, ".2f")
 
 
 def case_throughput(
@@ -835,42 +451,23 @@ def case_throughput(
     }
     if syncice is not None:
         runs["syncice"] = lambda: throughput_syncice(syncice, turn, count, effective)
-    best: dict[str, float | None] = dict.fromkeys(LIBRARIES)
-    lost: dict[str, float | None] = dict.fromkeys(LIBRARIES)
-    disorder: dict[str, float | None] = dict.fromkeys(LIBRARIES)
-    failed: set[str] = set()
-    for _ in range(repeat):
-        for library in LIBRARIES:
-            if library not in runs or library in failed:
-                continue
-            run = attempt(report, case, library, runs[library])
-            if run is None:
-                failed.add(library)
-                best[library] = lost[library] = disorder[library] = None
-                continue
-            best[library] = max(best[library] or 0.0, count / run.seconds)
-            lost[library] = (lost[library] or 0) + run.lost
-            disorder[library] = (disorder[library] or 0) + run.disorder
+    best: dict[str, float | None] = {}
+    lost: dict[str, float | None] = {}
+    disorder: dict[str, float | None] = {}
+    for library, done in best_of(report, case, LIBRARIES, runs, repeat).items():
+        if done is None:
+            best[library] = lost[library] = disorder[library] = None
+            continue
+        best[library] = max(count / run.seconds for run in done)
+        lost[library] = sum(run.lost for run in done)
+        disorder[library] = sum(run.disorder for run in done)
     report.header(
         f"relay throughput: {count:,} datagrams of {SIZE} B, relayed side to "
         f"plain side through coturn over UDP, window {effective} (an unread "
         f"default buffer holds {held}), ack every {effective // 4}, "
         f"best of {repeat}"
     )
-    ours, theirs = best["syncice"], best["aioice"]
-    report.row(
-        "datagrams/s",
-        best,
-        ",.0f",
-        f">= {THROUGHPUT_TARGET:.1f}x aioice",
-        None if ours is None or theirs is None else ours >= THROUGHPUT_TARGET * theirs,
-        f"{case} datagrams/s",
-    )
-    report.row(
-        "MB/s",
-        {k: None if v is None else v * SIZE / 1e6 for k, v in best.items()},
-        ".1f",
-    )
+    report_rate(report, best, SIZE, THROUGHPUT_TARGET, f"{case} datagrams/s")
     measured = [v for v in lost.values() if v is not None]
     report.row(
         f"lost, all {repeat} runs",
@@ -893,31 +490,13 @@ def case_throughput(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--cases",
-        default="connect,throughput",
-        help="comma-separated subset of connect,throughput",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="small counts: a smoke run of ~15 s"
-    )
-    parser.add_argument("--pairs", type=int, help="connect: pairs (50)")
-    parser.add_argument("--window", type=int, default=256, help="throughput: max W")
+    add_arguments(parser, ("connect", "throughput"), 15)
     parser.add_argument("--count", type=int, help="throughput: datagrams (50000)")
     parser.add_argument("--repeat", type=int, help="throughput runs, best kept (3)")
     args = parser.parse_args()
 
-    quick = args.quick
-
-    def pick(value: int | None, full: int, small: int) -> int:
-        return value if value is not None else small if quick else full
-
-    cases = [case for case in args.cases.split(",") if case]
-    unknown = set(cases) - {"connect", "throughput"}
-    if unknown:
-        parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
-    if args.window < 4:
-        parser.error("--window must be at least 4")
+    pick = picker(args.quick)
+    cases = chosen_cases(parser, args, ("connect", "throughput"))
 
     syncice, why = load_syncice()
     aioice = load_aioice()
@@ -940,11 +519,25 @@ def main() -> int:
         )
         if syncice is None:
             print(f"syncice rows skipped: {why}")
-        report = Report()
+        report = Report(LIBRARIES)
         for case in cases:
             watchdog.arm()
             if case == "connect":
-                case_connect(report, syncice, aioice, turn, pick(args.pairs, 50, 10))
+                pairs = pick(args.pairs, 50, 10)
+                makers = (
+                    None
+                    if syncice is None
+                    else functools.partial(syncice_pair, syncice, turn),
+                    functools.partial(aioice_pair, aioice, turn),
+                )
+                title = (
+                    f"relay connect: {pairs} pairs, both sides at once, one side "
+                    "relay-only (TURN over UDP)"
+                )
+                case = "relay connect"
+                case_connect(
+                    report, case, title, makers, pairs, CONNECT_TARGET, TIMEOUT
+                )
             else:
                 case_throughput(
                     report,
@@ -961,15 +554,9 @@ def main() -> int:
         stop_coturn(directory)
         shutil.rmtree(directory, ignore_errors=True)
 
-    print()
     if syncice is None:
         report.error("all cases", "syncice", why)
-    for note in report.notes:
-        print(f"error: {note}")
-    if report.missed:
-        print(f"targets missed: {', '.join(report.missed)}")
-    else:
-        print("all targets met")
+    report.summary()
     return 0
 
 
