@@ -44,6 +44,7 @@ from .events import (
     GatheringCompleted,
     IceCompleted,
     IceFailed,
+    RelayLost,
     RoleChanged,
     SelectedPairChanged,
 )
@@ -1072,6 +1073,8 @@ class _Session:
             published.controlling = event.controlling
         elif isinstance(event, ConsentExpired):
             self.close("consent expired")
+        elif isinstance(event, RelayLost):
+            self.close(f"TURN relay lost: {event.reason}")
 
     def _route(self, component: int, endpoint: int, addr: Address) -> _Route:
         relay = self.agent.relay(endpoint)

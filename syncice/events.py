@@ -22,6 +22,7 @@ __all__ = [
     "IceEvent",
     "IceFailed",
     "PairStateChanged",
+    "RelayLost",
     "RoleChanged",
     "SelectedPairChanged",
 ]
@@ -34,7 +35,7 @@ class IceEvent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CandidateGathered(IceEvent):
-    """A local candidate was gathered (host, or server-reflexive)."""
+    """A local candidate was gathered (host, server-reflexive or relay)."""
 
     candidate: Candidate
 
@@ -89,6 +90,16 @@ class ConsentExpired(IceEvent):
     consent timeout (RFC 7675 §5.1): sending must stop."""
 
     component: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayLost(IceEvent):
+    """The TURN allocation behind the selected pair of ``component`` ended
+    (its TCP or TLS connection broke, a refresh failed, its lifetime ran
+    out): the agent has closed, as no other path was chosen."""
+
+    component: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

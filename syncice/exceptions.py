@@ -106,10 +106,10 @@ class NegotiationFailedError(IceConnectionError):
 
 
 class ConnectionClosedError(IceConnectionError):
-    """The connection was closed locally, or consent to send was lost.
+    """The connection was closed locally, or its path was lost.
 
-    :ivar reason: why, for example ``"closed"``, ``"consent expired"`` or
-        ``"internal error"``.
+    :ivar reason: why, for example ``"closed"``, ``"consent expired"``,
+        ``"TURN relay lost: closed by the server"`` or ``"internal error"``.
     """
 
     def __init__(self, message: str, reason: str = "closed") -> None:

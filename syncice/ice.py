@@ -48,6 +48,7 @@ from .events import (
     IceEvent,
     IceFailed,
     PairStateChanged,
+    RelayLost,
     RoleChanged,
     SelectedPairChanged,
 )
@@ -577,7 +578,10 @@ class IceAgent:
                 pair.transaction = None
             if self._selected.get(pair.component) is pair:
                 if self.state != IceState.CLOSED:
-                    self._expire_consent(pair.component, now)
+                    self._events.append(
+                        RelayLost(component=pair.component, reason=reason)
+                    )
+                    self.close()
                 return
             pair.nominating = False
             pair.valid = False

@@ -24,7 +24,7 @@ import aioice.ice
 import pytest
 
 import syncice
-from syncice import Connection, IceConfig, TransportPolicy
+from syncice import Connection, ConnectionClosedError, IceConfig, TransportPolicy
 from syncice._worker import active_worker_threads
 from tests.conftest import (
     PAIR_TIMEOUT,
@@ -455,3 +455,25 @@ def test_alternate_server_is_followed(
     # The relay is the first server's: its log has the allocation.
     assert probe.log.wait_allocated(mark, 1, timeout=5.0)
     assert relay.host == coturn.ip
+
+
+def test_losing_the_relay_of_the_selected_pair_closes_the_connection(
+    coturn: TurnService, opened: list[Connection]
+) -> None:
+    a = relayed(
+        opened, True, coturn, transport="tcp", transport_policy=TransportPolicy.RELAY
+    )
+    b = Connection(False, local_addresses=["127.0.0.1"])
+    opened.append(b)
+    exchange_candidates(a, b)
+    a.connect(timeout=PAIR_TIMEOUT)
+    b.connect(timeout=PAIR_TIMEOUT)
+    session, worker = a._session(), a._worker()
+    assert session is not None
+    assert worker is not None
+    [stream] = session.streams.values()
+    # Our end of the TCP connection to coturn goes away under the stream.
+    worker.submit(lambda: stream._sock.shutdown(socket.SHUT_RDWR)).result(PAIR_TIMEOUT)
+    with pytest.raises(ConnectionClosedError) as raised:
+        a.recv(timeout=PAIR_TIMEOUT)
+    assert raised.value.reason == "TURN relay lost: closed by the server"
