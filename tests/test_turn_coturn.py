@@ -476,4 +476,8 @@ def test_losing_the_relay_of_the_selected_pair_closes_the_connection(
     worker.submit(lambda: stream._sock.shutdown(socket.SHUT_RDWR)).result(PAIR_TIMEOUT)
     with pytest.raises(ConnectionClosedError) as raised:
         a.recv(timeout=PAIR_TIMEOUT)
-    assert raised.value.reason == "TURN relay lost: closed by the server"
+    # What our socket reports depends on whether coturn's RST came first.
+    assert raised.value.reason in (
+        "TURN relay lost: closed by the server",
+        "TURN relay lost: Connection reset by peer",
+    )
