@@ -12,6 +12,8 @@ asyncio is imported only where it is used, so that a scale child of
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import functools
 import math
 import socket
@@ -64,6 +66,33 @@ class SynciceConnection(Protocol):
 Factory = Callable[..., SynciceConnection]
 SynciceMaker = Callable[[], tuple[SynciceConnection, SynciceConnection]]
 AioiceMaker = Callable[[], Awaitable[tuple[Any, Any]]]
+
+
+#: The glibc mmap threshold every benchmark runs with (see :func:`steady_malloc`).
+MMAP_THRESHOLD = 4 << 20
+
+
+def steady_malloc() -> str:
+    """Fix glibc's mmap threshold, so that no library's figures depend on
+    what ran before it in the process; returns a line for the header.
+
+    asyncio reads each datagram into a 256 KiB buffer. Above glibc's
+    threshold (128 KiB at first) every such buffer is a fresh mmap and
+    munmap: aioice then moves about 34k datagrams/s here. glibc raises the
+    threshold for good once the process frees a large mapped block, which
+    any earlier code may do (a syncice run does), and aioice then moves about
+    80k/s. Fixing the threshold high gives every library that faster state,
+    whatever the order of the runs.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return "malloc: not glibc, left as it is"
+    m_mmap_threshold = -3  # glibc's malloc.h
+    if not mallopt(m_mmap_threshold, MMAP_THRESHOLD):
+        return "malloc: mallopt refused the mmap threshold, left as it is"
+    return f"malloc: glibc mmap threshold fixed at {MMAP_THRESHOLD >> 20} MiB"
 
 
 def load_aioice() -> Any:

@@ -121,6 +121,7 @@ from _common import (
     report_rate,
     run_aioice,
     sequence,
+    steady_malloc,
     syncice_signal,
     transfer_aioice,
     transfer_blocking,
@@ -775,10 +776,12 @@ def main() -> int:
 
     factory, why = load_syncice()
     aioice = load_aioice()
+    malloc = steady_malloc()
     print(
         f"syncice vs aioice {aioice.__version__} vs raw UDP sockets, "
         f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, on {LOOPBACK}"
     )
+    print(malloc)
     if factory is None:
         print(f"syncice rows skipped: cannot import syncice.Connection ({why})")
     report = Report(LIBRARIES)

@@ -101,6 +101,7 @@ from _common import (
     report_rate,
     run_aioice,
     sequence,
+    steady_malloc,
     syncice_signal,
     transfer_aioice,
     transfer_blocking,
@@ -500,6 +501,7 @@ def main() -> int:
 
     syncice, why = load_syncice()
     aioice = load_aioice()
+    malloc = steady_malloc()
     # SIGTERM ends the run through the finally below, which stops coturn.
     signal.signal(signal.SIGTERM, terminate)
     directory = Path(tempfile.mkdtemp(prefix="syncice-bench-coturn."))
@@ -517,6 +519,7 @@ def main() -> int:
             f"{turn.ip}:{turn.port}), Python {sys.version.split()[0]}, "
             f"{os.cpu_count()} CPUs, on {LOOPBACK}"
         )
+        print(malloc)
         if syncice is None:
             print(f"syncice rows skipped: {why}")
         report = Report(LIBRARIES)

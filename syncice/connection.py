@@ -22,7 +22,6 @@ import os
 import secrets
 import select
 import socket
-import ssl
 import string
 import struct
 import threading
@@ -30,11 +29,10 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _gather
 from ._checklist import PairStats
-from ._stream import StreamTransport
 from ._worker import TimerHandle, Worker, acquire_worker, release_worker
 from .candidate import Candidate
 from .events import (
@@ -56,6 +54,13 @@ from .exceptions import (
 )
 from .ice import IceAgent, IceConfig, validate_password, validate_username
 from .turn import TurnAllocation
+
+if TYPE_CHECKING:
+    # Imported when a TURN server is reached over TCP or TLS: ssl costs
+    # about 1 MiB of memory, which most programs need not pay.
+    import ssl
+
+    from ._stream import StreamTransport
 
 __all__ = ["Connection", "TransportPolicy"]
 
@@ -654,7 +659,8 @@ class _Session:
         self.streams: dict[int, StreamTransport] = {}
         self.turn_paths: dict[int, tuple[_TurnPath, tuple[str, str]]] = {}
         self.next_endpoint = 0
-        self.released: concurrent.futures.Future[None] = concurrent.futures.Future()
+        # Made when there is a TURN server (a Future costs a Condition).
+        self.released: concurrent.futures.Future[None] | None = None
 
     # --- commands (run on the worker) --------------------------------------
 
@@ -686,6 +692,8 @@ class _Session:
             agent.add_host_candidate(endpoint, component, (addr[0], addr[1]))
             self.worker.add_reader(sock, self._reader(endpoint, sock))
         endpoint = len(sockets)
+        if turn:
+            self.released = concurrent.futures.Future()
         for path in turn:
             transport, relay = endpoint, endpoint + 1
             endpoint += 2
@@ -698,6 +706,8 @@ class _Session:
                 self.turn_sockets[transport] = path.sock
                 self.worker.add_reader(path.sock, self._reader(transport, path.sock))
             else:
+                from ._stream import StreamTransport
+
                 stream = StreamTransport(
                     self.worker,
                     path.sock,
@@ -814,6 +824,8 @@ class _Session:
             socket.AF_INET6 if ":" in server[0] else socket.AF_INET, socket.SOCK_STREAM
         )
         sock.setblocking(False)
+        from ._stream import StreamTransport
+
         stream = StreamTransport(
             self.worker,
             sock,
@@ -1139,8 +1151,17 @@ class _Session:
             self.sockets[endpoint] = sock
         self.flush()  # sends the deallocations
 
+    def when_released(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the TURN allocations are released: at once
+        without any, else on the worker thread."""
+        if self.released is None:
+            callback()
+        else:
+            self.released.add_done_callback(lambda _: callback())
+
     def _maybe_released(self) -> None:
-        if self.released.done() or self.agent.releasing:
+        released = self.released
+        if released is None or released.done() or self.agent.releasing:
             return
         if self.timer is not None:
             self.timer.cancel()
@@ -1150,7 +1171,7 @@ class _Session:
             sock.close()
         for stream in self.streams.values():
             stream.close()
-        self.released.set_result(None)
+        released.set_result(None)
 
 
 _EVENT_READY = threading.Condition(threading.Lock())
@@ -1203,8 +1224,7 @@ def _finalize(worker_box: list[Worker], session_box: list[_Session]) -> None:
             try:
                 session.close()
             finally:
-                # Once TURN allocations are released (at once without any).
-                session.released.add_done_callback(lambda _: release_worker(worker))
+                session.when_released(lambda: release_worker(worker))
 
         # A worker inherited through fork(), or already stopped, refuses it.
         with contextlib.suppress(RuntimeError):
@@ -1263,8 +1283,11 @@ class Connection:
             raise ValueError("components must be an int from 1 to 256")
         if turn_transport not in ("udp", "tcp"):
             raise ValueError('turn_transport must be "udp" or "tcp"')
-        if not isinstance(turn_ssl, (bool, ssl.SSLContext)):
-            raise TypeError("turn_ssl must be a bool or an ssl.SSLContext")
+        if not isinstance(turn_ssl, bool):
+            import ssl
+
+            if not isinstance(turn_ssl, ssl.SSLContext):
+                raise TypeError("turn_ssl must be a bool or an ssl.SSLContext")
         if not isinstance(transport_policy, TransportPolicy):
             raise ValueError("transport_policy must be a TransportPolicy")
         self.stun_server = _check_server("stun_server", stun_server)
@@ -1543,6 +1566,8 @@ class Connection:
         transport = self.turn_transport
         context: ssl.SSLContext | None = None
         if transport == "tcp" and self.turn_ssl:
+            import ssl
+
             transport = "tls"
             context = (
                 self.turn_ssl
@@ -1673,13 +1698,14 @@ class Connection:
             return
         if worker.in_worker_thread():
             session.close()
-            session.released.add_done_callback(lambda _: release_worker(worker))
+            session.when_released(lambda: release_worker(worker))
             return
         worker.submit(session.close).result()
         # TURN allocations are released (RFC 8656 §7) before their sockets
         # close: a round trip to the server, at most TurnConfig.close_timeout.
-        with contextlib.suppress(concurrent.futures.TimeoutError):
-            session.released.result(_RELEASE_WAIT)
+        if session.released is not None:
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                session.released.result(_RELEASE_WAIT)
         release_worker(worker)
 
     def get_event(self, *, timeout: float | None = None) -> ConnectionEvent | None:
