@@ -1474,3 +1474,30 @@ def test_allocation_mismatch_is_retried_from_another_socket() -> None:
     finally:
         conn.close()
         server.close()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_silent_turn_server_ends_gathering_at_the_bound(transport: str) -> None:
+    """A server that takes the datagrams (or the TCP connection) and never
+    answers ends its allocation at gather_timeout; gathering returns then."""
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as server:
+        server.bind(("127.0.0.1", 0))
+        if transport == "tcp":
+            server.listen()  # the kernel accepts; nobody reads
+        conn = Connection(
+            True,
+            local_addresses=["127.0.0.1"],
+            turn_server=server.getsockname(),
+            turn_username="user",
+            turn_password="secret",
+            turn_transport=transport,
+            config=IceConfig(gather_timeout=0.5),
+        )
+        try:
+            # Six times the bound, and well under the default 5 s: a wait for
+            # anything but the configured bound raises IceTimeoutError.
+            conn.gather_candidates(timeout=3.0)
+            assert [c.type for c in conn.local_candidates] == ["host"]
+        finally:
+            conn.close()
