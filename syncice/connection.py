@@ -180,9 +180,11 @@ class _TurnPath:
         "context",
         "family",
         "hostname",
+        "password",
         "server",
         "sock",
         "transport",
+        "username",
     )
 
     def __init__(
@@ -194,6 +196,8 @@ class _TurnPath:
         family: int | None,
         context: ssl.SSLContext | None,
         hostname: str | None,
+        username: str,
+        password: str,
     ) -> None:
         self.component = component
         self.sock = sock
@@ -202,6 +206,8 @@ class _TurnPath:
         self.family = family
         self.context = context
         self.hostname = hostname
+        self.username = username
+        self.password = password
 
 
 class _Alias(socket.socket):
@@ -657,7 +663,7 @@ class _Session:
         # released, which self.released tells.
         self.turn_sockets: dict[int, socket.socket] = {}
         self.streams: dict[int, StreamTransport] = {}
-        self.turn_paths: dict[int, tuple[_TurnPath, tuple[str, str]]] = {}
+        self.turn_paths: dict[int, _TurnPath] = {}
         self.next_endpoint = 0
         # Made when there is a TURN server (a Future costs a Condition).
         self.released: concurrent.futures.Future[None] | None = None
@@ -669,19 +675,15 @@ class _Session:
         sockets: list[tuple[socket.socket, int]],
         stun_servers: list[Address],
         turn: list[_TurnPath],
-        credentials: tuple[str, str],
         remote: list[Candidate | None],
     ) -> None:
-        self._guard(
-            self._start_gathering, sockets, stun_servers, turn, credentials, remote
-        )
+        self._guard(self._start_gathering, sockets, stun_servers, turn, remote)
 
     def _start_gathering(
         self,
         sockets: list[tuple[socket.socket, int]],
         stun_servers: list[Address],
         turn: list[_TurnPath],
-        credentials: tuple[str, str],
         remote: list[Candidate | None],
     ) -> None:
         now = self.worker.clock.now()
@@ -697,7 +699,7 @@ class _Session:
         for path in turn:
             transport, relay = endpoint, endpoint + 1
             endpoint += 2
-            self.turn_paths[transport] = (path, credentials)
+            self.turn_paths[transport] = path
             agent.add_relay(
                 transport, relay, path.component, self._allocation(transport)
             )
@@ -706,19 +708,7 @@ class _Session:
                 self.turn_sockets[transport] = path.sock
                 self.worker.add_reader(path.sock, self._reader(transport, path.sock))
             else:
-                from ._stream import StreamTransport
-
-                stream = StreamTransport(
-                    self.worker,
-                    path.sock,
-                    path.server,
-                    context=path.context,
-                    server_hostname=path.hostname,
-                    on_data=self._stream_reader(transport),
-                    on_lost=self._stream_lost(transport),
-                )
-                self.streams[transport] = stream
-                stream.start()
+                self._open_stream(transport, path.sock, path.server)
         self.next_endpoint = endpoint
         for candidate in remote:
             agent.add_remote_candidate(candidate, now)
@@ -777,11 +767,11 @@ class _Session:
         return stats
 
     def _allocation(self, transport: int) -> TurnAllocation:
-        path, (username, password) = self.turn_paths[transport]
+        path = self.turn_paths[transport]
         return TurnAllocation(
             server=path.server,
-            username=username,
-            password=password,
+            username=path.username,
+            password=path.password,
             transport=path.transport,
             family=path.family,
             name=self.name,
@@ -801,13 +791,13 @@ class _Session:
         sock.close()
         new = self.next_endpoint
         self.next_endpoint += 1
-        path, credentials = self.turn_paths.pop(old)
+        path = self.turn_paths.pop(old)
         try:
             sock = _gather.bind_udp(local)
         except OSError as exc:
             self.agent.transport_lost(old, f"no socket: {exc}", now)
             return
-        self.turn_paths[new] = (path, credentials)
+        self.turn_paths[new] = path
         self.sockets[new] = self.turn_sockets[new] = sock
         self.worker.add_reader(sock, self._reader(new, sock))
         self.agent.renew_transport(old, new, self._allocation(new), now)
@@ -816,16 +806,21 @@ class _Session:
         """A new TCP or TLS connection for an allocation whose server sent us
         elsewhere (ALTERNATE-SERVER, RFC 8489 §10): same endpoint, same TLS
         context and name."""
-        old = self.streams.pop(transport)
-        old.close()
-        path = self.turn_paths[transport][0]
+        self.streams.pop(transport).close()
         server = self.agent.turn_server(transport)
         sock = socket.socket(
             socket.AF_INET6 if ":" in server[0] else socket.AF_INET, socket.SOCK_STREAM
         )
         sock.setblocking(False)
+        self._open_stream(transport, sock, server)
+
+    def _open_stream(
+        self, transport: int, sock: socket.socket, server: Address
+    ) -> None:
+        """Connect the TCP or TLS stream of a transport endpoint."""
         from ._stream import StreamTransport
 
+        path = self.turn_paths[transport]
         stream = StreamTransport(
             self.worker,
             sock,
@@ -1128,27 +1123,22 @@ class _Session:
         if self.unpark_timer is not None:
             self.unpark_timer.cancel()
             self.unpark_timer = None
-        turn = self.turn_sockets
-        for endpoint, sock in list(self.sockets.items()):
-            if endpoint in turn:
-                # Stays open (and read) until its allocation is released.
-                del self.sockets[endpoint]
-            else:
-                self.worker.remove_reader(sock)
+        # TURN sockets stay open (and read) until their allocations are
+        # released: _maybe_released() closes them.
+        hosts = [sock for e, sock in self.sockets.items() if e not in self.turn_sockets]
+        for sock in hosts:
+            self.worker.remove_reader(sock)
         self.published.routes = {}
         self.published.direct = ()
         self.published.fast = None
         self.published.closed_reason = reason
         # Sockets close now, or when the last recv() reading them leaves.
-        sockets = list(self.sockets.values())
         if self.dup is not None:
-            sockets.insert(0, self.dup)  # let go of the descriptor first
-        self.inbox.close(error, discard=reason == "closed", sockets=sockets)
+            hosts.insert(0, self.dup)  # let go of the descriptor first
+        self.inbox.close(error, discard=reason == "closed", sockets=hosts)
         _resolve(self.gathered, error)
         _resolve(self.connected, error)
         self.published.push_event(ConnectionClosed())
-        for endpoint, sock in turn.items():
-            self.sockets[endpoint] = sock
         self.flush()  # sends the deallocations
 
     def when_released(self, callback: Callable[[], None]) -> None:
@@ -1541,10 +1531,7 @@ class Connection:
         self._worker_box.append(worker)
         self._session_box.append(session)
         remote, self._pending_remote = self._pending_remote, []
-        credentials = (self.turn_username or "", self.turn_password or "")
-        worker.post(
-            lambda: session.start_gathering(sockets, stun, turn, credentials, remote)
-        )
+        worker.post(lambda: session.start_gathering(sockets, stun, turn, remote))
         return session
 
     def _turn_paths(self) -> list[_TurnPath]:
@@ -1600,6 +1587,8 @@ class Connection:
                         family,
                         context,
                         self.turn_server[0],
+                        self.turn_username or "",
+                        self.turn_password or "",
                     )
                 )
         except BaseException:

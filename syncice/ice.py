@@ -640,7 +640,6 @@ class IceAgent:
             if relay.allocation.state == TurnState.FAILED:
                 # Also when it had failed already (a 437 kept for renewal).
                 self._lose_relay(relay, reason, now)
-                self._maybe_gathered()
 
     def gather(self, now: float, stun_servers: Sequence[Address] = ()) -> None:
         """Start gathering server-reflexive candidates (RFC 8445 §5.1.1.2).
