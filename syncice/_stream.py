@@ -83,6 +83,10 @@ class StreamTransport:
 
     def start(self) -> None:
         """Begin the non-blocking connect."""
+        # Small messages (checks, TURN requests) go out at once: with Nagle's
+        # algorithm a second one waits for the ACK of the first, which the
+        # server may delay by 40 ms (asyncio sets TCP_NODELAY too).
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             code = self._sock.connect_ex(self._server)
         except OSError as exc:  # an address the socket cannot take

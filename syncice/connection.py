@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _gather
 from ._checklist import PairStats
+from ._mdns_socket import MdnsService, acquire_mdns
 from ._worker import TimerHandle, Worker, acquire_worker, release_worker
 from .candidate import Candidate
 from .events import (
@@ -53,6 +54,7 @@ from .exceptions import (
     NotConnectedError,
 )
 from .ice import IceAgent, IceConfig, validate_password, validate_username
+from .mdns import create_mdns_hostname, is_mdns_hostname
 from .turn import TurnAllocation
 
 if TYPE_CHECKING:
@@ -621,6 +623,35 @@ def _resolve(fut: concurrent.futures.Future[None], error: BaseException | None) 
             fut.set_exception(error)
 
 
+def _mdns_shown(candidate: Candidate, names: dict[str, str]) -> Candidate:
+    """``candidate`` as shown with mDNS host candidates: a host candidate
+    carries the name of its address (from ``names``), and the related address
+    of any other is hidden as "0.0.0.0" or "::", port 0, as browsers do
+    (draft-ietf-mmusic-mdns-ice-candidates), so no private address shows."""
+    host = candidate.host
+    related = candidate.related_address
+    if candidate.type == "host":
+        host = names.get(host, host)
+    elif related is not None:
+        related = "::" if ":" in related else "0.0.0.0"
+    else:
+        return candidate
+    return Candidate(
+        candidate.foundation,
+        candidate.component,
+        candidate.transport,
+        candidate.priority,
+        host,
+        candidate.port,
+        candidate.type,
+        related,
+        None if related is None else 0,
+        candidate.tcptype,
+        candidate.generation,
+        extensions=candidate.extensions,
+    )
+
+
 class _Session:
     """The worker-thread half of a connection: agent, sockets, timer.
 
@@ -667,6 +698,16 @@ class _Session:
         self.next_endpoint = 0
         # Made when there is a TURN server (a Future costs a Condition).
         self.released: concurrent.futures.Future[None] | None = None
+        # mDNS: whether to show .local names for our host candidates, the
+        # name of each local address, the worker's mDNS socket while we use
+        # it, remote .local candidates being resolved, and whether
+        # end-of-candidates waits for them.
+        self.mdns_host_candidates = False
+        self.relay_only = False
+        self.mdns_names: dict[str, str] = {}
+        self.mdns: MdnsService | None = None
+        self.resolving = 0
+        self.remote_end_held = False
 
     # --- commands (run on the worker) --------------------------------------
 
@@ -693,6 +734,9 @@ class _Session:
             addr = sock.getsockname()
             agent.add_host_candidate(endpoint, component, (addr[0], addr[1]))
             self.worker.add_reader(sock, self._reader(endpoint, sock))
+            if self.mdns_host_candidates and addr[0] not in self.mdns_names:
+                name = self.mdns_names[addr[0]] = create_mdns_hostname()
+                self._mdns().publish(name, addr[0])
         endpoint = len(sockets)
         if turn:
             self.released = concurrent.futures.Future()
@@ -711,7 +755,7 @@ class _Session:
                 self._open_stream(transport, path.sock, path.server)
         self.next_endpoint = endpoint
         for candidate in remote:
-            agent.add_remote_candidate(candidate, now)
+            self._add_remote(candidate, now)
         agent.gather(now, stun_servers)
         self.flush()
 
@@ -720,8 +764,96 @@ class _Session:
 
     def _add_remote_candidate(self, candidate: Candidate | None) -> None:
         if not self.closed:
-            self.agent.add_remote_candidate(candidate, self.worker.clock.now())
+            self._add_remote(candidate, self.worker.clock.now())
             self.flush()
+
+    # --- mDNS ----------------------------------------------------------------
+
+    def _mdns(self) -> MdnsService:
+        if self.mdns is None:
+            self.mdns = acquire_mdns(self.worker)
+        return self.mdns
+
+    def _add_remote(self, candidate: Candidate | None, now: float) -> None:
+        """Hand a remote candidate to the agent; a ``.local`` one once
+        resolved, and end-of-candidates once none is left to resolve."""
+        if candidate is None and self.resolving:
+            self.remote_end_held = True
+        elif candidate is None or not candidate.host.lower().endswith(".local"):
+            self.agent.add_remote_candidate(candidate, now)
+        elif self.relay_only:
+            # draft-ietf-mmusic-mdns-ice-candidates §3.2, as aioice does.
+            logger.info(
+                "%s remote candidate %s: ignored with the relay policy",
+                self.name,
+                candidate.host,
+            )
+        elif not is_mdns_hostname(candidate.host):
+            logger.warning(
+                "%s remote candidate %s: not an mDNS name (<label>.local), dropped",
+                self.name,
+                candidate.host,
+            )
+        else:
+            self.resolving += 1
+            self._mdns().resolve(
+                candidate.host,
+                lambda found: self._guard(self._resolved, candidate, found),
+            )
+
+    def _resolved(self, candidate: Candidate, found: tuple[str, ...] | None) -> None:
+        """On the worker thread: ``candidate``'s name resolved to ``found``
+        (``None``: it did not). May run inside :meth:`_add_remote`."""
+        self.resolving -= 1
+        if self.closed:
+            return
+        now = self.worker.clock.now()
+        agent = self.agent
+        families = {":" in c.host for c in agent.local_candidates}
+        address = next((a for a in found or () if (":" in a) in families), None)
+        if address is None:
+            logger.warning(
+                "%s remote candidate %s: %s, dropped",
+                self.name,
+                candidate.host,
+                "not resolved by mDNS"
+                if found is None
+                else f"no address of a family we use in {found}",
+            )
+        else:
+            logger.debug("%s %s is %s", self.name, candidate.host, address)
+            agent.add_remote_candidate(
+                Candidate(
+                    candidate.foundation,
+                    candidate.component,
+                    candidate.transport,
+                    candidate.priority,
+                    address,
+                    candidate.port,
+                    candidate.type,
+                    candidate.related_address,
+                    candidate.related_port,
+                    candidate.tcptype,
+                    candidate.generation,
+                    extensions=candidate.extensions,
+                ),
+                now,
+            )
+        if not self.resolving:
+            if self.remote_end_held:
+                self.remote_end_held = False
+                agent.add_remote_candidate(None, now)
+            if not self.mdns_names and self.mdns is not None:
+                # Nothing left to resolve or answer for: the socket may go.
+                mdns, self.mdns = self.mdns, None
+                mdns.release()
+        self.flush()
+
+    def _shown(self, candidate: Candidate) -> Candidate:
+        """``candidate`` as the user sees it (:func:`_mdns_shown`)."""
+        if not self.mdns_host_candidates:
+            return candidate
+        return _mdns_shown(candidate, self.mdns_names)
 
     def connect(self, username: str, password: str, lite: bool) -> None:
         self._guard(self._connect, username, password, lite)
@@ -912,8 +1044,14 @@ class _Session:
     def _publish_direct(self) -> None:
         """Let recv() callers read the sockets themselves (see _Inbox)."""
         published = self.published
-        if published.direct or self.closed or self.agent.relay_count:
+        if (
+            published.direct
+            or self.closed
+            or self.agent.relay_count
+            or not published.direct_reads
+        ):
             # Relayed data must be unwrapped by the worker: no direct reads.
+            # Nor for the asyncio shim, whose callers must never block.
             return
         if len(self.sockets) == 1:
             [(endpoint, sock)] = self.sockets.items()
@@ -1072,7 +1210,9 @@ class _Session:
                 NegotiationFailedError(f"ICE negotiation failed: {event.reason}"),
             )
         elif isinstance(event, GatheringCompleted):
-            published.local_candidates = tuple(self.agent.local_candidates)
+            published.local_candidates = tuple(
+                self._shown(c) for c in self.agent.local_candidates
+            )
             if not published.local_candidates:
                 logger.warning("%s gathered no candidate at all", self.name)
             _resolve(self.gathered, None)
@@ -1139,6 +1279,11 @@ class _Session:
         _resolve(self.gathered, error)
         _resolve(self.connected, error)
         self.published.push_event(ConnectionClosed())
+        mdns, self.mdns = self.mdns, None
+        if mdns is not None:
+            for name in self.mdns_names.values():
+                mdns.unpublish(name)
+            mdns.release()
         self.flush()  # sends the deallocations
 
     def when_released(self, callback: Callable[[], None]) -> None:
@@ -1186,6 +1331,12 @@ class _Published:
             | None
         ) = None
         self.peers: dict[tuple[int, Address], int] = {}
+        #: Whether recv() callers may read the sockets themselves (the
+        #: asyncio shim turns it off: its callers must never block).
+        self.direct_reads = True
+        #: Futures resolved (with None) by the next push_event(): the asyncio
+        #: shim's get_event() waits on them instead of event_ready.
+        self.event_waiters: list[concurrent.futures.Future[None]] = []
         self.events: deque[ConnectionEvent] = deque()
         # One condition for every connection's events: they are rare, and a
         # Condition per connection would cost memory at scale.
@@ -1195,6 +1346,10 @@ class _Published:
         with self.event_ready:
             self.events.append(event)
             self.event_ready.notify_all()
+            waiters, self.event_waiters = self.event_waiters, []
+        for waiter in waiters:
+            if waiter.set_running_or_notify_cancel():
+                waiter.set_result(None)
 
 
 def _finalize(worker_box: list[Worker], session_box: list[_Session]) -> None:
@@ -1246,6 +1401,11 @@ class Connection:
     :param local_addresses: the addresses to gather host candidates on (loopback
         allowed), instead of every interface's except loopback and link-local.
     :param config: timing constants and bounds (:class:`~syncice.ice.IceConfig`).
+    :param mdns_host_candidates: show each host candidate with a random
+        ``<uuid>.local`` name instead of its address (one name per local
+        address), which this process answers mDNS queries for, and hide the
+        related address of server-reflexive and relay candidates
+        (draft-ietf-mmusic-mdns-ice-candidates). Off by default.
     :raises ValueError: for a malformed username or password, server address or
         transport, fewer than 1 component, or the relay policy without a server.
     """
@@ -1268,6 +1428,7 @@ class Connection:
         *,
         local_addresses: Sequence[str] | None = None,
         config: IceConfig | None = None,
+        mdns_host_candidates: bool = False,
     ) -> None:
         if not isinstance(components, int) or not 1 <= components <= 256:
             raise ValueError("components must be an int from 1 to 256")
@@ -1329,6 +1490,7 @@ class Connection:
         self._use_ipv6 = use_ipv6
         self._transport_policy = transport_policy
         self._local_addresses = local_addresses
+        self._mdns_host_candidates = bool(mdns_host_candidates)
         self._local_username = local_username
         self._local_password = local_password
         self._agent = IceAgent(
@@ -1446,6 +1608,11 @@ class Connection:
         end-of-candidates. A candidate with the transport address of one
         already added is ignored. Returns at once.
 
+        A candidate whose address is an mDNS name (``<label>.local``) is
+        resolved by the worker first, then checked with the address it got;
+        one that does not resolve within 2 s is dropped, with a warning
+        (:mod:`syncice.mdns`). :attr:`remote_candidates` lists it as given.
+
         :param remote_candidate: a :class:`Candidate` instance or ``None``.
         :raises ValueError: after end-of-candidates.
         :raises TypeError: if the argument is not a :class:`Candidate` or ``None``.
@@ -1528,6 +1695,8 @@ class Connection:
         session = _Session(
             worker, self._agent, self._inbox, self._published, self._name
         )
+        session.mdns_host_candidates = self._mdns_host_candidates
+        session.relay_only = self._transport_policy is TransportPolicy.RELAY
         self._worker_box.append(worker)
         self._session_box.append(session)
         remote, self._pending_remote = self._pending_remote, []

@@ -21,6 +21,12 @@ Rules of this module, in the manner of h11's ``_state.py``:
   peer's check) and the nomination of a pair that just succeeded go out at once:
   each is caused by a datagram from the peer, so the peer paces them, and
   making them wait a ``Ta`` tick would only add latency to every connect.
+- A check from the peer on an In-Progress pair cancels our check and sends a
+  new one at once (RFC 8445 §7.3.1.4) when ours was already sent again (it
+  was lost), or on its first send towards a relayed remote candidate (the
+  peer's TURN server dropped it before the permission existed). Otherwise our
+  first check goes on (its answer is usually in flight), which saves a
+  duplicate check per pair.
 - The controlling agent nominates (regular nomination, RFC 8445 §8.1.1) as soon
   as the best pair it can still hope for on a component has succeeded, or
   ``nomination_wait`` after the first pair succeeded if better ones are still
@@ -122,7 +128,17 @@ class IceConfig:
     :param max_sends: Rc, how many times a request is sent (RFC 8489 §6.2.1).
     :param final_wait: Rm, the wait after the last send, in RTOs.
     :param rto_max: a cap on the doubled retransmission interval, or ``None``.
+        The defaults (Rc 11, the interval capped at 4 s) send a check at 0,
+        0.5, 1.5, 3.5, 7.5 s and then every 4 s until 31.5 s, and give up at
+        39.5 s, the RFC's own bound (Rc 7 without a cap: 0, 0.5, ... 15.5,
+        31.5 s). The same time to fail, but 11 tries instead of 7, and none
+        of the 16 s silence before the last: on lossy paths that is the
+        difference between connecting and not.
     :param gather_timeout: how long STUN servers may take during gathering.
+    :param gather_rto_max: the cap on the retransmission interval of STUN
+        requests made while gathering: with the defaults, a lost request is
+        sent again at 0.5, 1.5, 2.5, 3.5 and 4.5 s, six tries within the 5 s
+        bound instead of four.
     :param nomination_wait: how long the controlling agent waits, after a
         component's first pair succeeded, for a better pair still in checks.
     :param consent_interval: mean interval of consent checks (RFC 7675 §5.1),
@@ -137,10 +153,11 @@ class IceConfig:
 
     ta: float = 0.02
     rto: float = 0.5
-    max_sends: int = 7
+    max_sends: int = 11
     final_wait: int = 16
-    rto_max: float | None = None
+    rto_max: float | None = 4.0
     gather_timeout: float = 5.0
+    gather_rto_max: float = 1.0
     nomination_wait: float = 0.5
     consent_interval: float = 5.0
     consent_timeout: float = 30.0
@@ -155,6 +172,8 @@ class IceConfig:
             raise ValueError("rto must be > 0, max_sends >= 1, final_wait >= 0")
         if self.rto_max is not None and self.rto_max < self.rto:
             raise ValueError("rto_max must be at least rto")
+        if self.gather_rto_max < self.rto:
+            raise ValueError("gather_rto_max must be at least rto")
         for name in (
             "gather_timeout",
             "nomination_wait",
@@ -217,6 +236,10 @@ class _Pending:
     pair: CandidatePair | None = None
     nominate: bool = False
     controlling: bool = False
+    # RFC 8445 §7.3.1.4: a check cancelled by a triggered one is not sent
+    # again, and one sent by such a re-trigger cancels no other.
+    cancelled: bool = False
+    retriggered: bool = False
 
 
 @dataclass(slots=True)
@@ -971,6 +994,12 @@ class IceAgent:
             # this transaction (a new nomination, a failure): skip it then.
             if tx.timer_at > now or self._pending.get(tid) is not pending:
                 continue
+            if pending.cancelled:
+                # Its answer counted until its next retransmission time
+                # (rather than the whole transaction timeout); its silence
+                # fails nothing.
+                del self._pending[tid]
+                continue
             # Due, so the answer is SEND or TIMEOUT, never WAIT. A gather
             # transaction's timer never passes its deadline (the gather
             # bound), so gathering ends here at the latest.
@@ -1041,7 +1070,8 @@ class IceAgent:
             rto=config.rto,
             max_sends=config.max_sends,
             final_wait=config.final_wait,
-            rto_max=config.rto_max,
+            # Only gathering requests have a deadline (the gather bound).
+            rto_max=config.rto_max if deadline is None else config.gather_rto_max,
             deadline=deadline,
         )
 
@@ -1088,10 +1118,18 @@ class IceAgent:
         pair.requests_sent += 1
         return tx.transaction_id
 
-    def _send_check(self, pair: CandidatePair, now: float, *, nominate: bool) -> None:
+    def _send_check(
+        self,
+        pair: CandidatePair,
+        now: float,
+        *,
+        nominate: bool,
+        retriggered: bool = False,
+    ) -> None:
         if pair.transaction is not None:
             self._pending.pop(pair.transaction.transaction_id, None)
         tid = self._send_request(pair, now, kind="check", nominate=nominate)
+        self._pending[tid].retriggered = retriggered
         pair.transaction = self._pending[tid].transaction
         if nominate:
             pair.nominating = True
@@ -1351,15 +1389,41 @@ class IceAgent:
             ):
                 self._select(pair, now)
             return
-        # Triggered check (RFC 8445 §7.3.1.4). An In-Progress check goes on.
+        # Triggered check (RFC 8445 §7.3.1.4).
         if pair.state in (PairState.FROZEN, PairState.WAITING, PairState.FAILED):
             self._set_state(pair, PairState.WAITING)
             self._send_check(pair, now, nominate=False)
+        elif pair.state is PairState.IN_PROGRESS:
+            self._retrigger(pair, now)
         # Nomination by the controlling peer (RFC 8445 §7.3.1.5).
         if check.use_candidate and not self._controlling:
             pair.remote_nominated = True
             if pair.state is PairState.SUCCEEDED:
                 self._select(pair, now)
+
+    def _retrigger(self, pair: CandidatePair, now: float) -> None:
+        """RFC 8445 §7.3.1.4: a check from the peer on an In-Progress pair
+        cancels our check and sends a new one at once. Done when ours has
+        gone unanswered for an RTO (it was sent again): it was likely lost, or
+        dropped by the peer's NAT before the peer's own check opened it, and the
+        peer's check shows the path works now; waiting for the next, doubled
+        retransmission could cost seconds, and under loss the connect() bound
+        (a nominating check is re-triggered too, keeping USE-CANDIDATE). Also
+        on the first send towards a relayed remote candidate, once per check:
+        the peer's TURN server drops what arrives before the peer's permission
+        exists. Otherwise our first check goes on, its answer usually in
+        flight, and no duplicate is sent. The cancelled check's success still
+        counts (:meth:`_on_response`)."""
+        tx = pair.transaction
+        current = self._pending.get(tx.transaction_id) if tx is not None else None
+        if current is None or (
+            current.transaction.sends < 2  # not overdue: not sent again yet
+            and (current.retriggered or pair.nominating or pair.remote.type != "relay")
+        ):
+            return
+        current.cancelled = True
+        pair.transaction = None
+        self._send_check(pair, now, nominate=current.nominate, retriggered=True)
 
     def _on_response(
         self, endpoint: int, message: Message, addr: Address, now: float
@@ -1388,6 +1452,14 @@ class IceAgent:
             self.stats.unauthenticated += 1
             return
         del self._pending[message.transaction_id]
+        if pending.cancelled:
+            # A cancelled check can only succeed, and only while the one that
+            # replaced it is still out: it then stands for it.
+            current = pair.transaction
+            if current is None or error is not None or addr != tx.addr:
+                return
+            self._pending.pop(current.transaction_id, None)
+            pair.transaction = None
         if pair.transaction is tx:
             pair.transaction = None
         if pending.nominate:

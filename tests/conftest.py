@@ -175,20 +175,64 @@ def exchange_candidates(
             local.remote_password = remote.local_password
 
 
+#: The APIs the scenario tests run against: the blocking :class:`Connection`,
+#: and :class:`syncice.asyncio.Connection` through ``tests/shim_adapter.py``.
+CONNECTION_KINDS = ["blocking", "asyncio"]
+#: The modules whose tests of ``connection_pairs`` (and ``connected_pair``)
+#: run once per kind; elsewhere the fixture gives blocking connections.
+SCENARIO_MODULES = {"tests.test_connection", "tests.test_turn_coturn"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run the scenario tests of :data:`SCENARIO_MODULES` for every kind in
+    :data:`CONNECTION_KINDS`, unless a test chose its own with
+    ``@pytest.mark.parametrize("connection_pairs", [...], indirect=True)``."""
+    if "connection_pairs" not in metafunc.fixturenames:
+        return
+    if metafunc.module.__name__ not in SCENARIO_MODULES:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if isinstance(names, str):
+            names = [name.strip() for name in names.split(",")]
+        if "connection_pairs" in names:
+            return
+    metafunc.parametrize("connection_pairs", CONNECTION_KINDS, indirect=True)
+
+
 @dataclass
 class ConnectionPairs:
     """Builds connections on one loopback address; :meth:`close_all` closes
-    every one it built."""
+    every one it built.
+
+    With ``kind="asyncio"`` each is a :class:`tests.shim_adapter.ShimAdapter`:
+    the blocking API over a shim connection on an event loop of its own thread.
+    """
 
     address: str = "127.0.0.1"
     opened: list[Connection] = field(default_factory=list)
+    kind: str = "blocking"
+    runner: Any = None
+
+    def make(self, controlling: bool, **kwargs: Any) -> Connection:
+        """A new connection of :attr:`kind` with exactly these arguments."""
+        if self.kind == "asyncio":
+            from tests.shim_adapter import LoopThread, ShimAdapter
+
+            if self.runner is None:
+                self.runner = LoopThread()
+            conn: Connection = ShimAdapter(  # type: ignore[assignment]
+                self.runner, controlling, **kwargs
+            )
+        else:
+            conn = Connection(controlling, **kwargs)
+        self.opened.append(conn)
+        return conn
 
     def connection(self, controlling: bool, **kwargs: Any) -> Connection:
         """A new connection gathering on :attr:`address` (or ``address=``)."""
         address = kwargs.pop("address", self.address)
-        conn = Connection(controlling, local_addresses=[address], **kwargs)
-        self.opened.append(conn)
-        return conn
+        return self.make(controlling, local_addresses=[address], **kwargs)
 
     def pair(
         self,
@@ -219,12 +263,21 @@ class ConnectionPairs:
         for conn in self.opened:
             conn.close()
         self.opened.clear()
+        if self.runner is not None:
+            self.runner.stop()
+            self.runner = None
 
 
 @pytest.fixture
-def connection_pairs() -> Iterator[ConnectionPairs]:
-    """Builds connections and pairs on ``127.0.0.1``; closes them at teardown."""
-    pairs = ConnectionPairs()
+def connection_pairs(request: pytest.FixtureRequest) -> Iterator[ConnectionPairs]:
+    """Builds connections and pairs on ``127.0.0.1``; closes them at teardown.
+
+    In :data:`SCENARIO_MODULES`, parameterised over :data:`CONNECTION_KINDS`
+    (:func:`pytest_generate_tests`); a test of the blocking internals there
+    keeps to one with ``@pytest.mark.parametrize("connection_pairs",
+    ["blocking"], indirect=True)``. Elsewhere: blocking.
+    """
+    pairs = ConnectionPairs(kind=getattr(request, "param", "blocking"))
     yield pairs
     pairs.close_all()
 

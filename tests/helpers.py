@@ -19,6 +19,12 @@ Besides agents, the network holds:
 
 Every datagram an agent sends is logged with its time (:attr:`VirtualNet.sent`),
 and so is every event (:meth:`VirtualNet.timeline`).
+
+This :class:`VirtualNet` stays for the tests written against it: they reach
+into its NAT table, filters and in-flight queue by index. The public,
+documented network (hosts, RFC 4787 NATs, lossy links, STUN and TURN servers,
+agents gathering through them) is :mod:`syncice.testing`; new tests use it,
+and its main names are re-exported here (its network as ``NatNet``).
 """
 
 from __future__ import annotations
@@ -43,8 +49,16 @@ from syncice.stun import (
     parse_message,
     short_term_key,
 )
+from syncice.testing import Address as Address
+from syncice.testing import Link as Link
+from syncice.testing import NatBehavior as NatBehavior
+from syncice.testing import Outcome as Outcome
+from syncice.testing import StunServer as StunServer
+from syncice.testing import TurnServer as TurnServer
+from syncice.testing import VirtualNet as _PublicNet
 
-Address = tuple[str, int]
+#: The public virtual network with NATs (:class:`syncice.testing.VirtualNet`).
+NatNet = _PublicNet
 
 #: Filters see (source, destination, data) and return False to drop a datagram.
 Filter = Callable[[Address, Address, bytes], bool]

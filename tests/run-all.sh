@@ -43,6 +43,13 @@ check() {
 SERVICE_PIDS=()
 SERVICE_DIRS=()
 
+# have_libnice: Debian's python3 can load libnice's GObject bindings.
+have_libnice() {
+  [ -x /usr/bin/python3 ] && /usr/bin/python3 -c \
+    'import gi; gi.require_version("Nice", "0.1"); from gi.repository import Nice' \
+    >/dev/null 2>&1
+}
+
 # coturn (STUN and TURN over UDP, TCP and TLS): tests/coturn.sh writes its
 # config and prints `export TURN_...` lines, which tests/conftest.py reads. When
 # it cannot run, the TURN_* variables stay unset: the coturn tests then skip,
@@ -52,13 +59,17 @@ start_coturn() {
   # Only the server started here: none of the caller's TURN_* leaks into pytest.
   unset TURN_PID TURN_IP TURN_IP6 TURN_PORT TURN_TLS_PORT TURN_USER \
     TURN_PASSWORD TURN_REALM TURN_CERT TURN_LOG TURN_DIR
-  # nftables makes the NAT of tests/test_srflx_coturn.py (in a namespace).
-  if ! command -v turnserver >/dev/null || ! command -v nft >/dev/null; then
+  # nftables makes the NATs of tests/test_srflx_coturn.py and tests/netlab/
+  # (in namespaces); libnice, driven by Debian's /usr/bin/python3 through
+  # python3-gi, is the interop peer of tests/interop/ and tests/netlab/.
+  if ! command -v turnserver >/dev/null || ! command -v nft >/dev/null ||
+    ! have_libnice; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
       if ! { apt-get update -qq &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn nftables; }; then
-        echo "run-all: apt-get install coturn nftables failed: their tests" \
-          "will skip (fail under CI)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+          coturn nftables python3-gi gir1.2-nice-0.1 libnice10; }; then
+        echo "run-all: apt-get install coturn nftables libnice failed:" \
+          "their tests will skip (fail under CI)" >&2
         return 0
       fi
     else
@@ -141,10 +152,17 @@ start_services
 # --- checks -------------------------------------------------------------------
 # Functions run by check() run with errexit off (they are on the left of ||),
 # so each returns its first failure itself.
+# The interop matrix (tests/interop/) and the NAT lab (tests/netlab/) append
+# one JSON line per run here; the "interop report" check turns them into the
+# tables of docs/interop.rst (written to docs/_build/interop.rst).
+results=docs/_build/interop-results.jsonl
+
 pytest_run() {
   local rc=0
   "$py" -m coverage erase || return
-  HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} \
+  mkdir -p docs/_build && : >"$results" || return
+  SYNCICE_INTEROP_RESULTS=$PWD/$results \
+    HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci} \
     "$py" -bb -m coverage run -m pytest tests fuzz || rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "run-all: pytest collected no tests, which is a failure here" >&2
@@ -166,10 +184,13 @@ coverage_gate() {
   "$py" -m coverage report --fail-under=100 \
     --contexts='^$|tests\.test_turn\.' \
     --include=syncice/turn.py || return
+  "$py" -m coverage report --fail-under=100 \
+    --contexts='^$|tests\.test_mdns\.' \
+    --include=syncice/mdns.py || return
   echo
-  echo "Gate: 90% for the worker and the facade (OS-specific paths live there)"
+  echo "Gate: 90% for the worker, the facades and the sockets (OS-specific paths)"
   "$py" -m coverage report --fail-under=90 \
-    --include=syncice/_worker.py,syncice/connection.py,syncice/_clock.py,syncice/_stream.py
+    --include=syncice/_worker.py,syncice/connection.py,syncice/_clock.py,syncice/_stream.py,syncice/_mdns_socket.py,syncice/asyncio.py
 }
 
 check "ruff check" "$py" -m ruff check .
@@ -177,6 +198,18 @@ check "ruff format" "$py" -m ruff format --check .
 check "mypy" "$py" -m mypy
 check "pytest (tests, fuzz) under coverage" pytest_run
 check "coverage" coverage_gate
+interop_report() {
+  [ -s "$results" ] || {
+    echo "run-all: no interop or NAT lab results were recorded" >&2
+    return 1
+  }
+  "$py" docs/gen_interop.py "$results" --where "run-all.sh on $(uname -n)" \
+    -o docs/_build/interop.rst || return
+  echo "$(wc -l <"$results") runs; tables in docs/_build/interop.rst" \
+    "(copy over docs/interop.rst to publish them)"
+}
+
+check "interop report" interop_report
 check "sphinx" "$py" -m sphinx -E -q -W --keep-going -b html docs docs/_build/html
 
 # --- summary ------------------------------------------------------------------

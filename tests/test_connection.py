@@ -1141,6 +1141,7 @@ def test_send_while_another_thread_blocks_in_recv(
     assert blocked.result(GUARD) == b"wakes a"
 
 
+@pytest.mark.parametrize("connection_pairs", ["blocking"], indirect=True)
 def test_blocking_call_on_the_worker_thread_raises(
     connected_pair: tuple[Connection, Connection],
 ) -> None:

@@ -1021,9 +1021,10 @@ def test_487_switches_role_and_checks_again_at_once() -> None:
 
 
 def test_lost_checks_fail_the_pair_at_the_rfc_time() -> None:
-    # Every datagram is lost: the check is sent at 0, 0.5, 1.5, 3.5, 7.5, 15.5
-    # and 31.5 s and times out at 39.5 s (RFC 8489 §6.2.1 with the defaults);
-    # with end-of-candidates, that is when ICE fails.
+    # Every datagram is lost: the check is sent at 0, 0.5, 1.5, 3.5 and 7.5 s,
+    # then every 4 s (the cap) until 31.5 s, and times out 8 s later at 39.5 s
+    # (RFC 8489 §6.2.1's bound, with Rc 11 and the interval capped); with
+    # end-of-candidates, that is when ICE fails.
     net, a, b = agent_pair()
     link_down(net)
     connect_pair(net, a, b)
@@ -1035,7 +1036,11 @@ def test_lost_checks_fail_the_pair_at_the_rfc_time() -> None:
             1.5,
             3.5,
             7.5,
+            11.5,
             15.5,
+            19.5,
+            23.5,
+            27.5,
             31.5,
         ]
         assert net.timeline(agent)[-2:] == [
@@ -1560,8 +1565,16 @@ def test_gather_completes_at_gather_timeout_when_the_server_is_unreachable() -> 
     net.servers.clear()
     agent.gather(0.0, [STUN_SERVER])
     net.run(60.0)
-    # Sent on the RFC 8489 schedule, cut short at gather_timeout (5 s).
-    assert [t for t, *_ in net.messages(agent, Class.REQUEST)] == [0.0, 0.5, 1.5, 3.5]
+    # Sent on the RFC 8489 schedule with the interval capped at
+    # gather_rto_max (1 s), cut short at gather_timeout (5 s).
+    assert [t for t, *_ in net.messages(agent, Class.REQUEST)] == [
+        0.0,
+        0.5,
+        1.5,
+        2.5,
+        3.5,
+        4.5,
+    ]
     assert net.timeline(agent)[-1] == (5.0, GatheringCompleted())
     assert [type(e) for e in net.events[id(agent)]].count(GatheringCompleted) == 1
 
@@ -1897,12 +1910,16 @@ def test_ice_config_defaults_and_limits() -> None:
     assert (config.ta, config.rto, config.max_sends, config.final_wait) == (
         0.02,
         0.5,
-        7,
+        11,
         16,
     )
+    assert config.rto_max == 4.0
     assert (config.consent_interval, config.consent_timeout) == (5.0, 30.0)
     assert config.gather_timeout == 5.0
     IceConfig(ta=0.005, rto_max=0.5, gather_timeout=0, consent_interval=0)
+    assert config.gather_rto_max == 1.0
+    with pytest.raises(ValueError, match="gather_rto_max must be at least rto"):
+        IceConfig(gather_rto_max=0.4)
 
 
 @pytest.mark.parametrize("value", ["abcd", "a" * 256, "AZaz09+/"])
@@ -2481,3 +2498,166 @@ def test_check_from_a_scoped_ipv6_source_is_answered_but_not_paired() -> None:
     assert agent.stats.candidates_refused == 1
     assert agent.remote_candidates == []
     assert agent.pairs == []
+
+
+# --- re-triggered checks towards a relayed peer (RFC 8445 §7.3.1.4) -----------------
+
+R_ADDR = ("198.51.100.9", 3000)
+R_CANDIDATE = Candidate(
+    "rrrr1",
+    1,
+    "udp",
+    candidate_priority(1, "relay"),
+    R_ADDR[0],
+    R_ADDR[1],
+    "relay",
+    related_address="10.0.0.2",
+    related_port=2000,
+)
+
+
+def relayed_peer_check_retriggered(
+    controlling: bool = False,
+) -> tuple[IceAgent, Message, Message]:
+    """A lone agent whose first check to the peer's relay candidate was lost
+    (as the peer's TURN server drops it before its permission exists); the
+    peer's own check then arrives through that relay: the answer and a new
+    check go out at once. Returns the agent, the lost and the new check."""
+    agent = lone(controlling=controlling, remotes=(R_CANDIDATE,))
+    _, lost = only_request(agent)
+    assert pair_states(agent) == ["in-progress"]
+    agent.receive_datagram(0, peer_check(controlling=1), R_ADDR, 0.001)
+    (response, r), (check, c) = sent(agent)
+    assert (r.message_class, response.addr) == (Class.SUCCESS, R_ADDR)
+    assert (c.message_class, check.addr) == (Class.REQUEST, R_ADDR)
+    assert c.transaction_id != lost.transaction_id
+    assert pair_states(agent) == ["in-progress"]
+    return agent, lost, c
+
+
+def test_check_from_a_relayed_peer_on_an_in_progress_pair_checks_again() -> None:
+    agent, lost, again = relayed_peer_check_retriggered()
+    assert agent.pairs[0].requests_sent == 2
+    agent.receive_datagram(0, answer(again), R_ADDR, 0.002)
+    assert pair_states(agent) == ["succeeded"]
+    # The lost check is not sent again at its retransmission time, and its
+    # silence fails nothing: nothing is left out at all.
+    agent.handle_timer(0.5)
+    assert agent.datagrams_to_send() == []
+    assert pair_states(agent) == ["succeeded"]
+    # Its answer, had it come after all, would count for nothing more.
+    agent.receive_datagram(0, answer(lost), R_ADDR, 0.6)
+    assert agent.pairs[0].responses_received == 1
+    assert agent.stats.unexpected == 1
+
+
+def test_relayed_pair_retriggered_once_per_check() -> None:
+    agent, _, again = relayed_peer_check_retriggered()
+    # The peer retransmits its check: answered, no third check of ours.
+    agent.receive_datagram(0, peer_check(controlling=1), R_ADDR, 0.002)
+    assert [m.message_class for _, m in sent(agent)] == [Class.SUCCESS]
+    # The new check is retransmitted at its own time, the cancelled one not.
+    agent.handle_timer(0.501)
+    ((tx, resent),) = sent(agent)
+    assert (tx.addr, resent.transaction_id) == (R_ADDR, again.transaction_id)
+
+
+def test_cancelled_check_answered_first_stands_for_the_new_one() -> None:
+    agent, lost, again = relayed_peer_check_retriggered()
+    # The first check was only slow: its answer makes the pair succeed ...
+    agent.receive_datagram(0, answer(lost), R_ADDR, 0.002)
+    assert pair_states(agent) == ["succeeded"]
+    assert agent.pairs[0].valid
+    # ... and the new check is over: its answer is unexpected, never resent.
+    agent.receive_datagram(0, answer(again), R_ADDR, 0.003)
+    assert agent.stats.unexpected == 1
+    assert agent.pairs[0].responses_received == 1
+    agent.handle_timer(0.6)
+    assert agent.datagrams_to_send() == []
+
+
+def test_cancelled_check_error_answer_fails_nothing() -> None:
+    agent, lost, again = relayed_peer_check_retriggered()
+    agent.receive_datagram(
+        0, answer(lost, error=(400, "Bad Request"), password=""), R_ADDR, 0.002
+    )
+    assert pair_states(agent) == ["in-progress"]
+    agent.receive_datagram(0, answer(again), R_ADDR, 0.003)
+    assert pair_states(agent) == ["succeeded"]
+
+
+def test_check_on_a_nominating_relayed_pair_does_not_retrigger() -> None:
+    agent = lone(controlling=True, remotes=(R_CANDIDATE,))
+    _, check = only_request(agent)
+    agent.receive_datagram(0, answer(check), R_ADDR, 0.001)
+    _, nomination = only_request(agent)
+    assert "USE-CANDIDATE" in nomination.attributes
+    agent.receive_datagram(0, peer_check(controlled=1), R_ADDR, 0.002)
+    assert [m.message_class for _, m in sent(agent)] == [Class.SUCCESS]
+    agent.receive_datagram(0, answer(nomination), R_ADDR, 0.003)
+    assert agent.state == "completed"
+
+
+# --- re-triggered checks after a retransmission (RFC 8445 §7.3.1.4) -------------
+
+
+def resent_check(controlling: bool) -> tuple[IceAgent, Message]:
+    """A lone agent whose check to the host candidate B went unanswered and was
+    sent again at 0.5 s (lost, or dropped by B's NAT before B opened it).
+    Returns the agent and that check."""
+    agent = lone(controlling=controlling)
+    _, first = only_request(agent)
+    agent.handle_timer(0.5)
+    _, again = only_request(agent)
+    assert again.transaction_id == first.transaction_id
+    assert pair_states(agent) == ["in-progress"]
+    return agent, first
+
+
+def test_peer_check_on_a_fresh_host_pair_sends_no_duplicate() -> None:
+    # Our first check is still in flight: only the answer goes out.
+    agent = lone(controlling=False)
+    only_request(agent)
+    agent.receive_datagram(0, peer_check(controlling=1), B_ADDR, 0.001)
+    assert [m.message_class for _, m in sent(agent)] == [Class.SUCCESS]
+
+
+def test_peer_check_after_a_resent_check_checks_again_at_once() -> None:
+    agent, lost = resent_check(controlling=False)
+    agent.receive_datagram(0, peer_check(controlling=1), B_ADDR, 0.6)
+    (response, r), (check, c) = sent(agent)
+    assert (r.message_class, response.addr) == (Class.SUCCESS, B_ADDR)
+    assert (c.message_class, check.addr) == (Class.REQUEST, B_ADDR)
+    assert c.transaction_id != lost.transaction_id
+    assert agent.pairs[0].requests_sent == 3
+    # The cancelled check is not sent again at its time (1.5 s); the new one
+    # is, 0.5 s after it went out, and is re-triggered again once overdue.
+    agent.handle_timer(1.1)
+    ((_, resent),) = sent(agent)
+    assert resent.transaction_id == c.transaction_id
+    agent.receive_datagram(0, peer_check(controlling=1), B_ADDR, 1.2)
+    (_, r2), (_, c2) = sent(agent)
+    assert r2.message_class == Class.SUCCESS
+    assert c2.transaction_id not in (lost.transaction_id, c.transaction_id)
+    agent.receive_datagram(0, answer(c2), B_ADDR, 1.3)
+    assert pair_states(agent) == ["succeeded"]
+
+
+def test_peer_check_during_a_resent_nomination_nominates_again() -> None:
+    agent = lone(controlling=True)
+    _, check = only_request(agent)
+    agent.receive_datagram(0, answer(check), B_ADDR, 0.001)
+    _, nomination = only_request(agent)
+    assert "USE-CANDIDATE" in nomination.attributes
+    agent.handle_timer(0.501)
+    _, again = only_request(agent)
+    assert again.transaction_id == nomination.transaction_id
+    # The answers were lost; the peer's check (consent, or its own check)
+    # arrives: the nomination goes out again at once, still USE-CANDIDATE.
+    agent.receive_datagram(0, peer_check(controlled=1), B_ADDR, 0.6)
+    (_, r), (_, renominated) = sent(agent)
+    assert r.message_class == Class.SUCCESS
+    assert "USE-CANDIDATE" in renominated.attributes
+    assert renominated.transaction_id != nomination.transaction_id
+    agent.receive_datagram(0, answer(renominated), B_ADDR, 0.7)
+    assert agent.state == "completed"

@@ -14,7 +14,22 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "syncice"
 #: The sans-IO modules. Add ``ice``, ``turn``, ``mdns`` and ``_transaction``
 #: here as they land.
-CORE = ("stun", "candidate", "ice", "_checklist", "_transaction", "events", "turn")
+CORE = (
+    "stun",
+    "candidate",
+    "ice",
+    "_checklist",
+    "_transaction",
+    "events",
+    "turn",
+    "mdns",
+    "testing/__init__",
+    "testing/_link",
+    "testing/_nat",
+    "testing/_net",
+    "testing/_peer",
+    "testing/_servers",
+)
 FORBIDDEN = frozenset({"socket", "selectors", "threading", "time", "asyncio"})
 
 

@@ -251,3 +251,16 @@ def test_tls_with_the_wrong_name_is_lost(
         worker, listener.getsockname(), sink, context=context, hostname="example.org"
     )
     assert "CERTIFICATE_VERIFY_FAILED" in sink.lost.result(HANG)
+
+
+def test_small_writes_are_not_delayed_by_nagle(
+    worker: Worker, listener: socket.socket
+) -> None:
+    # A check right after a TURN request must not wait for the server's
+    # (delayed) ACK of the first: TCP_NODELAY, as asyncio sets it.
+    sink = Sink()
+    stream = open_stream(worker, listener.getsockname(), sink)
+    peer, _ = listener.accept()
+    with peer:
+        assert stream._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    worker.submit(stream.close).result(HANG)

@@ -28,6 +28,7 @@ from syncice import Connection, ConnectionClosedError, IceConfig, TransportPolic
 from syncice._worker import active_worker_threads
 from tests.conftest import (
     PAIR_TIMEOUT,
+    ConnectionPairs,
     TurnService,
     exchange_candidates,
     has_ipv6_loopback,
@@ -67,12 +68,17 @@ def relay_kwargs(
 
 
 def relayed(
-    opened: list[Connection], controlling: bool, coturn: TurnService, **kwargs: Any
+    opened: list[Connection] | ConnectionPairs,
+    controlling: bool,
+    coturn: TurnService,
+    **kwargs: Any,
 ) -> Connection:
     transport = kwargs.pop("transport", "udp")
     args = relay_kwargs(coturn, transport)
     args.update(kwargs)
     args.setdefault("local_addresses", ["127.0.0.1"])
+    if isinstance(opened, ConnectionPairs):  # blocking or asyncio, as it is set
+        return opened.make(controlling, **args)
     conn = Connection(controlling, **args)
     opened.append(conn)
     return conn
@@ -154,8 +160,9 @@ def exchange_datagrams(
 @pytest.mark.parametrize("both", [False, True], ids=["one-relayed", "both-relayed"])
 @pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 def test_relay_only_pair_exchanges_1000_datagrams(
-    coturn: TurnService, opened: list[Connection], both: bool, transport: str
+    coturn: TurnService, connection_pairs: ConnectionPairs, both: bool, transport: str
 ) -> None:
+    opened = connection_pairs
     a = relayed(
         opened,
         True,
@@ -172,8 +179,7 @@ def test_relay_only_pair_exchanges_1000_datagrams(
             transport_policy=TransportPolicy.RELAY,
         )
     else:
-        b = Connection(False, local_addresses=["127.0.0.1"])
-        opened.append(b)
+        b = opened.connection(False)
     exchange_candidates(a, b)
     assert {c.type for c in a.local_candidates} == {"relay"}
     a.connect(timeout=PAIR_TIMEOUT)
@@ -189,8 +195,10 @@ def test_relay_only_pair_exchanges_1000_datagrams(
     exchange_datagrams(a, b, 1000, window=50 if transport == "udp" else 20)
 
 
-async def _against_aioice(coturn: TurnService, syncice_controlling: bool) -> None:
-    ours = Connection(
+async def _against_aioice(
+    coturn: TurnService, syncice_controlling: bool, pairs: ConnectionPairs
+) -> None:
+    ours = pairs.make(
         syncice_controlling,
         local_addresses=["127.0.0.1"],
         transport_policy=TransportPolicy.RELAY,
@@ -233,9 +241,9 @@ async def _against_aioice(coturn: TurnService, syncice_controlling: bool) -> Non
     "syncice_controlling", [True, False], ids=["controlling", "controlled"]
 )
 def test_relay_only_against_aioice(
-    coturn: TurnService, syncice_controlling: bool
+    coturn: TurnService, syncice_controlling: bool, connection_pairs: ConnectionPairs
 ) -> None:
-    asyncio.run(_against_aioice(coturn, syncice_controlling))
+    asyncio.run(_against_aioice(coturn, syncice_controlling, connection_pairs))
 
 
 def test_ssl_cert_file_is_honoured_by_turn_ssl_true(

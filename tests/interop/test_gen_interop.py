@@ -1,0 +1,155 @@
+"""docs/gen_interop.py turns results records into the tables of docs/interop.rst."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+GENERATOR = Path(__file__).parents[2] / "docs" / "gen_interop.py"
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_interop", GENERATOR)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record(**fields: object) -> dict[str, object]:
+    record: dict[str, object] = {
+        "suite": "interop",
+        "scenario": "relay-peer",
+        "peer": "libnice-regular",
+        "ours": "syncice",
+        "role": "controlled",
+        "turn_transport": "udp",
+        "impairment": None,
+        "run": 1,
+        "outcome": "connected",
+        "seconds": 0.02,
+        "selected": "host/relay",
+        "datagrams": 100,
+    }
+    record.update(fields)
+    return record
+
+
+def _rows(text: str, title: str) -> list[list[str]]:
+    """The rows of the list-table after the section ``title``."""
+    section = text.split(f"\n{title}\n", 1)[1]
+    rows: list[list[str]] = []
+    for line in section.splitlines():
+        if line.startswith("   * - "):
+            rows.append([line[7:]])
+        elif line.startswith("     - ") and rows:
+            rows[-1].append(line[7:])
+        elif rows and not line.strip() and len(rows) > 1:
+            break
+    return rows
+
+
+def test_matrix_and_lab_tables(tmp_path: Path) -> None:
+    records = [
+        _record(seconds=0.02),
+        _record(seconds=0.04, run=2),
+        _record(ours="aioice", seconds=0.5),
+        _record(ours="aioice", seconds=0.5, run=2),
+        _record(
+            peer="aioice",
+            role="controlling",
+            scenario="host",
+            turn_transport=None,
+            outcome="failed",
+            seconds=10.0,
+            selected=None,
+            datagrams=0,
+        ),
+        _record(
+            peer="aioice",
+            role="controlling",
+            scenario="host",
+            turn_transport=None,
+            ours="aioice",
+            seconds=0.021,
+            selected="host/host",
+        ),
+        _record(
+            suite="netlab",
+            scenario="relay-c",
+            peer="syncice",
+            impairment="loss 20% delay 50ms",
+            seconds=1.0,
+            selected="host/relay",
+        ),
+        _record(
+            suite="netlab",
+            scenario="relay-c",
+            peer="syncice",
+            impairment="loss 20% delay 50ms",
+            seconds=3.0,
+            run=2,
+            selected="relay/host",
+        ),
+        _record(
+            suite="netlab",
+            scenario="relay-c",
+            peer="syncice",
+            impairment="loss 20% delay 50ms",
+            seconds=60.0,
+            run=3,
+            outcome="failed",
+            selected=None,
+        ),
+    ]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in records) + "\n")
+    out = tmp_path / "interop.rst"
+    assert _generator().main([str(results), "-o", str(out), "--where", "here"]) == 0
+    text = out.read_text()
+    assert "from 9 records (results.jsonl), on here." in text
+    assert "1 of 2 cells pass" in text
+    matrix = _rows(text, "Interop matrix\n--------------")
+    assert matrix[1:] == [
+        ["aioice", "controlling", "host", " ", "FAIL", "—", "0.021", "—", " "],
+        [
+            "libnice-regular",
+            "controlled",
+            "relay-peer",
+            "udp",
+            "pass (2/2)",
+            "0.030",
+            "0.500",
+            "0.06",
+            "host/relay",
+        ],
+    ]
+    lab = _rows(text, "NAT lab\n-------")
+    assert lab[1:] == [
+        [
+            "relay-c",
+            "syncice",
+            "loss 20% delay 50ms",
+            "syncice",
+            "controlled",
+            "udp",
+            "3",
+            "67 %",
+            "2.000",
+            "3.000",
+            "60.000",
+            "host/relay, relay/host",
+        ]
+    ]
+
+
+def test_bad_line_names_file_and_line(tmp_path: Path) -> None:
+    results = tmp_path / "bad.jsonl"
+    results.write_text(json.dumps(_record()) + "\n{oops\n")
+    with pytest.raises(SystemExit, match=r"bad\.jsonl:2"):
+        _generator().main([str(results)])
