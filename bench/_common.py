@@ -555,6 +555,18 @@ def case_connect(
         "aioice",
         lambda: run_aioice(lambda: connect_aioice(aioice_pair, pairs, aioice_timeout)),
     )
+    connect_table(report, case, title, times, target)
+
+
+def connect_table(
+    report: Report,
+    case: str,
+    title: str,
+    times: dict[str, list[float] | None],
+    target: float,
+) -> None:
+    """The connect table: median of ``times`` (seconds per library, None when
+    a library did not run) against ``target`` times aioice's, and p90."""
     report.header(title)
     medians = {
         k: None if v is None else statistics.median(v) * 1e3 for k, v in times.items()

@@ -34,7 +34,6 @@ import argparse
 import faulthandler
 import functools
 import os
-import statistics
 import sys
 import types
 from collections.abc import Callable
@@ -49,9 +48,9 @@ from _common import (
     best_of,
     chosen_cases,
     connect_aioice,
+    connect_table,
     load_aioice,
     lossless_window,
-    percentile,
     picker,
     report_rate,
     run_aioice,
@@ -88,23 +87,13 @@ def case_connect(report: Report, modules: dict[str, Any], pairs: int) -> None:
                 run_aioice, functools.partial(connect_aioice, maker, pairs)
             ),
         )
-    report.header(f"connect: {pairs} pairs, both sides at once, host on loopback")
-    medians = {
-        k: None if v is None else statistics.median(v) * 1e3 for k, v in times.items()
-    }
-    p90s = {
-        k: None if v is None else percentile(v, 0.9) * 1e3 for k, v in times.items()
-    }
-    ours, theirs = medians["syncice"], medians["aioice"]
-    report.row(
-        "median (ms)",
-        medians,
-        ".2f",
-        f"<= {CONNECT_TARGET:.2f}x aioice",
-        None if ours is None or theirs is None else ours <= CONNECT_TARGET * theirs,
-        "connect median",
+    connect_table(
+        report,
+        "connect",
+        f"connect: {pairs} pairs, both sides at once, host on loopback",
+        times,
+        CONNECT_TARGET,
     )
-    report.row("p90 (ms)", p90s, ".2f")
 
 
 def case_throughput(

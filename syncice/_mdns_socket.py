@@ -22,7 +22,7 @@ import os
 import socket
 from collections.abc import Callable
 
-from ._worker import TimerHandle, Worker
+from ._worker import Deadline, Worker
 from .mdns import MDNS_ADDRESS, MDNS_PORT, MdnsProtocol, NameResolved
 
 __all__ = ["MdnsService", "acquire_mdns"]
@@ -87,8 +87,7 @@ class MdnsService:
         self.users = 0
         self.sock: socket.socket | None = None
         self.waiters: dict[str, list[ResolveCallback]] = {}
-        self.timer: TimerHandle | None = None
-        self.timer_at: float | None = None
+        self.timer = Deadline(worker, self._on_timer)
         try:
             self.sock = _open_socket()
         except OSError as exc:
@@ -132,10 +131,7 @@ class MdnsService:
     # --- internals -------------------------------------------------------------
 
     def _close(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-            self.timer_at = None
+        self.timer.set(None)
         sock, self.sock = self.sock, None
         if sock is not None:
             self.worker.remove_reader(sock)
@@ -163,8 +159,6 @@ class MdnsService:
         self._flush()
 
     def _on_timer(self) -> None:
-        self.timer = None
-        self.timer_at = None
         self.protocol.handle_timer(self.worker.clock.now())
         self._flush()
 
@@ -180,14 +174,7 @@ class MdnsService:
             except OSError as exc:
                 self._fail("cannot send to the multicast group", exc)
         self._dispatch()
-        at = protocol.get_timer() if self.sock is not None else None
-        if at != self.timer_at:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
-            self.timer_at = at
-            if at is not None:
-                self.timer = self.worker.call_at(at, self._on_timer)
+        self.timer.set(protocol.get_timer() if self.sock is not None else None)
 
     def _dispatch(self) -> None:
         while (event := self.protocol.next_event()) is not None:

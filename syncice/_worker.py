@@ -127,6 +127,45 @@ class TimerHandle:
             worker._timer_cancelled()
 
 
+class Deadline:
+    """A worker timer that follows a deadline which moves.
+
+    Sans-IO machines give their next deadline (``get_timer()``) after every
+    input; :meth:`set` it each time, and the callback runs once the worker's
+    clock reaches the latest one. Only a changed deadline touches the timer
+    heap. Use it on the worker thread.
+
+    :param worker: the worker whose clock and timers it uses.
+    :param callback: called with no arguments when the deadline is reached.
+    """
+
+    __slots__ = ("_callback", "_handle", "_worker")
+
+    def __init__(self, worker: Worker, callback: Callable[[], None]) -> None:
+        self._worker = worker
+        self._callback = callback
+        self._handle: TimerHandle | None = None
+
+    @property
+    def at(self) -> float | None:
+        """The deadline now set, or ``None``."""
+        return None if self._handle is None else self._handle.when
+
+    def set(self, at: float | None) -> None:
+        """Move the deadline to ``at`` (absolute clock time), or clear it with
+        ``None``."""
+        handle = self._handle
+        if handle is not None:
+            if handle.when == at:
+                return
+            handle.cancel()
+        self._handle = None if at is None else self._worker.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._callback()
+
+
 class Worker:
     """A selector loop on its own daemon thread.
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _gather
 from ._checklist import PairStats
 from ._mdns_socket import MdnsService, acquire_mdns
-from ._worker import TimerHandle, Worker, acquire_worker, release_worker
+from ._worker import Deadline, TimerHandle, Worker, acquire_worker, release_worker
 from .candidate import Candidate
 from .events import (
     ConnectionClosed,
@@ -628,14 +628,23 @@ def _mdns_shown(candidate: Candidate, names: dict[str, str]) -> Candidate:
     carries the name of its address (from ``names``), and the related address
     of any other is hidden as "0.0.0.0" or "::", port 0, as browsers do
     (draft-ietf-mmusic-mdns-ice-candidates), so no private address shows."""
-    host = candidate.host
-    related = candidate.related_address
     if candidate.type == "host":
-        host = names.get(host, host)
-    elif related is not None:
-        related = "::" if ":" in related else "0.0.0.0"
-    else:
+        return _readdressed(candidate, names.get(candidate.host, candidate.host))
+    related = candidate.related_address
+    if related is None:
         return candidate
+    hidden = "::" if ":" in related else "0.0.0.0"
+    return _readdressed(candidate, candidate.host, (hidden, 0))
+
+
+def _readdressed(
+    candidate: Candidate, host: str, related: tuple[str, int] | None = None
+) -> Candidate:
+    """``candidate`` with another address (and related address, when given)."""
+    related_address, related_port = related or (
+        candidate.related_address,
+        candidate.related_port,
+    )
     return Candidate(
         candidate.foundation,
         candidate.component,
@@ -644,8 +653,8 @@ def _mdns_shown(candidate: Candidate, names: dict[str, str]) -> Candidate:
         host,
         candidate.port,
         candidate.type,
-        related,
-        None if related is None else 0,
+        related_address,
+        related_port,
         candidate.tcptype,
         candidate.generation,
         extensions=candidate.extensions,
@@ -674,8 +683,7 @@ class _Session:
         self.published = publish
         self.name = name
         self.sockets: dict[int, socket.socket] = {}
-        self.timer: TimerHandle | None = None
-        self.timer_at: float | None = None
+        self.timer = Deadline(worker, self.on_timer)
         self.gathered: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.connected: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.closed = False
@@ -822,23 +830,7 @@ class _Session:
             )
         else:
             logger.debug("%s %s is %s", self.name, candidate.host, address)
-            agent.add_remote_candidate(
-                Candidate(
-                    candidate.foundation,
-                    candidate.component,
-                    candidate.transport,
-                    candidate.priority,
-                    address,
-                    candidate.port,
-                    candidate.type,
-                    candidate.related_address,
-                    candidate.related_port,
-                    candidate.tcptype,
-                    candidate.generation,
-                    extensions=candidate.extensions,
-                ),
-                now,
-            )
+            agent.add_remote_candidate(_readdressed(candidate, address), now)
         if not self.resolving:
             if self.remote_end_held:
                 self.remote_end_held = False
@@ -1128,8 +1120,6 @@ class _Session:
         return data, component
 
     def on_timer(self) -> None:
-        self.timer = None
-        self.timer_at = None
         try:
             self.agent.handle_timer(self.worker.clock.now())
             self.flush()
@@ -1151,14 +1141,7 @@ class _Session:
                 self.send_errors += 1
 
     def _rearm(self) -> None:
-        at = self.agent.get_timer()
-        if at != self.timer_at:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
-            self.timer_at = at
-            if at is not None:
-                self.timer = self.worker.call_at(at, self.on_timer)
+        self.timer.set(self.agent.get_timer())
 
     def flush(self) -> None:
         """Send what the agent queued, dispatch its events, re-arm the timer."""
@@ -1256,10 +1239,7 @@ class _Session:
         self.closed = True
         error = _closed(reason)
         self.agent.close(self.worker.clock.now())
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-            self.timer_at = None
+        self.timer.set(None)
         if self.unpark_timer is not None:
             self.unpark_timer.cancel()
             self.unpark_timer = None
@@ -1298,9 +1278,7 @@ class _Session:
         released = self.released
         if released is None or released.done() or self.agent.releasing:
             return
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.timer.set(None)
         for sock in self.turn_sockets.values():
             self.worker.remove_reader(sock)
             sock.close()

@@ -194,6 +194,32 @@ def _aioice_on_loopback() -> None:
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
 
+async def _give_aioice(ours: Connection, theirs: Any) -> None:
+    """Signal our candidates and end-of-candidates to aioice's ``theirs``."""
+    import aioice
+
+    for candidate in ours.local_candidates:
+        await theirs.add_remote_candidate(aioice.Candidate.from_sdp(candidate.to_sdp()))
+    await theirs.add_remote_candidate(None)
+
+
+def _connect_and_ping(loop: Loop, ours: Connection, theirs: Any) -> list[str]:
+    """Exchange credentials, connect ``ours`` (controlling) and aioice's
+    ``theirs``, then a ping from ours and a pong back: what each received."""
+    ours.remote_username = theirs.local_username
+    ours.remote_password = theirs.local_password
+    theirs.remote_username = ours.local_username
+    theirs.remote_password = ours.local_password
+    future = asyncio.run_coroutine_threadsafe(theirs.connect(), loop.loop)
+    ours.connect(timeout=WAIT)
+    future.result(WAIT)
+    ours.send(b"ping")
+    got = [loop.run(theirs.recv()).decode()]
+    loop.run(theirs.send(b"pong"))
+    got.append(ours.recv(timeout=WAIT).decode())
+    return got
+
+
 def aioice_publishes() -> dict[str, Any]:
     import aioice
     import aioice.mdns
@@ -215,25 +241,8 @@ def aioice_publishes() -> dict[str, Any]:
         ours.add_remote_candidate(None)
         wait_resolved(name)
 
-        async def feed() -> None:
-            for candidate in ours.local_candidates:
-                await theirs.add_remote_candidate(
-                    aioice.Candidate.from_sdp(candidate.to_sdp())
-                )
-            await theirs.add_remote_candidate(None)
-
-        loop.run(feed())
-        ours.remote_username = theirs.local_username
-        ours.remote_password = theirs.local_password
-        theirs.remote_username = ours.local_username
-        theirs.remote_password = ours.local_password
-        future = asyncio.run_coroutine_threadsafe(theirs.connect(), loop.loop)
-        ours.connect(timeout=WAIT)
-        future.result(WAIT)
-        ours.send(b"ping")
-        got = [loop.run(theirs.recv()).decode()]
-        loop.run(theirs.send(b"pong"))
-        got.append(ours.recv(timeout=WAIT).decode())
+        loop.run(_give_aioice(ours, theirs))
+        got = _connect_and_ping(loop, ours, theirs)
         pairs = resolved_pairs(ours)
         loop.run(protocol.close())
         return {
@@ -263,28 +272,11 @@ def aioice_resolves() -> dict[str, Any]:
             ours.add_remote_candidate(Candidate.from_sdp(candidate.to_sdp()))
         ours.add_remote_candidate(None)
 
-        async def feed() -> None:
-            for candidate in ours.local_candidates:
-                await theirs.add_remote_candidate(
-                    aioice.Candidate.from_sdp(candidate.to_sdp())
-                )
-            await theirs.add_remote_candidate(None)
-
-        loop.run(feed())
+        loop.run(_give_aioice(ours, theirs))
         # aioice resolves in a task of its own: wait for it before the checks
         # (its private counter; aioice has no public way to tell).
         assert wait_until(lambda: not theirs._remote_candidates_resolving)
-        ours.remote_username = theirs.local_username
-        ours.remote_password = theirs.local_password
-        theirs.remote_username = ours.local_username
-        theirs.remote_password = ours.local_password
-        future = asyncio.run_coroutine_threadsafe(theirs.connect(), loop.loop)
-        ours.connect(timeout=WAIT)
-        future.result(WAIT)
-        ours.send(b"ping")
-        got = [loop.run(theirs.recv()).decode()]
-        loop.run(theirs.send(b"pong"))
-        got.append(ours.recv(timeout=WAIT).decode())
+        got = _connect_and_ping(loop, ours, theirs)
         # aioice pairs the resolved address with our name's host candidate.
         their_pairs = [
             [p.remote_candidate.type, p.remote_candidate.host, *p.remote_addr]

@@ -493,12 +493,17 @@ def test_cancelled_connect_connects_when_called_again() -> None:
         a = Connection(True, local_addresses=LOOPBACK)
         b = Connection(False, local_addresses=LOOPBACK)
         try:
-            await exchange(a, b)
+            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+            # Credentials but no candidate yet: this connect() cannot finish
+            # (b answers checks before its own connect(), so with candidates
+            # the worker could connect a before the cancel).
+            a.remote_username, a.remote_password = b.local_username, b.local_password
             first = asyncio.create_task(a.connect())
             await asyncio.sleep(0)
             first.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await first
+            await exchange(a, b)
             await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), GUARD)
             await a.send(b"after")
             assert await asyncio.wait_for(b.recv(), GUARD) == b"after"

@@ -31,6 +31,7 @@ import pytest
 from syncice import _worker
 from syncice._clock import Clock, FakeClock, MonotonicClock
 from syncice._worker import (
+    Deadline,
     TimerHandle,
     Worker,
     acquire_worker,
@@ -459,6 +460,49 @@ def test_timers_fire_in_deadline_order_and_cancelled_ones_do_not(
         [],
         0,
     )
+
+
+def test_a_deadline_follows_its_latest_value(
+    fake_worker: Worker, clock: FakeClock
+) -> None:
+    fired: list[float] = []
+    done = threading.Event()
+
+    def on_deadline() -> None:
+        fired.append(clock.now())
+        done.set()
+
+    deadline = run(fake_worker, lambda: Deadline(fake_worker, on_deadline))
+
+    def at() -> float | None:
+        return run(fake_worker, lambda: deadline.at)
+
+    assert at() is None
+
+    def moves() -> list[int]:
+        heap = []
+        for at in (5.0, 5.0, 2.0, None, 3.0):
+            deadline.set(at)
+            heap.append(len(fake_worker._timers))
+        return heap
+
+    # The same deadline twice touches nothing; a moved one replaces its timer.
+    assert run(fake_worker, moves) == [1, 1, 2, 2, 3]
+    assert at() == 3.0
+    clock.advance(2.5)
+    settle(fake_worker)
+    assert fired == []  # 2.0 was cleared, 3.0 is not due
+    clock.advance(1.0)
+    assert done.wait(HANG)
+    settle(fake_worker)
+    assert fired == [3.5]
+    assert at() is None  # spent: the next set() schedules again
+    run(fake_worker, lambda: deadline.set(10.0))
+    run(fake_worker, lambda: deadline.set(None))
+    clock.jump_to(20.0)
+    settle(fake_worker)
+    assert fired == [3.5]
+    assert run(fake_worker, lambda: fake_worker._timers) == []
 
 
 def test_timer_callbacks_can_cancel_and_schedule_timers(
