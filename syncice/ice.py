@@ -128,17 +128,19 @@ class IceConfig:
     :param max_sends: Rc, how many times a request is sent (RFC 8489 §6.2.1).
     :param final_wait: Rm, the wait after the last send, in RTOs.
     :param rto_max: a cap on the doubled retransmission interval, or ``None``.
-        The defaults (Rc 11, the interval capped at 4 s) send a check at 0,
-        0.5, 1.5, 3.5, 7.5 s and then every 4 s until 31.5 s, and give up at
+        The defaults (Rc 18, the interval capped at 2 s) send a check at 0,
+        0.5, 1.5, 3.5 s and then every 2 s until 31.5 s, and give up at
         39.5 s, the RFC's own bound (Rc 7 without a cap: 0, 0.5, ... 15.5,
-        31.5 s). The same time to fail, but 11 tries instead of 7, and none
-        of the 16 s silence before the last: on lossy paths that is the
-        difference between connecting and not.
+        31.5 s). The same time to fail, but 18 tries instead of 7, and none
+        of the 8 and 16 s silences before the last two: on lossy paths that
+        is the difference between connecting and not.
     :param gather_timeout: how long STUN servers may take during gathering.
     :param gather_rto_max: the cap on the retransmission interval of STUN
         requests made while gathering: with the defaults, a lost request is
-        sent again at 0.5, 1.5, 2.5, 3.5 and 4.5 s, six tries within the 5 s
-        bound instead of four.
+        sent again every 0.5 s, ten tries within the 5 s bound instead of
+        four. A peer that misses its server-reflexive candidate cannot be
+        reached through a NAT that filters, so these tries are worth more
+        than any later ones.
     :param nomination_wait: how long the controlling agent waits, after a
         component's first pair succeeded, for a better pair still in checks.
     :param consent_interval: mean interval of consent checks (RFC 7675 §5.1),
@@ -153,11 +155,11 @@ class IceConfig:
 
     ta: float = 0.02
     rto: float = 0.5
-    max_sends: int = 11
+    max_sends: int = 18
     final_wait: int = 16
-    rto_max: float | None = 4.0
+    rto_max: float | None = 2.0
     gather_timeout: float = 5.0
-    gather_rto_max: float = 1.0
+    gather_rto_max: float = 0.5
     nomination_wait: float = 0.5
     consent_interval: float = 5.0
     consent_timeout: float = 30.0

@@ -204,7 +204,7 @@ interop_report() {
     return 1
   }
   "$py" docs/gen_interop.py "$results" --where "run-all.sh on $(uname -n)" \
-    -o docs/_build/interop.rst || return
+    --show-failures -o docs/_build/interop.rst || return
   echo "$(wc -l <"$results") runs; tables in docs/_build/interop.rst" \
     "(copy over docs/interop.rst to publish them)"
 }

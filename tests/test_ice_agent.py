@@ -1021,9 +1021,9 @@ def test_487_switches_role_and_checks_again_at_once() -> None:
 
 
 def test_lost_checks_fail_the_pair_at_the_rfc_time() -> None:
-    # Every datagram is lost: the check is sent at 0, 0.5, 1.5, 3.5 and 7.5 s,
-    # then every 4 s (the cap) until 31.5 s, and times out 8 s later at 39.5 s
-    # (RFC 8489 §6.2.1's bound, with Rc 11 and the interval capped); with
+    # Every datagram is lost: the check is sent at 0, 0.5, 1.5 and 3.5 s, then
+    # every 2 s (the cap) until 31.5 s, and times out 8 s later at 39.5 s
+    # (RFC 8489 §6.2.1's bound, with Rc 18 and the interval capped); with
     # end-of-candidates, that is when ICE fails.
     net, a, b = agent_pair()
     link_down(net)
@@ -1033,16 +1033,9 @@ def test_lost_checks_fail_the_pair_at_the_rfc_time() -> None:
         assert [t for t, *_ in requests_of(net, agent)] == [
             0.0,
             0.5,
-            1.5,
-            3.5,
-            7.5,
-            11.5,
-            15.5,
-            19.5,
-            23.5,
-            27.5,
-            31.5,
+            *(1.5 + 2.0 * i for i in range(16)),
         ]
+        assert requests_of(net, agent)[-1][0] == 31.5
         assert net.timeline(agent)[-2:] == [
             (
                 39.5,
@@ -1566,14 +1559,9 @@ def test_gather_completes_at_gather_timeout_when_the_server_is_unreachable() -> 
     agent.gather(0.0, [STUN_SERVER])
     net.run(60.0)
     # Sent on the RFC 8489 schedule with the interval capped at
-    # gather_rto_max (1 s), cut short at gather_timeout (5 s).
+    # gather_rto_max (0.5 s): ten tries, cut short at gather_timeout (5 s).
     assert [t for t, *_ in net.messages(agent, Class.REQUEST)] == [
-        0.0,
-        0.5,
-        1.5,
-        2.5,
-        3.5,
-        4.5,
+        0.5 * i for i in range(10)
     ]
     assert net.timeline(agent)[-1] == (5.0, GatheringCompleted())
     assert [type(e) for e in net.events[id(agent)]].count(GatheringCompleted) == 1
@@ -1910,14 +1898,14 @@ def test_ice_config_defaults_and_limits() -> None:
     assert (config.ta, config.rto, config.max_sends, config.final_wait) == (
         0.02,
         0.5,
-        11,
+        18,
         16,
     )
-    assert config.rto_max == 4.0
+    assert config.rto_max == 2.0
     assert (config.consent_interval, config.consent_timeout) == (5.0, 30.0)
     assert config.gather_timeout == 5.0
     IceConfig(ta=0.005, rto_max=0.5, gather_timeout=0, consent_interval=0)
-    assert config.gather_rto_max == 1.0
+    assert config.gather_rto_max == 0.5
     with pytest.raises(ValueError, match="gather_rto_max must be at least rto"):
         IceConfig(gather_rto_max=0.4)
 

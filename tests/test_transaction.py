@@ -129,15 +129,47 @@ def test_final_wait_zero_times_out_at_the_last_send() -> None:
     assert timeout == 1.5
 
 
-def test_late_poll_schedules_from_the_poll_time() -> None:
-    # The owner may be late (a busy loop); the next interval counts from the
-    # actual send, as a timer would.
+def test_a_late_poll_keeps_the_schedule() -> None:
+    # The owner may be late (a busy loop): the next send stays where the RFC
+    # puts it, counted from when this one was due.
     tx = transaction()
     assert tx.poll(0.7) is Poll.SEND
     assert tx.sent_at == 0.7
-    assert tx.timer_at == pytest.approx(1.7)
-    assert tx.poll(1.7) is Poll.SEND
-    assert tx.timer_at == pytest.approx(3.7)
+    assert tx.timer_at == 1.5
+    assert tx.poll(1.6) is Poll.SEND
+    assert tx.timer_at == 3.5
+
+
+def test_lateness_does_not_add_up_to_a_later_timeout() -> None:
+    # Every poll 30 ms late, as on a loaded machine: the sends go out 30 ms
+    # late each, the transaction still times out at 39.5 s (18 sends, ICE's
+    # schedule), not 18 * 30 ms later.
+    tx = transaction(max_sends=18, rto_max=2.0)
+    sends = []
+    while (result := tx.poll(tx.timer_at + 0.03)) is Poll.SEND:
+        sends.append(tx.sent_at)
+    assert result is Poll.TIMEOUT
+    assert len(sends) == 17
+    assert sends[-1] == pytest.approx(31.53)
+    assert tx.timer_at == pytest.approx(39.5)
+
+
+def test_a_very_late_poll_sends_once_not_a_burst() -> None:
+    # Polled after the next send was due as well: one send now, and the next
+    # a full interval later.
+    tx = transaction()
+    assert tx.poll(2.0) is Poll.SEND
+    assert tx.timer_at == 3.0
+    assert tx.poll(2.0) is Poll.WAIT
+    assert tx.poll(3.0) is Poll.SEND
+    assert tx.timer_at == 5.0
+
+
+def test_a_late_poll_still_meets_the_deadline() -> None:
+    tx = transaction(deadline=1.0)
+    assert tx.poll(0.9) is Poll.SEND
+    assert tx.timer_at == 1.0
+    assert tx.poll(1.0) is Poll.TIMEOUT
 
 
 def test_poll_before_timer_changes_nothing() -> None:

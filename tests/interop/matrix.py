@@ -120,6 +120,7 @@ class Result:
             "seconds": round(self.seconds, 4),
             "selected": self.selected,
             "datagrams": self.datagrams,
+            "error": self.error,
         }
 
 

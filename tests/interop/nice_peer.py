@@ -323,6 +323,32 @@ class NicePeer:
         threading.Thread(target=self.read_stdin, daemon=True).start()
         GLib.timeout_add(int(self.args.max_life * 1000), self.quit, "max-life")
         self.loop.run()
+        self.release()
+
+    def release(self) -> None:
+        """Give back the TURN allocations before exiting (``close_async``
+        sends Refresh with lifetime 0), waiting at most 1 s for the answers.
+        Without it each relayed run leaves a UDP allocation on the server
+        for its whole lifetime, and a later process that gets the same
+        local port from the kernel has its Allocate refused with 437."""
+        done = GLib.MainLoop()
+        timed_out: list[bool] = []
+
+        def released(*_: object) -> None:
+            done.quit()
+
+        def too_slow() -> bool:
+            timed_out.append(True)
+            done.quit()
+            return False  # once
+
+        self.agent.close_async(released, None)
+        timer = GLib.timeout_add(1000, too_slow)
+        done.run()
+        if timed_out:  # after the "exit" event: say so on stderr only
+            sys.stderr.write("nice_peer: TURN allocations not released in 1 s\n")
+        else:
+            GLib.source_remove(timer)
         self.agent.remove_stream(self.stream)
 
 

@@ -153,3 +153,78 @@ def test_bad_line_names_file_and_line(tmp_path: Path) -> None:
     results.write_text(json.dumps(_record()) + "\n{oops\n")
     with pytest.raises(SystemExit, match=r"bad\.jsonl:2"):
         _generator().main([str(results)])
+
+
+def test_cells_split_by_a_retransmission_are_listed_with_their_fast_share(
+    tmp_path: Path,
+) -> None:
+    race = {"peer": "aioice", "scenario": "relay-ours", "turn_transport": "tcp"}
+    records = [
+        # A race cell: both implementations sometimes wait for the 0.5 s RTO.
+        *(_record(**race, seconds=t, run=i) for i, t in enumerate([0.01, 0.51, 0.02])),
+        *(
+            _record(**race, ours="aioice", seconds=t, run=i)
+            for i, t in enumerate([0.5, 0.02, 0.52])
+        ),
+        # Not a race: always slow, or always fast, or in between.
+        _record(seconds=0.3),
+        _record(seconds=0.02, run=2),
+        _record(ours="aioice", seconds=0.5),
+        _record(ours="aioice", seconds=0.5, run=2),
+    ]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "interop.rst"
+    assert _generator().main([str(results), "-o", str(out), "--where", "here"]) == 0
+    text = out.read_text()
+    assert "In 1 cell(s) some runs connected at once and others waited" in text
+    assert "- aioice controlled relay-ours tcp: 2/3 against 1/3\n" in text
+    assert "libnice-regular controlled relay-peer udp:" not in text
+
+
+def test_no_race_line_without_split_cells(tmp_path: Path) -> None:
+    records = [_record(seconds=0.02), _record(ours="aioice", seconds=0.5)]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "interop.rst"
+    assert _generator().main([str(results), "-o", str(out), "--where", "here"]) == 0
+    assert "some runs connected at once" not in out.read_text()
+
+
+def test_show_failures_prints_each_failed_run_with_its_detail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = [
+        _record(),
+        _record(outcome="failed", seconds=0.003, error="ValueError: bad", run=4),
+        _record(
+            suite="netlab",
+            scenario="lossy-36",
+            peer="syncice",
+            outcome="failed",
+            seconds=30.0,
+            error="IceTimeoutError('connect timed out')",
+            candidates=["candidate:1 1 udp 1 10.0.2.2 4 typ host"],
+            pairs=[{"state": "in-progress"}] * 20,
+        ),
+        _record(suite="netlab", scenario="host-only", outcome="failed", run=2),
+    ]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "interop.rst"
+    gen = _generator()
+    assert gen.main([str(results), "-o", str(out), "--show-failures"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == (
+        "failed: interop relay-peer libnice-regular syncice controlled run 4 "
+        'after 0.003 s: {"error": "ValueError: bad"}'
+    )
+    assert lines[1].startswith("failed: netlab lossy-36 syncice syncice controlled")
+    assert '"candidates": ["candidate:1 1 udp 1 10.0.2.2 4 typ host"]' in lines[1]
+    assert len(lines[1]) == 600
+    assert lines[1].endswith("...")
+    assert lines[2].endswith("run 2 after 0.02 s: (no detail recorded)")
+    assert len(lines) == 3
+    # Without the flag, nothing is printed.
+    assert gen.main([str(results), "-o", str(out)]) == 0
+    assert capsys.readouterr().err == ""

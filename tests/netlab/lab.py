@@ -485,26 +485,29 @@ def record(
     run: int,
     datagrams: int,
 ) -> None:
-    """Append one result line to ``$SYNCICE_INTEROP_RESULTS`` (when set)."""
+    """Append one result line to ``$SYNCICE_INTEROP_RESULTS`` (when set);
+    a side that did not connect also leaves its error, candidates and pairs,
+    so that a run that failed inside a passing test can still be explained."""
     path = os.environ.get("SYNCICE_INTEROP_RESULTS")
     if not path:
         return
-    line = json.dumps(
-        {
-            "suite": "netlab",
-            "scenario": scenario,
-            "peer": peer,
-            "ours": ours.impl,
-            "role": ours.role,
-            "turn_transport": turn_transport,
-            "impairment": impairment,
-            "run": run,
-            "outcome": ours.outcome,
-            "seconds": ours.seconds,
-            "selected": ours.selected,
-            "datagrams": datagrams,
-        }
-    )
+    fields: dict[str, Any] = {
+        "suite": "netlab",
+        "scenario": scenario,
+        "peer": peer,
+        "ours": ours.impl,
+        "role": ours.role,
+        "turn_transport": turn_transport,
+        "impairment": impairment,
+        "run": run,
+        "outcome": ours.outcome,
+        "seconds": ours.seconds,
+        "selected": ours.selected,
+        "datagrams": datagrams,
+    }
+    if ours.outcome != "connected":
+        fields.update(error=ours.error, candidates=ours.candidates, pairs=ours.pairs)
+    line = json.dumps(fields)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (line + "\n").encode())

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,8 +50,8 @@ pytestmark = pytest.mark.interop
 #: Datagrams each side sends and expects back.
 PINGS = 20
 #: syncice's bound on a failed negotiation with one candidate pair: RFC 8489
-#: IceConfig's defaults send a check at 0, 0.5, 1.5, 3.5, 7.5 s, then every
-#: 4 s (``rto_max``) until 31.5 s (Rc = 11), and wait Rm = 16 RTOs after the
+#: IceConfig's defaults send a check at 0, 0.5, 1.5, 3.5 s, then every
+#: 2 s (``rto_max``) until 31.5 s (Rc = 18), and wait Rm = 16 RTOs after the
 #: last send: the check fails at 39.5 s, the bound of RFC 8489's own schedule.
 FAILURE_BOUND = 40.0
 #: Scenario 6: runs, how many must connect, and within how many seconds.
@@ -216,6 +219,70 @@ def slow_failures(
 @pytest.fixture(autouse=True)
 def _start_slow_failures(slow_failures: SlowFailures | None) -> None:
     """Every test of the module pulls the fixture, so the slow runs start first."""
+
+
+# --- the wire ----------------------------------------------------------------------
+
+#: Sends one STUN Binding request to coturn from inside a namespace and prints
+#: whether an answer came back within a second.
+_STUN_PING = """
+import os, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+s.sendto(bytes.fromhex("000100002112a442") + os.urandom(12), (sys.argv[1], 3478))
+try:
+    s.recv(2048)
+    print("answered")
+except socket.timeout:
+    print("silent")
+"""
+
+
+def _stun_answers(lab: Lab, host: str) -> bool:
+    out = subprocess.run(
+        [
+            *("ip", "netns", "exec", f"{lab.prefix}-{host}"),
+            *(sys.executable, "-c", _STUN_PING, "203.0.113.1"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout.strip()
+    assert out in ("answered", "silent"), out
+    return out == "answered"
+
+
+def _neighbour(lab: Lab, ns: str, ip: str) -> str:
+    return subprocess.run(
+        ["ip", "-n", f"{lab.prefix}-{ns}", "neigh", "show", ip],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_the_wire_loses_ip_packets_but_never_arp(lab: Lab) -> None:
+    """With every frame of nat1's WAN link lost, nothing of IP gets through,
+    yet nat1 resolves the public segment's address: ARP frames are never
+    impaired (``wire.ETHERTYPE_ARP`` says why)."""
+    assert _stun_answers(lab, "nat1")
+    lab.impair("nat1", "both", 100, 0)
+    subprocess.run(
+        ["ip", "-n", f"{lab.prefix}-nat1", "neigh", "flush", "all"], check=True
+    )
+    assert "lladdr" not in _neighbour(lab, "nat1", "203.0.113.1")
+    assert not _stun_answers(lab, "nat1")  # the request itself started ARP
+    deadline = time.monotonic() + 5.0
+    while "lladdr" not in (entry := _neighbour(lab, "nat1", "203.0.113.1")):
+        assert time.monotonic() < deadline, entry
+        time.sleep(0.05)
+    assert "FAILED" not in entry, entry
+    assert "INCOMPLETE" not in entry, entry
+    # The other NATs' links are not impaired.
+    assert _stun_answers(lab, "nat2")
+    lab.impair("nat1", "both", 0, 0)
+    assert _stun_answers(lab, "nat1")
 
 
 # --- NAT behaviour --------------------------------------------------------------
