@@ -205,6 +205,20 @@ def lossless_window(size: int, limit: int) -> tuple[int, int]:
     return max(4, min(limit, held * 3 // 4 - MARGIN) // 4 * 4), held
 
 
+def throughput_header(
+    report: Report, size: int, count: int, window: int, repeat: int
+) -> int:
+    """Head the throughput case of ``count`` datagrams of ``size`` bytes and
+    return the window it uses (:func:`lossless_window` under ``window``)."""
+    effective, held = lossless_window(size, window)
+    report.header(
+        f"throughput: {count:,} datagrams of {size} B, one way, window "
+        f"{effective} (an unread default buffer holds {held}), "
+        f"ack every {effective // 4}, best of {repeat}"
+    )
+    return effective
+
+
 # ---------------------------------------------------------------- pairs
 
 

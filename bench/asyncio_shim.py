@@ -50,11 +50,11 @@ from _common import (
     connect_aioice,
     connect_table,
     load_aioice,
-    lossless_window,
     picker,
     report_rate,
     run_aioice,
     steady_malloc,
+    throughput_header,
 )
 from ice import SIZES, aioice_pair, throughput_aioice
 
@@ -105,12 +105,7 @@ def case_throughput(
 ) -> None:
     for size in SIZES:
         count = counts[size]
-        effective, held = lossless_window(size, window)
-        report.header(
-            f"throughput: {count:,} datagrams of {size} B, one way, window "
-            f"{effective} (an unread default buffer holds {held}), "
-            f"ack every {effective // 4}, best of {repeat}"
-        )
+        effective = throughput_header(report, size, count, window, repeat)
         case = f"throughput {size} B"
         runs: dict[str, Callable[[], float]] = {
             library: functools.partial(

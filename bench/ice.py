@@ -115,7 +115,6 @@ from _common import (
     connected_aioice,
     connected_syncice,
     load_aioice,
-    lossless_window,
     percentile,
     picker,
     report_rate,
@@ -123,6 +122,7 @@ from _common import (
     sequence,
     steady_malloc,
     syncice_signal,
+    throughput_header,
     transfer_aioice,
     transfer_blocking,
 )
@@ -595,12 +595,7 @@ def throughput_size(
     window: int,
     repeat: int,
 ) -> None:
-    effective, held = lossless_window(size, window)
-    report.header(
-        f"throughput: {count:,} datagrams of {size} B, one way, window "
-        f"{effective} (an unread default buffer holds {held}), "
-        f"ack every {effective // 4}, best of {repeat}"
-    )
+    effective = throughput_header(report, size, count, window, repeat)
     case = f"throughput {size} B"
     runs: dict[str, Callable[[], float]] = {
         "aioice": lambda: run_aioice(

@@ -96,8 +96,12 @@ def _pass(runs: list[Record]) -> str:
     )
 
 
+def _connect_times(runs: list[Record]) -> list[float]:
+    return [r["seconds"] for r in runs if r["outcome"] == "connected"]
+
+
 def _connect_median(runs: list[Record]) -> float | None:
-    return _median([r["seconds"] for r in runs if r["outcome"] == "connected"])
+    return _median(_connect_times(runs))
 
 
 #: A connect under FAST took no retransmission; one of SLOW or more waited
@@ -107,13 +111,13 @@ FAST, SLOW = 0.25, 0.45
 
 def _fast_share(runs: list[Record]) -> tuple[int, int]:
     """How many connected runs took no retransmission, of how many."""
-    times = [r["seconds"] for r in runs if r["outcome"] == "connected"]
+    times = _connect_times(runs)
     return sum(t < FAST for t in times), len(times)
 
 
 def _split(runs: list[Record]) -> bool:
     """Some connected runs were fast and others waited for a retransmission."""
-    times = [r["seconds"] for r in runs if r["outcome"] == "connected"]
+    times = _connect_times(runs)
     return any(t < FAST for t in times) and any(t >= SLOW for t in times)
 
 
@@ -279,7 +283,7 @@ def lab_section(records: list[Record]) -> list[str]:
     rows = []
     for key in sorted(groups, key=lambda k: tuple(str(p) for p in k)):
         runs = groups[key]
-        ok = [r["seconds"] for r in runs if r["outcome"] == "connected"]
+        ok = _connect_times(runs)
         failed = [r["seconds"] for r in runs if r["outcome"] != "connected"]
         selected = sorted({r["selected"] for r in runs if r.get("selected")})
         rows.append(

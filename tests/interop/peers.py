@@ -360,10 +360,10 @@ class NiceTheirs:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            # A copy, not the process's own environ: cells run on a pool
-            # thread while pytest's main thread sets PYTEST_CURRENT_TEST,
-            # and a setenv() that moves environ while the vfork()ed child
-            # execs from it made the exec fail with EFAULT ("Bad address").
+            # A copy, not the process's own environ: a setenv() on another
+            # thread (pytest sets PYTEST_CURRENT_TEST) that moves environ
+            # while the vfork()ed child execs from it fails the exec with
+            # EFAULT ("Bad address"), as it did when cells ran on a pool.
             env=dict(os.environ),
         )
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()

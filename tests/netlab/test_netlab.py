@@ -229,7 +229,8 @@ _STUN_PING = """
 import os, socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(1.0)
-s.sendto(bytes.fromhex("000100002112a442") + os.urandom(12), (sys.argv[1], 3478))
+host, port = sys.argv[1].rsplit(":", 1)
+s.sendto(bytes.fromhex("000100002112a442") + os.urandom(12), (host, int(port)))
 try:
     s.recv(2048)
     print("answered")
@@ -238,12 +239,9 @@ except socket.timeout:
 """
 
 
-def _stun_answers(lab: Lab, host: str) -> bool:
+def _stun_answers(lab: Lab, node: str) -> bool:
     out = subprocess.run(
-        [
-            *("ip", "netns", "exec", f"{lab.prefix}-{host}"),
-            *(sys.executable, "-c", _STUN_PING, "203.0.113.1"),
-        ],
+        [*lab.exec_args(node), sys.executable, "-c", _STUN_PING, lab.stun],
         capture_output=True,
         text=True,
         check=True,
@@ -253,9 +251,9 @@ def _stun_answers(lab: Lab, host: str) -> bool:
     return out == "answered"
 
 
-def _neighbour(lab: Lab, ns: str, ip: str) -> str:
+def _neighbour(lab: Lab, node: str, *args: str) -> str:
     return subprocess.run(
-        ["ip", "-n", f"{lab.prefix}-{ns}", "neigh", "show", ip],
+        ["ip", "-n", lab.namespace(node), "neigh", *args],
         capture_output=True,
         text=True,
         check=True,
@@ -266,15 +264,14 @@ def test_the_wire_loses_ip_packets_but_never_arp(lab: Lab) -> None:
     """With every frame of nat1's WAN link lost, nothing of IP gets through,
     yet nat1 resolves the public segment's address: ARP frames are never
     impaired (``wire.ETHERTYPE_ARP`` says why)."""
+    pub = lab.env["NETLAB_PUB_IP"]
     assert _stun_answers(lab, "nat1")
     lab.impair("nat1", "both", 100, 0)
-    subprocess.run(
-        ["ip", "-n", f"{lab.prefix}-nat1", "neigh", "flush", "all"], check=True
-    )
-    assert "lladdr" not in _neighbour(lab, "nat1", "203.0.113.1")
+    _neighbour(lab, "nat1", "flush", "all")
+    assert "lladdr" not in _neighbour(lab, "nat1", "show", pub)
     assert not _stun_answers(lab, "nat1")  # the request itself started ARP
     deadline = time.monotonic() + 5.0
-    while "lladdr" not in (entry := _neighbour(lab, "nat1", "203.0.113.1")):
+    while "lladdr" not in (entry := _neighbour(lab, "nat1", "show", pub)):
         assert time.monotonic() < deadline, entry
         time.sleep(0.05)
     assert "FAILED" not in entry, entry
