@@ -9,6 +9,7 @@ from .connection import Connection, TransportPolicy
 from .events import ConnectionClosed, ConnectionEvent
 from .exceptions import (
     CandidateError,
+    ComponentError,
     ConnectionClosedError,
     IceConnectionError,
     IceError,
@@ -29,6 +30,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Candidate",
     "CandidateError",
+    "ComponentError",
     "Connection",
     "ConnectionClosed",
     "ConnectionClosedError",

@@ -27,7 +27,13 @@ from collections.abc import Iterable, Sequence
 
 import ifaddr
 
-__all__ = ["bind_udp", "host_addresses", "resolve_server", "select_addresses"]
+__all__ = [
+    "bind_udp",
+    "host_addresses",
+    "resolve_server",
+    "select_addresses",
+    "unassigned",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +141,30 @@ def select_addresses(
     checked = [_parse_local_address(entry) for entry in local_addresses]
     wanted = {4: use_ipv4, 6: use_ipv6}
     return _ordered(address for address in checked if wanted[address.version])
+
+
+def unassigned(addresses: Iterable[str]) -> list[str]:
+    """The entries of ``addresses`` that are not addresses of this host.
+
+    An address is this host's when one of its interfaces has it, loopback and
+    link-local included, or when it is an IPv4 loopback address (the whole of
+    127.0.0.0/8 is bound to the loopback interface).
+
+    :param addresses: addresses as :func:`select_addresses` returns them.
+    :returns: those that no socket could be bound to, in their order.
+    """
+    assigned: set[str] = set()
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            text = ip.ip[0] if isinstance(ip.ip, tuple) else ip.ip
+            with contextlib.suppress(ValueError):
+                assigned.add(ipaddress.ip_address(text).compressed)
+    return [
+        text
+        for text in addresses
+        if text not in assigned
+        and not (":" not in text and ipaddress.ip_address(text).is_loopback)
+    ]
 
 
 def bind_udp(

@@ -110,6 +110,13 @@ class StreamTransport:
             self._flush()
             self._watch()
 
+    def forget_after_fork(self) -> None:
+        """In a child after ``fork()``: close the child's descriptor of the
+        socket, leaving the parent's connection as it is."""
+        self._state = _CLOSED
+        self._out.clear()
+        self._sock.close()
+
     def close(self) -> None:
         """Close the socket without calling ``on_lost`` (idempotent)."""
         if self._state == _CLOSED:

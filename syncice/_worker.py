@@ -239,7 +239,9 @@ class Worker:
         self._stopping = False  # stop() was called: refuse new commands
         self._closed = False  # the loop has ended and closed its sockets
         self._forgotten = False  # a fork() left this worker without its thread
-        self._wake_lock = threading.Lock()  # orders _wake() against closing
+        # Orders _wake() against closing. Reentrant: a finalizer that
+        # call_soon()s may run inside _wake() of its own thread (a collection).
+        self._wake_lock = threading.RLock()
         self._ident: int | None = None
         if self._fake is not None:
             self._fake._add_listener(self._on_clock_moved)
@@ -290,6 +292,19 @@ class Worker:
                 logger.exception("posted function %r raised", fn)
         else:
             self._enqueue((fn, None))
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Queue ``fn`` for a later turn of the loop, from any thread, the
+        worker's own included (where :meth:`post` would run it at once).
+
+        For code that may run at any point of another's, such as a
+        finalizer that a garbage collection calls: it appends to the queue
+        and takes no lock but the reentrant one of the wakeup socket.
+
+        :param fn: the command; an exception it raises is logged.
+        :raises RuntimeError: the worker is stopped.
+        """
+        self._enqueue((fn, None))
 
     def in_worker_thread(self) -> bool:
         """:returns: whether the caller runs on this worker's thread."""
@@ -543,7 +558,7 @@ class Worker:
         self._stopping = True
         self._closed = True
         # Locks may have been held by threads that the child does not have.
-        self._wake_lock = threading.Lock()
+        self._wake_lock = threading.RLock()
         self._wsock.close()
         self._rsock.close()
         self._selector.close()

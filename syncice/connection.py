@@ -48,6 +48,7 @@ from .events import (
     SelectedPairChanged,
 )
 from .exceptions import (
+    ComponentError,
     ConnectionClosedError,
     IceTimeoutError,
     NegotiationFailedError,
@@ -78,11 +79,8 @@ _PARK_CHECK = 0.05
 _COOKIE = b"\x21\x12\xa4\x42"
 #: At most this many STUN messages read by recv() callers wait for the worker.
 _STUN_BACKLOG = 64
-# A timeout=None wait, in slices: a socket must never be put in blocking mode
-# (the worker shares its file description, which would then block it too).
-_LONG_WAIT = 3600.0
 # A timeout= below this needs no more checking than being a plain number.
-_SHORT_ENOUGH = min(_LONG_WAIT, threading.TIMEOUT_MAX)
+_SHORT_ENOUGH = min(3600.0, threading.TIMEOUT_MAX)
 #: Bound of the receive queue of a connection, in datagrams.
 INBOX_SIZE = 8192
 
@@ -133,11 +131,27 @@ def _check_server(name: str, server: object) -> tuple[str, int] | None:
         not isinstance(server, tuple)
         or len(server) != 2
         or not isinstance(server[0], str)
+        or isinstance(server[1], bool)
         or not isinstance(server[1], int)
-        or not 0 < server[1] < 65536
     ):
-        raise ValueError(f"{name} must be a (host, port) tuple")
+        raise TypeError(f"{name} must be a (host, port) tuple or None, not {server!r}")
+    if not server[0] or not 0 < server[1] < 65536:
+        raise ValueError(
+            f"{name} must be a (host, port) tuple with a host and a port"
+            f" from 1 to 65535, not {server!r}"
+        )
     return (server[0], server[1])
+
+
+def _check_type(name: str, value: object, kind: type | tuple[type, ...]) -> None:
+    """``TypeError`` naming the parameter unless ``value`` is a ``kind``."""
+    if not isinstance(value, kind):
+        names = (
+            " or ".join("None" if k is type(None) else k.__name__ for k in kind)
+            if isinstance(kind, tuple)
+            else kind.__name__
+        )
+        raise TypeError(f"{name} must be {names}, not {type(value).__name__}")
 
 
 class _Route:
@@ -212,34 +226,20 @@ class _TurnPath:
         self.password = password
 
 
-class _Alias(socket.socket):
-    """A second Python object over a socket's descriptor, without a dup().
-
-    Its timeout mode is its own (the worker's object stays non-blocking), and
-    closing it only lets go of the descriptor, which the original owns.
-    """
-
-    __slots__ = ()
-
-    def __init__(self, original: socket.socket) -> None:
-        super().__init__(original.family, original.type, fileno=original.fileno())
-
-    def close(self) -> None:
-        self.detach()
-
-
 class _Wake:
     """A pipe a direct reader polls, so that the worker can interrupt it.
 
     One per thread (:func:`_thread_wake`), reused by every call the thread
-    makes; its two descriptors close with the thread.
+    makes, with the poller of the sockets it read last; its two descriptors
+    close with the thread.
     """
 
-    __slots__ = ("poller", "poller_key", "read_fd", "write_fd")
+    __slots__ = ("by_fd", "poller", "poller_key", "read_fd", "write_fd")
 
     def __init__(self) -> None:
         self.poller: select.poll | None = None
         self.poller_key: tuple[tuple[socket.socket, int], ...] = ()
+        self.by_fd: dict[int, tuple[socket.socket, int]] = {}
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
@@ -252,15 +252,21 @@ class _Wake:
         with contextlib.suppress(OSError):
             os.read(self.read_fd, 512)
 
-    def poll_for(self, sockets: tuple[tuple[socket.socket, int], ...]) -> select.poll:
-        """A poller over ``sockets`` and this pipe, kept for the next call."""
+    def poll_for(
+        self, sockets: tuple[tuple[socket.socket, int], ...]
+    ) -> tuple[
+        Callable[[int], list[tuple[int, int]]], dict[int, tuple[socket.socket, int]]
+    ]:
+        """A poller over ``sockets`` and this pipe, kept for the next call,
+        and the ``(socket, endpoint)`` of each polled descriptor but the pipe's."""
         if self.poller is None or self.poller_key is not sockets:
             poller = select.poll()
             poller.register(self.read_fd, select.POLLIN)
             for sock, _ in sockets:
                 poller.register(sock, select.POLLIN)
             self.poller, self.poller_key = poller, sockets
-        return self.poller
+            self.by_fd = {sock.fileno(): (sock, endpoint) for sock, endpoint in sockets}
+        return self.poller.poll, self.by_fd
 
     def __del__(self) -> None:
         os.close(self.read_fd)
@@ -281,7 +287,7 @@ class _DirectWaiter:
     """A ``recv()`` caller that reads the sockets itself while it waits.
 
     It sits among the inbox's waiters like a future: when the worker delivers
-    a datagram (or an error) to it, the inbox's wake socket interrupts its
+    a datagram (or an error) to it, its thread's wake pipe interrupts its
     ``poll()``.
     """
 
@@ -299,14 +305,11 @@ class _DirectWaiter:
     def set_result(self, item: tuple[bytes, int]) -> None:
         self.item = item
         self.state = 1
-        self._wake()
+        self.wake.set()
 
     def set_exception(self, error: BaseException) -> None:
         self.error = error
         self.state = 1
-        self._wake()
-
-    def _wake(self) -> None:
         self.wake.set()
 
     def result(self) -> tuple[bytes, int]:
@@ -320,15 +323,24 @@ class _Inbox:
     """A bounded queue of received datagrams, and the callers waiting for one.
 
     The worker calls :meth:`put` and :meth:`close`; any thread calls
-    :meth:`get` or :meth:`waiter`. A waiter that timed out is cancelled, and a
-    cancelled waiter is never handed a datagram (``set_running_or_notify_cancel``),
-    so no datagram is lost to a timeout.
+    :meth:`get`, :meth:`get_direct` or :meth:`waiter`. Its rules:
+
+    - Every caller waiting for a datagram is in :attr:`_waiters`, a future
+      or a :class:`_DirectWaiter`: :meth:`close` fails every one of them, so
+      no caller stays blocked after it.
+    - A waiter that timed out or was cancelled is never handed a datagram
+      (``set_running_or_notify_cancel``), so no datagram is lost to a timeout.
+    - A datagram is handed out under :attr:`_lock`, and :meth:`close` sets
+      the error under it: once :meth:`close` has run, no call returns a
+      datagram that arrived after it.
 
     Direct reading: once connected, a ``recv()`` caller that finds the queue
     empty reads the connection's sockets itself (:meth:`get_direct`), so a
     datagram reaches it without a hop through the worker thread. While such a
     caller waits, :attr:`direct` is non-zero and the worker leaves those
-    sockets alone; STUN messages the caller reads go to the worker.
+    sockets alone; STUN messages the caller reads go to the worker. Sockets
+    that :meth:`close` is given while callers read them close when the last
+    of them leaves, which sets :attr:`drained`.
     """
 
     __slots__ = (
@@ -339,8 +351,8 @@ class _Inbox:
         "_waiters",
         "direct",
         "direct_calls",
+        "drained",
         "dropped",
-        "pokes",
         "read_bytes",
         "read_datagrams",
         "to_close",
@@ -362,9 +374,9 @@ class _Inbox:
         self.read_datagrams = 0
         self.read_bytes = 0
         self.to_close: list[socket.socket] | None = None
-        # Sockets that direct readers block on in C (single-socket fast path):
-        # an empty datagram to themselves interrupts them.
-        self.pokes: tuple[socket.socket, ...] = ()
+        #: Set once the sockets given to close() are closed (made by close()
+        #: when direct readers still held them).
+        self.drained: threading.Event | None = None
         #: Set (by tests) to learn when a caller starts waiting.
         self.watch: threading.Event | None = None
 
@@ -382,13 +394,6 @@ class _Inbox:
             self._items.appendleft(item)
         else:
             self._items.append(item)
-        if self.direct:
-            self._poke()
-
-    def _poke(self) -> None:
-        for sock in self.pokes:
-            with contextlib.suppress(OSError):
-                sock.sendto(b"", sock.getsockname())
 
     def put(self, item: tuple[bytes, int]) -> None:
         with self._lock:
@@ -402,7 +407,7 @@ class _Inbox:
         sockets: list[socket.socket] | None = None,
     ) -> None:
         """Fail every waiter with ``error``; close ``sockets`` now, or when
-        the last direct reader leaves them."""
+        the last direct reader leaves them (see :meth:`wait_drained`)."""
         with self._lock:
             if self._error is None:
                 self._error = error
@@ -413,11 +418,19 @@ class _Inbox:
                 if waiter.set_running_or_notify_cancel():
                     waiter.set_exception(error)
             if self.direct:
-                self._poke()
+                # Each direct reader was just woken through its waiter.
                 self.to_close = (self.to_close or []) + (sockets or [])
+                if self.drained is None:
+                    self.drained = threading.Event()
                 return
         for sock in sockets or ():
             sock.close()
+
+    def wait_drained(self, timeout: float) -> bool:
+        """After :meth:`close`: wait until the direct readers it woke have
+        left and its sockets are closed; ``False`` if ``timeout`` ran out."""
+        drained = self.drained
+        return drained is None or drained.wait(timeout)
 
     def waiter(self) -> concurrent.futures.Future[tuple[bytes, int]]:
         """A future for the next datagram: done at once if one is queued."""
@@ -458,10 +471,16 @@ class _Inbox:
     ) -> tuple[bytes, int]:
         """Like :meth:`get`, reading ``sockets`` in the calling thread.
 
+        The caller waits in ``poll()`` on the sockets and its thread's wake
+        pipe, which the worker writes to when it hands the caller a datagram
+        or an error. The deadline is measured from the call, whatever the
+        sockets deliver meanwhile (STUN, strangers' datagrams).
+
         :param accept: turns ``(endpoint, data, addr)`` into a datagram for
             the caller, or ``None`` (STUN, or a sender not authenticated).
         """
-        with self._lock:
+        lock = self._lock
+        with lock:
             if self._items:
                 return self._items.popleft()
             if self._error is not None:
@@ -473,16 +492,16 @@ class _Inbox:
         if self.watch is not None:
             self.watch.set()
         deadline = None if timeout is None else time.monotonic() + timeout
-        read_fd = wake.read_fd
         try:
-            poll = wake.poll_for(sockets).poll
+            poll, by_fd = wake.poll_for(sockets)
             while True:
                 if deadline is None:
                     wait = -1
                 else:
+                    # Rounded up: poll() never wakes before the deadline.
                     wait = int((deadline - time.monotonic()) * 1000 + 0.999)
                     if wait <= 0:
-                        with self._lock:
+                        with lock:
                             if waiter.state == 0:
                                 waiter.state = 2
                                 raise IceTimeoutError("recv timed out")
@@ -491,128 +510,42 @@ class _Inbox:
                 if waiter.state == 1:
                     return waiter.result()
                 for fd, _ in ready:
-                    if fd == read_fd:
+                    entry = by_fd.get(fd)
+                    if entry is None:  # the wake pipe
                         wake.clear()
                         continue
-                    for sock, endpoint in sockets:
-                        if sock.fileno() != fd:
-                            continue
-                        try:
-                            data, addr = sock.recvfrom(65536)
-                        except OSError:  # taken by another reader, or ICMP
-                            break
-                        item = accept(endpoint, data, addr)
-                        if item is None:
-                            break
-                        with self._lock:
-                            if waiter.state == 0:
-                                waiter.state = 2
-                                return item
-                            # The worker handed us one first: ours goes next.
+                    try:
+                        data, addr = entry[0].recvfrom(65536)
+                    except OSError:  # taken by another reader, or ICMP
+                        continue
+                    item = accept(entry[1], data, addr)
+                    if item is None:
+                        continue
+                    with lock:
+                        if waiter.state == 0:
+                            waiter.state = 2
+                            return item
+                        # The worker handed us a datagram first (ours goes
+                        # next), or an error (closed: ours is dropped).
+                        if self._error is None:
                             self._put_locked(item, front=True)
-                        return waiter.result()
+                    return waiter.result()
         finally:
-            with self._lock:
+            with lock:
                 if waiter.state == 0:
                     waiter.state = 2
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
-            self._leave()
-
-    def _leave(self) -> None:
-        with self._lock:
-            self.direct -= 1
-            self.direct_calls += 1
-            closing = self.to_close if self.direct == 0 else None
-            if closing is not None:
-                self.to_close = None
-        if closing is not None:
-            for sock in closing:
-                sock.close()
-
-    def get_fast(
-        self,
-        timeout: float | None,
-        rsock: socket.socket,
-        endpoint: int,
-        accept: Callable[[int, bytes, Any], tuple[bytes, int] | None],
-        published: _Published,
-    ) -> tuple[bytes, int]:
-        """:meth:`get_direct` for a connection with a single socket.
-
-        ``rsock`` is a duplicate of that socket in timeout mode, so that the
-        wait and the read are one call into C. The worker interrupts it with
-        an empty datagram to the socket itself (:meth:`_poke`), after queuing
-        a datagram or on close.
-        """
-        lock = self._lock
-        with lock:
-            if self._items:
-                return self._items.popleft()
-            if self._error is not None:
-                raise self._error
-            self.direct += 1
-        if self.watch is not None:
-            self.watch.set()
-        try:
-            if timeout is None:
-                deadline = None
-                timeout = _LONG_WAIT
-            else:
-                deadline = time.monotonic() + timeout
-            if rsock.timeout != timeout:
-                rsock.settimeout(timeout)
-            recvfrom = rsock.recvfrom
-            while True:
-                try:
-                    data, addr = recvfrom(65536)
-                except TimeoutError:
-                    data, addr = b"", None
-                    if deadline is not None and time.monotonic() >= deadline:
-                        with lock:
-                            if self._items:
-                                return self._items.popleft()
-                            if self._error is not None:
-                                raise self._error from None
-                        raise IceTimeoutError("recv timed out") from None
-                except OSError:  # an ICMP error reported on the socket
-                    data, addr = b"", None
-                if addr is not None:
-                    if not data or data[0] > 3:  # not STUN (RFC 7983)
-                        component = published.peers.get((endpoint, addr[:2]))
-                        if component is not None:
-                            self.read_datagrams += 1
-                            self.read_bytes += len(data)
-                            return data, component
-                    if data:
-                        item = accept(endpoint, data, addr)
-                        if item is not None:
-                            return item
-                        continue
-                # A poke (an empty datagram from the socket itself), a timeout
-                # slice or an error: look at the inbox.
-                with lock:
-                    if self._items:
-                        return self._items.popleft()
-                    if self._error is not None:
-                        raise self._error
-                # (Another thread's call may have changed the socket's timeout.)
-                rsock.settimeout(
-                    _LONG_WAIT
-                    if deadline is None
-                    else max(deadline - time.monotonic(), 0.001)
-                )
-        finally:
-            # _leave(), inlined: this path is timed by the RTT benchmark.
-            with lock:
                 self.direct -= 1
                 self.direct_calls += 1
-                closing = self.to_close if self.direct == 0 else None
-                if closing is not None:
-                    self.to_close = None
-            if closing is not None:
-                for sock in closing:
-                    sock.close()
+                closing = drained = None
+                if self.direct == 0:
+                    closing, self.to_close = self.to_close, None
+                    drained = self.drained
+            for sock in closing or ():
+                sock.close()
+            if drained is not None:
+                drained.set()
 
 
 def _resolve(fut: concurrent.futures.Future[None], error: BaseException | None) -> None:
@@ -692,7 +625,6 @@ class _Session:
         self.unpark_timer: TimerHandle | None = None
         self.peer_count = 0
         self.direct_rejected = 0
-        self.dup: socket.socket | None = None
         self.seen_calls = -1
         # STUN messages direct readers handed to the worker, not yet handled.
         self.backlog_lock = threading.Lock()
@@ -1045,12 +977,7 @@ class _Session:
             # Relayed data must be unwrapped by the worker: no direct reads.
             # Nor for the asyncio shim, whose callers must never block.
             return
-        if len(self.sockets) == 1:
-            [(endpoint, sock)] = self.sockets.items()
-            rsock = _Alias(sock)
-            self.dup = rsock
-            self.inbox.pokes = (sock,)
-            published.fast = (rsock, endpoint, self.accept)
+        published.accept = self.accept
         published.direct = tuple((s, e) for e, s in self.sockets.items())
 
     def _park(self, endpoint: int, sock: socket.socket) -> None:
@@ -1237,6 +1164,10 @@ class _Session:
         if self.closed:
             return
         self.closed = True
+        if reason == "closed":
+            logger.debug("%s closed", self.name)
+        else:
+            logger.info("%s closed: %s", self.name, reason)
         error = _closed(reason)
         self.agent.close(self.worker.clock.now())
         self.timer.set(None)
@@ -1250,11 +1181,8 @@ class _Session:
             self.worker.remove_reader(sock)
         self.published.routes = {}
         self.published.direct = ()
-        self.published.fast = None
         self.published.closed_reason = reason
         # Sockets close now, or when the last recv() reading them leaves.
-        if self.dup is not None:
-            hosts.insert(0, self.dup)  # let go of the descriptor first
         self.inbox.close(error, discard=reason == "closed", sockets=hosts)
         _resolve(self.gathered, error)
         _resolve(self.connected, error)
@@ -1265,6 +1193,18 @@ class _Session:
                 mdns.unpublish(name)
             mdns.release()
         self.flush()  # sends the deallocations
+
+    def forget_after_fork(self) -> None:
+        """In a child after ``fork()``: the worker thread is gone, and the
+        sockets are the parent's. Close the child's descriptors of them,
+        which leaves the parent's open, and touch nothing else."""
+        self.closed = True
+        for sock in self.sockets.values():
+            sock.close()
+        for stream in self.streams.values():
+            stream.forget_after_fork()
+        self.sockets = {}
+        self.streams = {}
 
     def when_released(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the TURN allocations are released: at once
@@ -1290,6 +1230,10 @@ class _Session:
 _EVENT_READY = threading.Condition(threading.Lock())
 
 
+def _accept_nothing(endpoint: int, data: bytes, addr: Any) -> None:
+    return None
+
+
 class _Published:
     """What the worker shows the facade: each field replaced in one assignment."""
 
@@ -1299,15 +1243,12 @@ class _Published:
         self.controlling = controlling
         self.connected = False
         self.closed_reason: str | None = None
+        #: The sockets recv() callers may read themselves (empty: none), and
+        #: the session's filter for what they read.
         self.direct: tuple[tuple[socket.socket, int], ...] = ()
-        self.fast: (
-            tuple[
-                socket.socket,
-                int,
-                Callable[[int, bytes, Any], tuple[bytes, int] | None],
-            ]
-            | None
-        ) = None
+        self.accept: Callable[[int, bytes, Any], tuple[bytes, int] | None] = (
+            _accept_nothing
+        )
         self.peers: dict[tuple[int, Address], int] = {}
         #: Whether recv() callers may read the sockets themselves (the
         #: asyncio shim turns it off: its callers must never block).
@@ -1330,13 +1271,34 @@ class _Published:
                 waiter.set_result(None)
 
 
+#: Why a connection inherited across fork() is closed in the child.
+_FORKED = "inherited across fork()"
+#: Every Connection not yet closed, for the fork() handler.
+_open: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _EVENT_READY
+    # Locks may have been held by threads that the child does not have.
+    _EVENT_READY = threading.Condition(threading.Lock())
+    for conn in list(_open):
+        conn._forget_after_fork()
+    _open.clear()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch (not on Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _finalize(worker_box: list[Worker], session_box: list[_Session]) -> None:
     """Close a connection that was dropped without close().
 
-    A finalizer may run on any thread in the middle of anything, so it does
-    not wait: the worker closes the session, then releases itself. Releasing
-    here could stop the worker first, and a command posted after the worker
-    took its turn's commands is dropped when the loop ends.
+    A finalizer may run on any thread in the middle of anything (a garbage
+    collection: the worker's own thread too, holding any lock), so it only
+    queues work and takes no lock: the worker closes the session on a later
+    turn, then releases itself. Releasing here could stop the worker first,
+    and a command posted after the worker took its turn's commands is
+    dropped when the loop ends.
     """
     if worker_box and session_box:
         worker, session = worker_box[0], session_box[0]
@@ -1351,7 +1313,7 @@ def _finalize(worker_box: list[Worker], session_box: list[_Session]) -> None:
 
         # A worker inherited through fork(), or already stopped, refuses it.
         with contextlib.suppress(RuntimeError):
-            worker.post(close_and_release)
+            worker.call_soon(close_and_release)
 
 
 class Connection:
@@ -1384,8 +1346,26 @@ class Connection:
         address), which this process answers mDNS queries for, and hide the
         related address of server-reflexive and relay candidates
         (draft-ietf-mmusic-mdns-ice-candidates). Off by default.
+    :raises TypeError: for an argument of the wrong type (the message names it).
     :raises ValueError: for a malformed username or password, server address or
-        transport, fewer than 1 component, or the relay policy without a server.
+        transport, a component count outside 1-256, ``local_addresses`` that
+        are not addresses of this host or leave none to gather on, both
+        address families turned off, or the relay policy without a server.
+
+    Set these attributes before :meth:`connect`, from what the peer signalled:
+
+    :ivar remote_username: the peer's ``ice-ufrag`` (``None`` until set).
+    :ivar remote_password: the peer's ``ice-pwd`` (``None`` until set).
+    :ivar remote_is_lite: whether the peer is an ICE-lite agent
+        (``a=ice-lite``); a full agent then takes the controlling role
+        (RFC 8445 §6.1.1). ``False`` by default.
+
+    And read these counters (syncice extensions):
+
+    :ivar send_drops: datagrams that :meth:`send` and :meth:`sendto` dropped
+        because the socket buffer was full (UDP never blocks the caller).
+    :ivar recv_drops: datagrams dropped because the receive queue was full
+        (8192 datagrams nobody called :meth:`recv` for).
     """
 
     def __init__(
@@ -1408,17 +1388,34 @@ class Connection:
         config: IceConfig | None = None,
         mdns_host_candidates: bool = False,
     ) -> None:
-        if not isinstance(components, int) or not 1 <= components <= 256:
-            raise ValueError("components must be an int from 1 to 256")
+        # First: repr() works on an object whose construction raised.
+        self._id = next(_ids)
+        self._name = f"Connection({self._id})"
+        none = type(None)
+        _check_type("ice_controlling", ice_controlling, bool)
+        _check_type("components", components, int)
+        if isinstance(components, bool) or not 1 <= components <= 256:
+            raise ValueError(f"components must be from 1 to 256, not {components!r}")
+        _check_type("turn_username", turn_username, (str, none))
+        _check_type("turn_password", turn_password, (str, none))
+        _check_type("turn_transport", turn_transport, str)
         if turn_transport not in ("udp", "tcp"):
-            raise ValueError('turn_transport must be "udp" or "tcp"')
+            raise ValueError(
+                f'turn_transport must be "udp" or "tcp", not {turn_transport!r}'
+            )
         if not isinstance(turn_ssl, bool):
             import ssl
 
             if not isinstance(turn_ssl, ssl.SSLContext):
                 raise TypeError("turn_ssl must be a bool or an ssl.SSLContext")
-        if not isinstance(transport_policy, TransportPolicy):
-            raise ValueError("transport_policy must be a TransportPolicy")
+        _check_type("use_ipv4", use_ipv4, bool)
+        _check_type("use_ipv6", use_ipv6, bool)
+        _check_type("transport_policy", transport_policy, TransportPolicy)
+        _check_type("local_addresses", local_addresses, (list, tuple, none))
+        _check_type("config", config, (IceConfig, none))
+        _check_type("mdns_host_candidates", mdns_host_candidates, bool)
+        if not (use_ipv4 or use_ipv6):
+            raise ValueError("use_ipv4 and use_ipv6 are both False: no address to use")
         self.stun_server = _check_server("stun_server", stun_server)
         self.turn_server = _check_server("turn_server", turn_server)
         if (
@@ -1449,20 +1446,25 @@ class Connection:
                     "local_addresses leaves no address to gather on"
                     " (empty, or every entry ruled out by use_ipv4/use_ipv6)"
                 )
+            foreign = _gather.unassigned(local_addresses)
+            if foreign:
+                raise ValueError(
+                    f"local_addresses: {', '.join(foreign)} is not an address"
+                    " of this host"
+                )
 
         self.turn_username = turn_username
         self.turn_password = turn_password
         self.turn_ssl = turn_ssl
         self.turn_transport = turn_transport
-        #: Whether the remote party is an ICE Lite implementation.
+        #: Whether the remote party is an ICE Lite implementation: set it
+        #: before :meth:`connect` (a full agent then controls).
         self.remote_is_lite = False
         #: Remote username, which you need to set.
         self.remote_username: str | None = None
         #: Remote password, which you need to set.
         self.remote_password: str | None = None
 
-        self._id = next(_ids)
-        self._name = f"Connection({self._id})"
         self._components = components
         self._use_ipv4 = use_ipv4
         self._use_ipv6 = use_ipv6
@@ -1492,10 +1494,13 @@ class Connection:
         self._finalizer = weakref.finalize(
             self, _finalize, self._worker_box, self._session_box
         )
+        #: Datagrams dropped by a full socket buffer in :meth:`sendto`.
         self.send_drops = 0
+        self._inherited = False
+        _open.add(self)
 
     def __repr__(self) -> str:
-        return self._name
+        return self._name  # set first in __init__
 
     # --- properties ----------------------------------------------------------
 
@@ -1508,6 +1513,7 @@ class Connection:
     @ice_controlling.setter
     def ice_controlling(self, value: bool) -> None:
         value = bool(value)
+        self._check_inherited()
         with self._lock:
             session = self._session()
             if session is None:
@@ -1563,6 +1569,41 @@ class Connection:
             raise self._closed_error() from None
         return fut.result()
 
+    def _check_inherited(self) -> None:
+        if self._inherited:
+            raise _closed(_FORKED)
+
+    def _forget_after_fork(self) -> None:
+        """In a child after ``fork()``: this connection is the parent's. It
+        becomes closed, with reason ``"inherited across fork()"``, without
+        a word to the peer (the parent still talks to it)."""
+        self._inherited = True
+        self._closed = True
+        self._closed_event_seen = True
+        self._finalizer.detach()
+        session = self._session()
+        self._session_box.clear()
+        self._worker_box.clear()
+        # Locks may have been held by threads that the child does not have.
+        self._lock = threading.Lock()
+        published = self._published
+        published.routes = {}
+        published.direct = ()
+        published.closed_reason = _FORKED
+        published.events = deque()
+        published.event_waiters = []
+        published.event_ready = _EVENT_READY
+        inbox = self._inbox
+        inbox._lock = threading.Lock()
+        inbox._items.clear()
+        inbox._waiters.clear()
+        inbox._error = _closed(_FORKED)
+        inbox.direct = 0
+        inbox.to_close = None
+        inbox.drained = None
+        if session is not None:
+            session.forget_after_fork()
+
     def _closed_error(self) -> ConnectionClosedError:
         reason = self._published.closed_reason or "closed"
         return _closed(reason)
@@ -1597,6 +1638,7 @@ class Connection:
         """
         if remote_candidate is not None and not isinstance(remote_candidate, Candidate):
             raise TypeError("remote_candidate must be a Candidate or None")
+        self._check_inherited()
         with self._lock:
             if self._remote_end:
                 raise ValueError("Cannot add remote candidate after end-of-candidates.")
@@ -1751,7 +1793,11 @@ class Connection:
         priority (a relay candidate when there is one).
 
         :param component: the component whose default candidate is requested.
+        :raises TypeError: if ``component`` is not an ``int``.
         """
+        if isinstance(component, bool) or not isinstance(component, int):
+            raise TypeError(f"component must be an int, not {type(component).__name__}")
+        self._check_inherited()
         candidates = [
             c for c in self._published.local_candidates if c.component == component
         ]
@@ -1827,6 +1873,7 @@ class Connection:
             self._finalizer.detach()
             self._session_box.clear()
             self._worker_box.clear()
+            _open.discard(self)
         if session is None or worker is None:
             self._inbox.close(self._closed_error(), discard=True)
             self._published.closed_reason = self._published.closed_reason or "closed"
@@ -1837,6 +1884,10 @@ class Connection:
             session.when_released(lambda: release_worker(worker))
             return
         worker.submit(session.close).result()
+        # The recv() callers reading the sockets themselves were woken: once
+        # they have left (at once), the sockets are closed.
+        if not self._inbox.wait_drained(_RELEASE_WAIT):  # pragma: no cover
+            logger.warning("%s close(): recv() callers still hold its sockets", self)
         # TURN allocations are released (RFC 8656 §7) before their sockets
         # close: a round trip to the server, at most TurnConfig.close_timeout.
         if session.released is not None:
@@ -1853,6 +1904,7 @@ class Connection:
         """
         timeout = _check_timeout(timeout)
         published = self._published
+        self._check_inherited()
         with published.event_ready:
             if not published.event_ready.wait_for(
                 lambda: published.events or self._closed_event_seen, timeout
@@ -1862,6 +1914,8 @@ class Connection:
                 event = published.events.popleft()
                 if isinstance(event, ConnectionClosed):
                     self._closed_event_seen = True
+                    # The other callers waiting return None now.
+                    published.event_ready.notify_all()
                 return event
             return None
 
@@ -1901,16 +1955,11 @@ class Connection:
         ):
             timeout = _check_timeout(timeout)
         published = self._published
-        fast = published.fast
-        if fast is not None:
-            return self._inbox.get_fast(timeout, *fast, published)
+        direct = published.direct
+        if direct:
+            return self._inbox.get_direct(timeout, direct, published.accept)
         if not (published.connected or self._closed or published.closed_reason):
             raise NotConnectedError("Cannot receive data, not connected")
-        session = self._session_box[0] if self._session_box else None
-        if session is not None:
-            direct = published.direct
-            if direct:
-                return self._inbox.get_direct(timeout, direct, session.accept)
         return self._inbox.get(timeout)
 
     def send(self, data: bytes) -> None:
@@ -1934,12 +1983,14 @@ class Connection:
         :raises NotConnectedError: (a :class:`ConnectionError`) if the
             connection is not established.
         :raises ConnectionClosedError: if it was closed or lost consent.
+        :raises ComponentError: (a :class:`ConnectionError`, as aioice raises,
+            and a :class:`ValueError`) if there is no such component.
         :raises ValueError: if the datagram is too large for the path.
         """
         route = self._published.routes.get(component)
         if route is None:
             if not isinstance(component, int) or not 1 <= component <= self._components:
-                raise ValueError(
+                raise ComponentError(
                     f"component must be 1 to {self._components}, not {component!r}"
                 )
             if self._closed or self._published.closed_reason is not None:
@@ -2003,6 +2054,7 @@ class Connection:
         not visit the worker); :attr:`send_drops` counts datagrams dropped by
         a full socket buffer.
         """
+        self._check_inherited()
         with self._lock:
             session = self._session()
         if session is None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CandidateError",
+    "ComponentError",
     "ConnectionClosedError",
     "IceConnectionError",
     "IceError",
@@ -99,6 +100,15 @@ class IceConnectionError(IceError, ConnectionError):
 class NotConnectedError(IceConnectionError):
     """``send``/``recv`` before :meth:`~syncice.Connection.connect` succeeded,
     or ``connect`` before gathering or without remote credentials."""
+
+
+class ComponentError(IceConnectionError, ValueError):
+    """``sendto()`` named a component the connection does not have.
+
+    aioice raises :class:`ConnectionError` there ("not connected"), so this
+    is both: code written for aioice and code written for syncice, which
+    checks arguments with :class:`ValueError`, catch it.
+    """
 
 
 class NegotiationFailedError(IceConnectionError):

@@ -38,6 +38,7 @@ from syncice import (
     TransportPolicy,
     candidate_priority,
 )
+from syncice import _gather as gather_module
 from syncice import _worker as worker_module
 from syncice import connection as connection_module
 from syncice.connection import Connection
@@ -239,37 +240,12 @@ def test_non_str_local_credentials() -> None:
         Connection(True, local_password=b"p" * 22)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("components", [0, -1, 257, 1.0, "1", None])
-def test_bad_components(components: Any) -> None:
-    with pytest.raises(ValueError, match="components"):
-        Connection(True, components=components)
-
-
-@pytest.mark.parametrize("transport", ["tls", "UDP", "", "sctp"])
-def test_bad_turn_transport(transport: str) -> None:
-    with pytest.raises(ValueError, match="turn_transport"):
-        Connection(True, turn_transport=transport)
-
-
 def test_relay_policy_needs_a_server() -> None:
     with pytest.raises(ValueError, match="relay"):
         Connection(True, transport_policy=TransportPolicy.RELAY)
-    with pytest.raises(ValueError, match="transport_policy"):
-        Connection(True, transport_policy=1)  # type: ignore[arg-type]
     Connection(
         True, stun_server=("127.0.0.1", 3478), transport_policy=TransportPolicy.RELAY
     )
-
-
-@pytest.mark.parametrize(
-    "server",
-    [("127.0.0.1", 0), ("127.0.0.1", 65536), ("127.0.0.1",), "127.0.0.1:3478", (1, 2)],
-)
-def test_bad_server_address(server: Any) -> None:
-    with pytest.raises(ValueError, match="stun_server"):
-        Connection(True, stun_server=server)
-    with pytest.raises(ValueError, match="turn_server"):
-        Connection(True, turn_server=server)
 
 
 @pytest.mark.parametrize(
@@ -433,9 +409,11 @@ def test_relay_policy_gathers_no_host_candidate(silent_peer: socket.socket) -> N
 
 
 def test_an_address_that_cannot_be_bound_is_skipped(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 192.0.2.1 (TEST-NET-1) is not this host's: bind() fails, nothing is sent.
+    # 192.0.2.1 (TEST-NET-1) is not this host's: the constructor refuses it,
+    # unless the host had it then (as here, pretended) and lost it since.
+    monkeypatch.setattr(gather_module, "unassigned", lambda _: [])
     conn = Connection(True, local_addresses=["192.0.2.1", "127.0.0.1"])
     try:
         with caplog.at_level(logging.WARNING, logger="syncice"):

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from syncice import Connection, ConnectionClosedError, IceTimeoutError
-from syncice.connection import _Alias, _Inbox, _Published
+from syncice.connection import _Inbox
 from syncice.stun import Class, Message, Method
 
 from .conftest import ConnectionPairs, spawn, watch_recv
@@ -29,7 +29,6 @@ def two_sockets(connection_pairs: ConnectionPairs) -> tuple[Connection, Connecti
     """A connected pair whose connections have two sockets each (one per
     component), so that recv() polls several sockets."""
     a, b = connection_pairs.pair(components=2)
-    assert b._published.fast is None
     assert len(b._published.direct) == 2
     return a, b
 
@@ -113,69 +112,52 @@ def test_close_waits_for_the_poll_reader_to_leave() -> None:
     assert [s.fileno() for s in socks] == [-1, -1]
 
 
-# --- one socket: a single call into C ----------------------------------------------
+# --- one socket ------------------------------------------------------------------
 
 
 @pytest.fixture
-def alias() -> Iterator[tuple[socket.socket, _Alias]]:
+def one_socket() -> Iterator[socket.socket]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
-    alias = _Alias(sock)
-    yield sock, alias
-    alias.close()
+    yield sock
     sock.close()
 
 
-def test_alias_shares_the_descriptor_and_leaves_it_open(
-    alias: tuple[socket.socket, _Alias],
-) -> None:
-    sock, other = alias
-    assert other.fileno() == sock.fileno()
-    other.settimeout(5.0)
-    assert sock.gettimeout() == 0.0  # the worker's object stays non-blocking
-    other.close()
-    assert other.fileno() == -1
-    sock.sendto(b"still open", sock.getsockname())
-    assert sock.recvfrom(64)[0] == b"still open"
-
-
-def fast_reader(
-    inbox: _Inbox, sock: socket.socket, rsock: socket.socket, timeout: float | None
+def reader(
+    inbox: _Inbox, sock: socket.socket, timeout: float | None
 ) -> concurrent.futures.Future[tuple[bytes, int]]:
-    published = _Published(True)
-    inbox.pokes = (sock,)
-    return spawn(lambda: inbox.get_fast(timeout, rsock, 0, lambda *_: None, published))
+    return spawn(lambda: inbox.get_direct(timeout, ((sock, 0),), lambda *_: None))
 
 
-def test_a_queued_datagram_pokes_the_fast_reader(
-    alias: tuple[socket.socket, _Alias],
-) -> None:
-    sock, rsock = alias
+def test_a_queued_datagram_wakes_the_reader(one_socket: socket.socket) -> None:
     inbox = _Inbox(8)
     inbox.watch = threading.Event()
-    got = fast_reader(inbox, sock, rsock, None)
+    got = reader(inbox, one_socket, None)
     assert inbox.watch.wait(GUARD)
     inbox.put((b"queued by the worker", 1))
     assert got.result(GUARD) == (b"queued by the worker", 1)
 
 
-def test_close_pokes_the_fast_reader(alias: tuple[socket.socket, _Alias]) -> None:
-    sock, rsock = alias
+def test_close_wakes_every_reader_of_one_socket(one_socket: socket.socket) -> None:
     inbox = _Inbox(8)
-    inbox.watch = threading.Event()
-    got = fast_reader(inbox, sock, rsock, GUARD)
-    assert inbox.watch.wait(GUARD)
-    inbox.close(ConnectionClosedError("closed"), discard=True)
-    with pytest.raises(ConnectionClosedError):
-        got.result(GUARD)
+    readers = []
+    for _ in range(4):
+        inbox.watch = threading.Event()
+        readers.append(reader(inbox, one_socket, None))
+        assert inbox.watch.wait(GUARD)
+    inbox.close(ConnectionClosedError("closed"), discard=True, sockets=[one_socket])
+    for got in readers:
+        with pytest.raises(ConnectionClosedError):
+            got.result(GUARD)
+    assert inbox.wait_drained(GUARD)
+    assert one_socket.fileno() == -1  # by the last reader to leave
 
 
-def test_fast_reader_times_out(alias: tuple[socket.socket, _Alias]) -> None:
-    sock, rsock = alias
+def test_reader_times_out(one_socket: socket.socket) -> None:
     inbox = _Inbox(8)
     with pytest.raises(IceTimeoutError):
-        fast_reader(inbox, sock, rsock, 0.02).result(GUARD)
+        reader(inbox, one_socket, 0.02).result(GUARD)
     assert inbox.direct == 0
 
 
@@ -185,7 +167,7 @@ def test_unauthenticated_data_is_dropped_by_the_reader(
     a, b = connected_pair
     session = b._session()
     assert session is not None
-    assert b._published.fast is not None
+    assert len(b._published.direct) == 1
     waiting = watch_recv(b)
     got = spawn(lambda: b.recv(timeout=GUARD))
     assert waiting.wait(GUARD)
@@ -199,7 +181,7 @@ def test_unauthenticated_data_is_dropped_by_the_reader(
         intruder.sendto(b"", (b.local_candidates[0].host, b.local_candidates[0].port))
         a.send(b"from the peer")
         assert got.result(GUARD) == b"from the peer"
-    assert session.direct_rejected == 1
+    assert session.direct_rejected == 2  # both of the stranger's datagrams
 
 
 def test_reader_hands_stun_to_the_worker(

@@ -20,6 +20,10 @@ from syncice.stun import Class, Message, Method
         (exc.NotConnectedError, ConnectionError),
         (exc.NegotiationFailedError, ConnectionError),
         (exc.ConnectionClosedError, ConnectionError),
+        # aioice raises ConnectionError for an unknown component, syncice
+        # checked it with ValueError: both catch it.
+        (exc.ComponentError, ConnectionError),
+        (exc.ComponentError, ValueError),
     ],
 )
 def test_leaves_are_also_the_builtins_aioice_raises(

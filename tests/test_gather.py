@@ -16,7 +16,13 @@ from collections.abc import Sequence
 import ifaddr
 import pytest
 
-from syncice._gather import bind_udp, host_addresses, resolve_server, select_addresses
+from syncice._gather import (
+    bind_udp,
+    host_addresses,
+    resolve_server,
+    select_addresses,
+    unassigned,
+)
 from tests.conftest import has_ipv6_loopback, requires
 
 needs_ipv6 = requires(has_ipv6_loopback(), "this host has no IPv6 loopback (::1)")
@@ -399,3 +405,28 @@ def test_resolve_server_rejects_a_bad_server(
     monkeypatch.setattr(socket, "getaddrinfo", pytest.fail)
     with pytest.raises(ValueError, match=message):
         resolve_server(server, use_ipv4=True, use_ipv6=True)  # type: ignore[arg-type]
+
+
+# --- unassigned -------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("fake_adapters")
+def test_unassigned_names_the_addresses_no_interface_has() -> None:
+    chosen = [
+        "192.0.2.2",  # eth0
+        "127.0.0.1",
+        "127.9.9.9",  # no interface lists it, but 127.0.0.0/8 is loopback
+        "::1",
+        "2001:db8::1",  # listed as 2001:DB8:0:0::1
+        "fe80::2",
+        "192.0.2.99",  # nobody's
+        "fd00::99",  # nobody's
+    ]
+    assert unassigned(chosen) == ["192.0.2.99", "fd00::99"]
+
+
+def test_unassigned_on_a_host_without_ipv6_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ifaddr, "get_adapters", lambda: [adapter("lo", "127.0.0.1")])
+    assert unassigned(["127.0.0.1", "::1"]) == ["::1"]

@@ -57,3 +57,19 @@ def test_readme_example_runs(source: str, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.chdir(ROOT)
     exec(compile(source, "README.md", "exec"), {"__name__": "readme"})
     assert ("import atheris" in source) == bool(atheris.targets)
+
+
+def test_help_of_connection_names_what_every_program_sets() -> None:
+    import pydoc
+
+    import syncice
+
+    text = pydoc.render_doc(syncice.Connection, renderer=pydoc.plaintext)  # type: ignore[attr-defined]
+    for name in (
+        "remote_username",
+        "remote_password",
+        "remote_is_lite",
+        "send_drops",
+        "recv_drops",
+    ):
+        assert f"{name}:" in text, name
