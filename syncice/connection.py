@@ -1322,6 +1322,16 @@ class Connection:
     The parameters are aioice's, with the same defaults; the keyword-only ones
     after them are syncice's extensions.
 
+    What the peer signals goes into :attr:`remote_username` (its
+    ``ice-ufrag``), :attr:`remote_password` (its ``ice-pwd``) and
+    :attr:`remote_is_lite` (``True`` for an ICE-lite peer, ``a=ice-lite``: a
+    full agent then takes the controlling role, RFC 8445 §6.1.1); set them
+    before :meth:`connect`. Two counters are syncice extensions:
+    :attr:`send_drops`, datagrams that :meth:`send` and :meth:`sendto`
+    dropped because the socket buffer was full (UDP never blocks the
+    caller), and :attr:`recv_drops`, datagrams dropped because the receive
+    queue was full (8192 that no :meth:`recv` took).
+
     :param ice_controlling: whether the local peer has the controlling role.
     :param components: the number of components.
     :param stun_server: the address of the STUN server, or ``None``.
@@ -1351,21 +1361,6 @@ class Connection:
         transport, a component count outside 1-256, ``local_addresses`` that
         are not addresses of this host or leave none to gather on, both
         address families turned off, or the relay policy without a server.
-
-    Set these attributes before :meth:`connect`, from what the peer signalled:
-
-    :ivar remote_username: the peer's ``ice-ufrag`` (``None`` until set).
-    :ivar remote_password: the peer's ``ice-pwd`` (``None`` until set).
-    :ivar remote_is_lite: whether the peer is an ICE-lite agent
-        (``a=ice-lite``); a full agent then takes the controlling role
-        (RFC 8445 §6.1.1). ``False`` by default.
-
-    And read these counters (syncice extensions):
-
-    :ivar send_drops: datagrams that :meth:`send` and :meth:`sendto` dropped
-        because the socket buffer was full (UDP never blocks the caller).
-    :ivar recv_drops: datagrams dropped because the receive queue was full
-        (8192 datagrams nobody called :meth:`recv` for).
     """
 
     def __init__(
