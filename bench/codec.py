@@ -24,14 +24,31 @@ Cases:
   building a ``Candidate`` from the same fields and printing it (syncice
   validates in its constructor and keeps the line it makes there, so its
   ``to_sdp`` alone is a read).
+
+Cost per datagram (issue 13), syncice alone: ``parse_message`` on the
+costliest datagrams we know how to build (floods of 16k attributes before
+and after MESSAGE-INTEGRITY, repeated and comprehension-required ones, 16k
+PASSWORD-ALGORITHMS entries, 32k UNKNOWN-ATTRIBUTES types, every known
+attribute with costly values plus the whole attribute budget), each timed
+against an ordinary 64 KiB message in the same rounds. The ordinary message
+is a Data indication of one 64 KiB DATA attribute with FINGERPRINT: what any
+peer may send, and a floor for every 64 KiB datagram, since a hostile one can
+carry a correct FINGERPRINT too. A case may cost at most
+:data:`COST_LIMIT` times as much. Each case cycles through 128 variants
+(fresh transaction IDs and IPv6 addresses, so that no cache helps), and so
+does the ordinary message. The ratio to a bare 64 KiB DATA message, without
+FINGERPRINT (a slice and little else), is printed too, without a limit.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import itertools
+import random
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +57,7 @@ from aioice.candidate import Candidate as AioiceCandidate
 
 from syncice import stun
 from syncice.candidate import Candidate
+from syncice.exceptions import StunParseError
 
 KEY = b"s3cr3t-ice-password-22"
 TID = bytes.fromhex("b7e7a701bc34d686fa87dfae")
@@ -64,6 +82,9 @@ TARGETS: dict[str, float | None] = {
     "to_sdp": 1.0,
     "build+to_sdp": None,  # reported, no target
 }
+#: Cost per datagram (issue 13): the most a case may cost, in time per
+#: parse_message, over an ordinary 64 KiB message.
+COST_LIMIT = 5.0
 
 
 @dataclass
@@ -234,10 +255,206 @@ def sdp_cases(seconds: float, repeat: int) -> list[Result]:
     return results
 
 
+# --- cost per datagram -------------------------------------------------------------
+
+_MI = 0x0008
+_MI256 = 0x001C
+_BODY = 0xFFFC  # the longest body: a 64 KiB datagram less the header
+_ADDRESSES = (0x0001, 0x0012, 0x0016, 0x0020, 0x8023)  # the IPv6 ones below
+_VARIANTS = 128  # with 5 fresh addresses each, more than the decoder's cache
+
+
+def _tlv(attr_type: int, value: bytes = b"") -> bytes:
+    padding = bytes(-len(value) & 3)
+    return (
+        attr_type.to_bytes(2, "big") + len(value).to_bytes(2, "big") + value + padding
+    )
+
+
+def _datagram(
+    body: bytes, rng: random.Random, *, fingerprint: bool, message_type: int = 0x0001
+) -> bytes:
+    size = len(body) + (8 if fingerprint else 0)
+    data = (
+        message_type.to_bytes(2, "big")
+        + size.to_bytes(2, "big")
+        + stun.COOKIE.to_bytes(4, "big")
+        + rng.randbytes(12)
+        + body
+    )
+    if fingerprint:
+        crc = zlib.crc32(data) ^ 0x5354554E
+        data += _tlv(0x8028, crc.to_bytes(4, "big"))
+    return data
+
+
+def _flood(first: bytes, piece: bytes) -> Callable[[random.Random], bytes]:
+    """``first``, then ``piece`` as often as 64 KiB holds."""
+    body = first + piece * ((_BODY - len(first)) // len(piece))
+    return lambda rng: _datagram(body, rng, fingerprint=False)
+
+
+def _every_known(rng: random.Random) -> bytes:
+    """Each known attribute once, with the costliest valid value we know: a
+    fresh IPv6 address in each address attribute, the longest multi-byte
+    strings, full lists."""
+    ipv6 = [_tlv(t, b"\x00\x02\x12\x34" + rng.randbytes(16)) for t in _ADDRESSES]
+    text = ("\u00e9" * 381).encode()
+    return b"".join(
+        [
+            *ipv6,
+            _tlv(0x0006, ("\U0001f600" * 128).encode()),  # USERNAME, 512 bytes
+            _tlv(0x0009, b"\x00\x00\x04\x00" + text),  # ERROR-CODE
+            _tlv(0x000A, b"\x00\x31" * stun.MAX_ATTRIBUTES),  # UNKNOWN-ATTRIBUTES
+            _tlv(0x000C, b"\x40\x00\x00\x00"),
+            _tlv(0x000D, bytes(4)),
+            _tlv(0x0013),
+            _tlv(0x0014, text),  # REALM
+            _tlv(0x0015, bytes(763)),  # NONCE
+            _tlv(0x0017, bytes(4)),
+            _tlv(0x0018, b"\x80"),
+            _tlv(0x0019, bytes(4)),
+            _tlv(0x001A),
+            _tlv(0x001D, b"\x00\x01\x00\x00"),
+            _tlv(0x001E, bytes(32)),
+            _tlv(0x0022, bytes(8)),
+            _tlv(0x0024, bytes(4)),
+            _tlv(0x0025),
+            _tlv(0x8000, bytes(4)),
+            _tlv(0x8002, b"\x00\x01\x00\x00" * 16),  # PASSWORD-ALGORITHMS
+            _tlv(0x8003, b"a" * 255),
+            _tlv(0x8022, text),  # SOFTWARE
+            _tlv(0x8029, bytes(8)),
+            _tlv(0x802A, bytes(8)),
+        ]
+    )
+
+
+def _every_known_and_the_budget(
+    *, ignored: bool, spoil: bool = False
+) -> Callable[[random.Random], bytes]:
+    """Every known attribute, then MAX_ATTRIBUTES unknown ones (kept raw, or
+    ignored after MESSAGE-INTEGRITY) as large as 64 KiB allows,
+    MESSAGE-INTEGRITY-SHA256 and FINGERPRINT: the largest accepted message
+    (or, with ``spoil``, one rejected at the very end)."""
+
+    def build(rng: random.Random) -> bytes:
+        known = _every_known(rng)
+        integrity = _tlv(_MI, bytes(20))
+        room = _BODY - len(known) - len(integrity) - 36 - 8
+        size = room // stun.MAX_ATTRIBUTES - 4
+        extras = b"".join(
+            _tlv(0x7000 + i, bytes(size)) for i in range(stun.MAX_ATTRIBUTES)
+        )
+        body = known + (integrity + extras if ignored else extras + integrity)
+        data = _datagram(body + _tlv(_MI256, bytes(32)), rng, fingerprint=True)
+        return data[:-1] + bytes([data[-1] ^ 1]) if spoil else data
+
+    return build
+
+
+#: The ordinary message, and the hostile ones.
+ORDINARY: Callable[[random.Random], bytes] = lambda rng: _datagram(  # noqa: E731
+    _tlv(0x0013, bytes(_BODY - 12)), rng, fingerprint=True, message_type=0x0017
+)
+BARE: Callable[[random.Random], bytes] = lambda rng: _datagram(  # noqa: E731
+    _tlv(0x0013, bytes(_BODY - 4)), rng, fingerprint=False, message_type=0x0017
+)
+HOSTILE: dict[str, Callable[[random.Random], bytes]] = {
+    "16k unknown": _flood(b"", _tlv(0x8888)),
+    "16k required unknown": _flood(b"", _tlv(0x7777)),
+    "16k repeated USERNAME": _flood(_tlv(0x0006, b"u"), _tlv(0x0006)),
+    "16k after MI": _flood(_tlv(_MI, bytes(20)), _tlv(0x8888)),
+    "16k after MI-SHA256": _flood(_tlv(_MI256, bytes(32)), _tlv(0x8888)),
+    "16k PASSWORD-ALGORITHMS": _flood(
+        b"", _tlv(0x8002, b"\x00\x01\x00\x00" * ((_BODY - 4) // 4))
+    ),
+    "32k UNKNOWN-ATTRIBUTES": _flood(
+        b"", _tlv(0x000A, b"\x7f\xff" * ((_BODY - 4) // 2))
+    ),
+    "length past the end": _flood(b"", b"\x00\x13\xff\xff"),
+    "every known": lambda rng: _datagram(_every_known(rng), rng, fingerprint=True),
+    "known+128 raw+MI+FP": _every_known_and_the_budget(ignored=False),
+    "known+MI+128 ignored+FP": _every_known_and_the_budget(ignored=True),
+    "known+128 raw, bad FP": _every_known_and_the_budget(ignored=False, spoil=True),
+}
+
+
+def _parser(build: Callable[[random.Random], bytes]) -> Callable[[], object]:
+    """parse_message on the next of _VARIANTS variants of ``build``."""
+    rng = random.Random(13)
+    variants = itertools.cycle([build(rng) for _ in range(_VARIANTS)])
+    parse = stun.parse_message
+
+    def parse_next() -> object:
+        try:
+            return parse(next(variants))
+        except StunParseError:
+            return None
+
+    return parse_next
+
+
+@dataclass
+class CostResult:
+    case: str
+    size: int
+    rate: float  # parses per second of this case
+    ordinary: float  # of the ordinary message, in the same rounds
+    bare: float  # of the bare DATA message
+
+    @property
+    def ratio(self) -> float:
+        """How many times the ordinary message's cost this case costs."""
+        return self.ordinary / self.rate
+
+
+def cost_cases(seconds: float, repeat: int) -> list[CostResult]:
+    ordinary, bare = _parser(ORDINARY), _parser(BARE)
+    size = len(ORDINARY(random.Random(0)))
+    bare_rate = max(rate(bare, seconds) for _ in range(repeat))
+    results = [CostResult("ordinary 64 KiB DATA+FP", size, 0.0, 0.0, bare_rate)]
+    for case, build in HOSTILE.items():
+        results.append(
+            CostResult(
+                case,
+                len(build(random.Random(0))),
+                *best_of(_parser(build), ordinary, seconds, repeat),
+                bare_rate,
+            )
+        )
+    results[0].rate = results[0].ordinary = max(r.ordinary for r in results[1:])
+    return results
+
+
+def print_costs(results: list[CostResult]) -> list[str]:
+    """Print the cost table; return the cases over COST_LIMIT."""
+    print(
+        f"\n{'cost per datagram':28} {'bytes':>6} {'parses/s':>12} "
+        f"{'x ordinary':>10} {'limit':>6} {'x bare':>7}"
+    )
+    missed = []
+    for result in results:
+        ok = result.ratio <= COST_LIMIT
+        if not ok:
+            missed.append(f"cost {result.case}")
+        print(
+            f"{result.case:28} {result.size:6} {result.rate:12,.0f} "
+            f"{result.ratio:9.2f}x {COST_LIMIT:5.1f}x "
+            f"{result.bare / result.rate:6.1f}x{'' if ok else '  MISSED'}"
+        )
+    return missed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.4, help="per round")
     parser.add_argument("--repeat", type=int, default=5, help="rounds, best kept")
+    parser.add_argument(
+        "--only",
+        choices=["aioice", "cost"],
+        help="run only the cases against aioice, or only the cost per datagram",
+    )
     args = parser.parse_args()
 
     import aioice
@@ -245,21 +462,27 @@ def main() -> int:
     print(
         f"syncice codec vs aioice {aioice.__version__}, Python {sys.version.split()[0]}"
     )
-    results = stun_cases(args.seconds, args.repeat) + sdp_cases(
-        args.seconds, args.repeat
-    )
-    print(f"{'case':28} {'syncice/s':>12} {'aioice/s':>12} {'ratio':>7} {'target':>7}")
     missed = []
-    for result in results:
-        target = TARGETS[result.case.split()[0]]
-        ok = target is None or result.ratio >= target
-        if not ok:
-            missed.append(result.case)
-        print(
-            f"{result.case:28} {result.ours:12,.0f} {result.theirs:12,.0f} "
-            f"{result.ratio:6.2f}x {'-' if target is None else f'{target:.1f}x':>7}"
-            f"{'' if ok else '  MISSED'}"
+    if args.only != "cost":
+        results = stun_cases(args.seconds, args.repeat) + sdp_cases(
+            args.seconds, args.repeat
         )
+        print(
+            f"{'case':28} {'syncice/s':>12} {'aioice/s':>12} {'ratio':>7} {'target':>7}"
+        )
+        for result in results:
+            target = TARGETS[result.case.split()[0]]
+            ok = target is None or result.ratio >= target
+            if not ok:
+                missed.append(result.case)
+            print(
+                f"{result.case:28} {result.ours:12,.0f} {result.theirs:12,.0f} "
+                f"{result.ratio:6.2f}x "
+                f"{'-' if target is None else f'{target:.1f}x':>7}"
+                f"{'' if ok else '  MISSED'}"
+            )
+    if args.only != "aioice":
+        missed += print_costs(cost_cases(args.seconds, args.repeat))
     if missed:
         print(f"targets missed: {', '.join(missed)}")
         return 1

@@ -19,7 +19,9 @@ Seed corpus, ``fuzz/corpus/stun/``: ``*.stun`` files are STUN messages that
 parse — the four RFC 5769 test vectors (``rfc5769-*``; their integrity keys are
 in :data:`RFC5769_KEYS`), TURN Allocate (request, 401, authenticated request,
 success), Refresh, CreatePermission, ChannelBind, Send and Data indications, an
-ICE Binding request, a 420 error and a message with unknown attributes —
+ICE Binding request, a 420 error, a message with unknown attributes, one with
+the whole budget of them (:data:`~syncice.stun.MAX_ATTRIBUTES`) and one with
+attributes ignored between MESSAGE-INTEGRITY and MESSAGE-INTEGRITY-SHA256 —
 and ``*.chan`` files are ChannelData. :func:`test_corpus_parses` feeds each to
 its parser; the harnesses use them as explicit examples and mutation seeds.
 """
@@ -134,12 +136,36 @@ def _with_fingerprint(data: bytes) -> bytes:
     return data + _FP_HEADER + crc.to_bytes(4, "big")
 
 
+def undecoded(data: bytes) -> int:
+    """How many attributes of ``data`` spend the budget, walked without the
+    codec: unknown and repeated ones before the first integrity attribute,
+    and after it all but FINGERPRINT and a MESSAGE-INTEGRITY-SHA256 that
+    follows MESSAGE-INTEGRITY (RFC 8489 §14.5, §14.6)."""
+    types = [int.from_bytes(data[a : a + 2], "big") for a, _ in attribute_spans(data)]
+    seen: set[int] = set()
+    count = 0
+    for index, attr_type in enumerate(types):
+        if attr_type in INTEGRITY_TYPES:
+            after = types[index + 1 :]
+            if after and after[-1] == 0x8028:  # FINGERPRINT
+                after.pop()
+            if attr_type == 0x0008 and 0x001C in after:  # SHA-256 after SHA-1
+                after.remove(0x001C)
+            return count + len(after)
+        if attr_type in _DECODED and attr_type not in seen:
+            seen.add(attr_type)
+        else:
+            count += 1
+    return count
+
+
 def check_parsed(message: Message, data: bytes) -> None:
     """What must hold of any message that :func:`parse_message` accepted.
 
     Checked without the codec where possible: the framing, an independent
     attribute walk, FINGERPRINT position and CRC-32 (with :mod:`zlib`), which
-    integrity attribute counts, and that every attribute before it was kept.
+    integrity attribute counts, that every attribute before it was kept, and
+    that the attributes not decoded fit the budget (:func:`undecoded`).
     Then the message re-encodes, with the same kind of protection, to bytes
     that parse back equal.
     """
@@ -170,6 +196,7 @@ def check_parsed(message: Message, data: bytes) -> None:
     protected = [i for i, t in enumerate(types) if t in INTEGRITY_TYPES]
     kept = protected[0] if protected else len(types)
     assert len(message.attributes) + len(message.extra_attributes) == kept
+    assert undecoded(data) <= MAX_ATTRIBUTES, "accepted past the attribute budget"
 
     assert isinstance(message.check_integrity(b"some key"), bool)
     assert isinstance(repr(message), str)

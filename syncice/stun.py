@@ -8,6 +8,11 @@ Rules this module keeps:
   nothing else, whatever the input bytes. It never reads past the buffer, and
   what it keeps is bounded by the input: at most :data:`MAX_ATTRIBUTES`
   attributes, each a slice of the input.
+- Its work per message is bounded by a constant, not by the attribute count
+  a 64 KiB datagram can hold (16k): the walk visits at most one attribute of
+  each known type, :data:`MAX_ATTRIBUTES` others and the three integrity
+  ones, and every list inside an attribute (UNKNOWN-ATTRIBUTES,
+  PASSWORD-ALGORITHMS) has its own small bound.
 - A FINGERPRINT that is present must be right and last, or the message is
   rejected. MESSAGE-INTEGRITY(-SHA256) is checked on demand with
   :meth:`Message.check_integrity`, because the key depends on the USERNAME the
@@ -66,9 +71,12 @@ __all__ = [
 
 #: The magic cookie of RFC 5389 and later (RFC 8489 §5).
 COOKIE = 0x2112A442
-#: The most unknown or repeated attributes one message may carry; more is
-#: treated as malformed. A real message has none or a few; the bound keeps the
-#: memory that a hostile 64 KiB datagram can cost to a small multiple of its size.
+#: The most attributes one message may carry besides the first occurrence of
+#: each known one: unknown and repeated attributes, and those ignored after an
+#: integrity attribute; more is treated as malformed. Also the most types an
+#: UNKNOWN-ATTRIBUTES may list. A real message has none or a few; the bound
+#: keeps the time and memory that a hostile 64 KiB datagram can cost to a
+#: small multiple of an ordinary one's.
 MAX_ATTRIBUTES = 128
 
 Address = tuple[str, int]
@@ -79,6 +87,8 @@ _FINGERPRINT_XOR = 0x5354554E
 _HEADER_SIZE = 20
 _MAX_STRING = 763  # REALM, NONCE, SOFTWARE, ERROR-CODE reason (RFC 8489 §14)
 _MAX_USERNAME = 512  # RFC 5389 §15.3 ("less than 513 bytes"), a superset of 8489's
+# PASSWORD-ALGORITHMS entries (RFC 8489 §14.11); IANA registers two algorithms.
+_MAX_ALGORITHMS = 16
 
 _H = struct.Struct("!H")
 _HH = struct.Struct("!HH")
@@ -90,6 +100,10 @@ _HI = struct.Struct("!HI")
 _I = struct.Struct("!I")
 _Q = struct.Struct("!Q")
 _HEADER = struct.Struct("!HHI12s")
+_8H = struct.Struct("!8H")
+_V4_MAPPED = (0, 0, 0, 0, 0, 0xFFFF)
+_V6_FIELDS = ":{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:".format
+_ZERO_RUNS = tuple(":" + "0:" * n for n in range(8, 2, -1))  # 8 to 3 zero fields
 _ATTR_FP = 0x8028
 _FP_HEADER = b"\x80\x28\x00\x04"
 _MI_HEADER = b"\x00\x08\x00\x14"
@@ -205,7 +219,24 @@ _Encoder = Callable[[int, Any, bytes], bytes]
 
 @functools.lru_cache(maxsize=512)
 def _ipv6_text(packed: bytes) -> str:
-    return ipaddress.IPv6Address(packed).compressed
+    # ipaddress's compressed form (RFC 5952 §4.2: lowercase hex, no leading
+    # zeros, the first longest run of two or more zero fields as "::"), built
+    # with a few C calls: a peer can send a new address in every attribute,
+    # and IPv6Address takes about four times as long.
+    words = _8H.unpack(packed)
+    if words[:6] == _V4_MAPPED:
+        # Python 3.13 writes these as ::ffff:a.b.c.d; follow whichever runs.
+        return ipaddress.IPv6Address(packed).compressed
+    text = _V6_FIELDS(*words)
+    if ":0:0:" not in text:
+        return text[1:-1]
+    for run in _ZERO_RUNS:
+        if run in text:
+            break
+    else:
+        run = ":0:0:"
+    at = text.find(run)
+    return text[1:at] + "::" + text[at + len(run) : -1]
 
 
 def _dec_address(data: bytes, start: int, end: int, _: bytes) -> Address:
@@ -307,13 +338,19 @@ def _dec_unknown_attributes(
 ) -> tuple[int, ...]:
     if (end - start) & 1:
         raise StunParseError(f"odd length {end - start}")
+    # A 420 lists the unknown attributes of one request (RFC 8489 §14.9),
+    # which parse_message bounds to MAX_ATTRIBUTES.
+    if end - start > 2 * MAX_ATTRIBUTES:
+        raise StunParseError(f"{(end - start) // 2} types, more than {MAX_ATTRIBUTES}")
     return struct.unpack_from(f"!{(end - start) // 2}H", data, start)
 
 
 def _dec_algorithm_list(data: bytes, start: int, end: int) -> list[tuple[int, bytes]]:
-    items = []
+    items: list[tuple[int, bytes]] = []
     pos = start
     while pos < end:
+        if len(items) == _MAX_ALGORITHMS:
+            raise StunParseError(f"more than {_MAX_ALGORITHMS} algorithms")
         if end - pos < 4:
             raise StunParseError("truncated algorithm entry")
         algorithm, length = _HH.unpack_from(data, pos)
@@ -446,6 +483,8 @@ def _enc_error_code(attr_type: int, value: Any, _: bytes) -> bytes:
 
 def _enc_unknown_attributes(attr_type: int, value: Any, _: bytes) -> bytes:
     types = tuple(value)
+    if len(types) > MAX_ATTRIBUTES:
+        raise ValueError(f"{len(types)} types, more than {MAX_ATTRIBUTES}")
     return _tlv(attr_type, struct.pack(f"!{len(types)}H", *types))
 
 
@@ -457,6 +496,9 @@ def _algorithm_entry(item: Any) -> bytes:
 
 
 def _enc_password_algorithms(attr_type: int, value: Any, _: bytes) -> bytes:
+    value = tuple(value)
+    if len(value) > _MAX_ALGORITHMS:
+        raise ValueError(f"{len(value)} algorithms, more than {_MAX_ALGORITHMS}")
     return _tlv(attr_type, b"".join(_algorithm_entry(item) for item in value))
 
 
@@ -803,15 +845,52 @@ class Message:
         return self.encode()
 
 
+def _check_fingerprint(data: bytes, at: int, length: int, end: int) -> None:
+    """Check a FINGERPRINT attribute at ``at``, ending at ``end`` (RFC 8489 §14.7)."""
+    if length != 4:
+        raise StunParseError("FINGERPRINT must be 4 bytes")
+    if end != len(data):
+        raise StunParseError("FINGERPRINT is not the last attribute")
+    if zlib.crc32(data[:at]) ^ _FINGERPRINT_XOR != _I.unpack_from(data, at + 4)[0]:
+        raise StunParseError("FINGERPRINT mismatch")
+
+
+def _check_sha256_length(length: int) -> None:
+    # 16 to 32 bytes, in multiples of 4 (RFC 8489 §14.6).
+    if not 16 <= length <= 32 or length & 3:
+        raise StunParseError(f"MESSAGE-INTEGRITY-SHA256 of {length} bytes")
+
+
 def parse_message(data: bytes | bytearray | memoryview) -> Message:
     """Parse one STUN message (RFC 8489 §5, §14).
 
-    The whole of ``data`` must be the message: its length field must match.
-    A FINGERPRINT, when present, must be last and correct. Integrity is
-    checked afterwards with :meth:`Message.check_integrity`.
+    The whole of ``data`` must be the message: its length field must match,
+    and the attributes must tile the body exactly. A FINGERPRINT, when
+    present, must be last and correct (§14.7). Integrity is checked
+    afterwards with :meth:`Message.check_integrity`.
+
+    After MESSAGE-INTEGRITY only MESSAGE-INTEGRITY-SHA256 and FINGERPRINT
+    count, and after MESSAGE-INTEGRITY-SHA256 only FINGERPRINT; any other
+    attribute there, a second integrity attribute included, is ignored, as
+    §14.5 and §14.6 require: it is walked, to find the FINGERPRINT, but
+    neither decoded nor kept.
+
+    The cost is bounded whatever the bytes: the attributes that are not
+    decoded (unknown and repeated ones, kept in
+    :attr:`Message.extra_attributes`, and those ignored after integrity)
+    share a budget of :data:`MAX_ATTRIBUTES`, and a message that needs more
+    is rejected. The walk so visits at most one attribute per known type
+    (:data:`ATTRIBUTE_TYPES`), :data:`MAX_ATTRIBUTES` others and the three
+    integrity ones, instead of the 16k that 64 KiB can hold. UNKNOWN-ATTRIBUTES
+    may list at most :data:`MAX_ATTRIBUTES` types and PASSWORD-ALGORITHMS
+    16 algorithms (§14.9, §14.11).
 
     :param data: the datagram (or one frame from a :class:`StreamFramer`).
-    :raises StunParseError: for anything malformed, and never another error.
+    :returns: the message; :attr:`Message.attributes` holds the first
+        occurrence of each known attribute before the integrity attribute.
+    :raises StunParseError: for anything malformed, including more than
+        :data:`MAX_ATTRIBUTES` unknown, repeated or ignored attributes, and
+        never another error.
     """
     if not isinstance(data, bytes):
         data = bytes(data)
@@ -853,16 +932,16 @@ def parse_message(data: bytes | bytearray | memoryview) -> Message:
         else -1
     )
     unpack = _HH.unpack_from
+    # Every attribute the walk does not decode (unknown, repeated, ignored
+    # after integrity) spends one unit of the budget, so the walk visits at
+    # most len(_DECODERS) + MAX_ATTRIBUTES + 4 attributes whatever the input.
+    budget = MAX_ATTRIBUTES
     while pos < size:
         if pos == tail:
-            if (
-                zlib.crc32(data[: size - 8]) ^ _FINGERPRINT_XOR
-                != _I.unpack_from(data, size - 4)[0]
-            ):
-                raise StunParseError("FINGERPRINT mismatch")
-            if integrity_at < 0 and integrity_sha256_at < 0:
-                integrity_at = tail
+            _check_fingerprint(data, size - 8, 4, size)
+            integrity_at = tail
             fingerprint = True
+            pos = size
             break
         attr_type, attr_length = unpack(data, pos)
         start = pos + 4
@@ -871,7 +950,7 @@ def parse_message(data: bytes | bytearray | memoryview) -> Message:
         if pos > size:
             raise StunParseError(f"attribute 0x{attr_type:04x} runs past the message")
         entry = decoders.get(attr_type)
-        if entry is not None and integrity_at < 0 and integrity_sha256_at < 0:
+        if entry is not None:
             name, decode = entry
             if name not in attributes:
                 try:
@@ -879,34 +958,45 @@ def parse_message(data: bytes | bytearray | memoryview) -> Message:
                 except (ValueError, struct.error, IndexError) as exc:
                     raise StunParseError(f"malformed {name}: {exc}") from None
                 continue
-        if attr_type == _ATTR_FP:
-            if attr_length != 4:
-                raise StunParseError("FINGERPRINT must be 4 bytes")
-            if pos != size:
-                raise StunParseError("FINGERPRINT is not the last attribute")
-            if (
-                zlib.crc32(data[:at]) ^ _FINGERPRINT_XOR
-                != _I.unpack_from(data, start)[0]
-            ):
-                raise StunParseError("FINGERPRINT mismatch")
-            fingerprint = True
-        elif integrity_sha256_at >= 0:
-            pass  # only FINGERPRINT counts after MESSAGE-INTEGRITY-SHA256
-        elif attr_type == _ATTR_MI256:
-            if not 16 <= attr_length <= 32 or attr_length & 3:
-                raise StunParseError(f"MESSAGE-INTEGRITY-SHA256 of {attr_length} bytes")
-            integrity_sha256_at = at
-        elif integrity_at >= 0:
-            pass  # attributes after MESSAGE-INTEGRITY are ignored (§14.5)
         elif attr_type == _ATTR_MI:
             if attr_length != 20:
                 raise StunParseError(f"MESSAGE-INTEGRITY of {attr_length} bytes")
             integrity_at = at
-        elif len(extra) < MAX_ATTRIBUTES:
-            extra.append((attr_type, data[start:end]))
-        else:
+            break
+        elif attr_type == _ATTR_MI256:
+            _check_sha256_length(attr_length)
+            integrity_sha256_at = at
+            break
+        elif attr_type == _ATTR_FP:
+            _check_fingerprint(data, at, attr_length, pos)
+            fingerprint = True
+            break
+        if not budget:
             raise StunParseError(
                 f"more than {MAX_ATTRIBUTES} unknown or repeated attributes"
+            )
+        budget -= 1
+        extra.append((attr_type, data[start:end]))
+    # After an integrity attribute only MESSAGE-INTEGRITY-SHA256 (after
+    # MESSAGE-INTEGRITY) and FINGERPRINT count; the rest is ignored (RFC 8489
+    # §14.5, §14.6), but still walked, to find a FINGERPRINT and check the
+    # framing, and still spends the budget.
+    while pos < size:
+        attr_type, attr_length = unpack(data, pos)
+        at, pos = pos, pos + 4 + attr_length + (-attr_length & 3)
+        if pos > size:
+            raise StunParseError(f"attribute 0x{attr_type:04x} runs past the message")
+        if attr_type == _ATTR_FP:
+            _check_fingerprint(data, at, attr_length, pos)
+            fingerprint = True
+        elif attr_type == _ATTR_MI256 and integrity_sha256_at < 0:
+            _check_sha256_length(attr_length)
+            integrity_sha256_at = at
+        elif budget:
+            budget -= 1
+        else:
+            raise StunParseError(
+                f"more than {MAX_ATTRIBUTES} unknown, repeated or ignored attributes"
             )
     message.attributes = cast(Attributes, attributes)
     message.extra_attributes = extra

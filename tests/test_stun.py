@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import struct
 import zlib
 from typing import Any, cast
@@ -322,6 +323,153 @@ def test_sha256_after_sha1_counts_and_nothing_else_after_it() -> None:
     message = parse_message(message_bytes(mi256, mi, attr(0x001C, bytes(16))))
     assert message.integrity == "sha256"
     assert not message.check_integrity(KEY)
+
+
+def test_only_sha256_and_fingerprint_count_after_message_integrity() -> None:
+    # RFC 8489 §14.5: MESSAGE-INTEGRITY-SHA256 and FINGERPRINT still count
+    # after MESSAGE-INTEGRITY, past attributes that are ignored; nothing
+    # ignored is decoded, so a malformed one does not reject the message.
+    priority = attr(0x0024, b"\x00\x00\x00\x01")
+    ignored = [
+        attr(0x0006, b"late"),
+        attr(0x000D, b""),  # a malformed LIFETIME
+        attr(0x0008, bytes(16)),  # a second, malformed, MESSAGE-INTEGRITY
+        attr(0x7777, b"required"),
+    ]
+    mi, mi256 = attr(0x0008, bytes(20)), attr(0x001C, bytes(32))
+    data = with_fingerprint(message_bytes(priority, mi, *ignored, mi256, *ignored))
+    message = parse_message(data)
+    assert message.attributes == {"PRIORITY": 1}
+    assert message.extra_attributes == []
+    assert message.unknown_required == ()
+    assert message.integrity == "sha256"
+    assert message.has_fingerprint
+
+
+def test_only_fingerprint_counts_after_sha256() -> None:
+    # RFC 8489 §14.6: after MESSAGE-INTEGRITY-SHA256, even MESSAGE-INTEGRITY
+    # and a second (malformed) MESSAGE-INTEGRITY-SHA256 are ignored.
+    mi256 = attr(0x001C, bytes(32))
+    later = [attr(0x0008, bytes(20)), attr(0x001C, bytes(12)), attr(0x0024, b"")]
+    message = parse_message(with_fingerprint(message_bytes(mi256, *later)))
+    assert message.integrity == "sha256"
+    assert message.attributes == {}
+    assert message.has_fingerprint
+
+
+@pytest.mark.parametrize(
+    ("after", "error"),
+    [
+        ([attr(0x001C, bytes(12))], "SHA256 of 12"),
+        ([attr(0x8028, bytes(4)), attr(0x8888, b"")], "not the last attribute"),
+        ([attr(0x8028, bytes(8))], "FINGERPRINT must be 4"),
+        ([attr(0x8028, bytes(4))], "FINGERPRINT mismatch"),
+        ([b"\x88\x88\x00\x08\x00\x00\x00\x00"], "runs past the message"),
+    ],
+    ids=["sha256 size", "fingerprint not last", "fingerprint size", "crc", "overrun"],
+)
+def test_what_still_rejects_after_message_integrity(
+    after: list[bytes], error: str
+) -> None:
+    data = message_bytes(attr(0x0008, bytes(20)), attr(0x8888, b""), *after)
+    if error == "runs past the message":
+        data = replace_length(data, len(data) - 20 - 4)[:-4]
+    with pytest.raises(StunParseError, match=error):
+        parse_message(data)
+
+
+def test_ignored_attributes_share_the_budget() -> None:
+    # Unknown or repeated attributes before integrity and those ignored after
+    # it are MAX_ATTRIBUTES at most, together.
+    limit = stun.MAX_ATTRIBUTES
+    mi, mi256 = attr(0x0008, bytes(20)), attr(0x001C, bytes(32))
+    unknown = attr(0x8888, b"")
+    for integrity in (mi, mi256, mi + mi256):
+        for before in (0, 1, limit // 2, limit):
+            after = limit - before
+            fine = message_bytes(*[unknown] * before, integrity, *[unknown] * after)
+            assert len(parse_message(fine).extra_attributes) == before
+            assert parse_message(with_fingerprint(fine)).has_fingerprint
+            over = message_bytes(
+                *[unknown] * before, integrity, *[unknown] * (after + 1)
+            )
+            with pytest.raises(StunParseError, match=f"more than {limit} unknown, "):
+                parse_message(with_fingerprint(over))
+
+
+@pytest.mark.parametrize(
+    ("first", "error"),
+    [
+        (b"", "unknown or repeated"),
+        (attr(0x0006, b"user"), "unknown or repeated"),  # then repeated USERNAMEs
+        (attr(0x0008, bytes(20)), "unknown, repeated or ignored"),
+        (attr(0x001C, bytes(32)), "unknown, repeated or ignored"),
+    ],
+    ids=["unknown", "repeated", "after sha1", "after sha256"],
+)
+def test_a_64_kib_flood_of_attributes_is_rejected(first: bytes, error: str) -> None:
+    # 16k empty attributes fill a 64 KiB datagram; the walk stops at the budget.
+    flood = attr(0x0006, b"") if first[:2] == b"\x00\x06" else attr(0x8888, b"")
+    count = (0xFFFC - len(first)) // 4
+    data = message_bytes(first, *[flood] * count)
+    assert len(data) == 20 + 0xFFFC
+    with pytest.raises(StunParseError, match=error):
+        parse_message(data)
+
+
+def test_list_attributes_are_bounded() -> None:
+    # UNKNOWN-ATTRIBUTES lists at most MAX_ATTRIBUTES types (a 420 answers one
+    # request, RFC 8489 §14.9); PASSWORD-ALGORITHMS at most 16 (§14.11).
+    limit = stun.MAX_ATTRIBUTES
+    most: stun.Attributes = {
+        "UNKNOWN-ATTRIBUTES": tuple(range(limit)),
+        "PASSWORD-ALGORITHMS": tuple((i, b"") for i in range(16)),
+    }
+    message = Message(Method.ALLOCATE, Class.ERROR, TID, most)
+    assert parse_message(message.encode(key=KEY, fingerprint=True)) == message
+    too_many: list[tuple[str, Any, str]] = [
+        ("UNKNOWN-ATTRIBUTES", tuple(range(limit + 1)), f"{limit + 1} types"),
+        ("PASSWORD-ALGORITHMS", tuple((i, b"") for i in range(17)), "17 algorithms"),
+    ]
+    for name, value, error in too_many:
+        attributes = cast(stun.Attributes, {name: value})
+        with pytest.raises(ValueError, match=error):
+            Message(Method.ALLOCATE, Class.ERROR, TID, attributes).encode()
+    rejected = [
+        attr(0x000A, struct.pack(f"!{limit + 1}H", *range(limit + 1))),
+        attr(0x8002, b"\x00\x01\x00\x00" * 16382),
+        attr(0x001D, b"\x00\x01\x00\x00" * 17),
+    ]
+    errors = [f"{limit + 1} types, more than {limit}"] + ["more than 16 algorithms"] * 2
+    for value, error in zip(rejected, errors, strict=True):
+        with pytest.raises(StunParseError, match=error):
+            parse_message(message_bytes(value))
+
+
+def _v6_words(mask: int, seed: int) -> list[int]:
+    # Zero where the mask has a bit, else a value of 1 to 4 hex digits.
+    values = (1, 0xA, 0x10, 0xFF, 0x100, 0xFFF, 0x1000, 0xFFFF)
+    return [0 if mask >> i & 1 else values[(seed + 3 * i) % 8] for i in range(8)]
+
+
+def test_ipv6_addresses_read_as_ipaddress_writes_them() -> None:
+    # Every layout of zero fields (RFC 5952 §4.2: the first longest run of
+    # two or more becomes "::"), and IPv4-mapped and -compatible addresses.
+    packed = [struct.pack("!8H", *_v6_words(m, s)) for m in range(256) for s in (0, 5)]
+    packed += [bytes(10) + b"\xff\xff\xc0\x00\x02\x01", bytes(12) + b"\xc0\x00\x02\x01"]
+    for raw in packed:
+        text = ipaddress.IPv6Address(raw).compressed
+        value = struct.pack("!HH", 2, 3478) + raw
+        assert stun.decode_attribute(0x0001, value, TID) == (
+            "MAPPED-ADDRESS",
+            (text, 3478),
+        )
+        # And XOR-ed, then through the cache a second time.
+        message = Message(
+            Method.BINDING, Class.SUCCESS, TID, {"XOR-MAPPED-ADDRESS": (text, 1)}
+        )
+        assert parse_message(bytes(message)) == message
+        assert parse_message(bytes(message)) == message
 
 
 def test_both_integrities_verify() -> None:
