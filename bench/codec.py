@@ -342,7 +342,7 @@ def _every_known_and_the_budget(
         known = _every_known(rng)
         integrity = _tlv(_MI, bytes(20))
         room = _BODY - len(known) - len(integrity) - 36 - 8
-        size = room // stun.MAX_ATTRIBUTES - 4
+        size = (room // stun.MAX_ATTRIBUTES - 4) & ~3  # no padding
         extras = b"".join(
             _tlv(0x7000 + i, bytes(size)) for i in range(stun.MAX_ATTRIBUTES)
         )
@@ -360,6 +360,7 @@ ORDINARY: Callable[[random.Random], bytes] = lambda rng: _datagram(  # noqa: E73
 BARE: Callable[[random.Random], bytes] = lambda rng: _datagram(  # noqa: E731
     _tlv(0x0013, bytes(_BODY - 4)), rng, fingerprint=False, message_type=0x0017
 )
+_N = stun.MAX_ATTRIBUTES
 HOSTILE: dict[str, Callable[[random.Random], bytes]] = {
     "16k unknown": _flood(b"", _tlv(0x8888)),
     "16k required unknown": _flood(b"", _tlv(0x7777)),
@@ -374,9 +375,9 @@ HOSTILE: dict[str, Callable[[random.Random], bytes]] = {
     ),
     "length past the end": _flood(b"", b"\x00\x13\xff\xff"),
     "every known": lambda rng: _datagram(_every_known(rng), rng, fingerprint=True),
-    "known+128 raw+MI+FP": _every_known_and_the_budget(ignored=False),
-    "known+MI+128 ignored+FP": _every_known_and_the_budget(ignored=True),
-    "known+128 raw, bad FP": _every_known_and_the_budget(ignored=False, spoil=True),
+    f"known+{_N} raw+MI+FP": _every_known_and_the_budget(ignored=False),
+    f"known+MI+{_N} ignored+FP": _every_known_and_the_budget(ignored=True),
+    f"known+{_N} raw, bad FP": _every_known_and_the_budget(ignored=False, spoil=True),
 }
 
 

@@ -56,10 +56,11 @@ _BODY = 0xFFFC  # the longest body: a 64 KiB datagram less the header
 #: The most function calls (Python and C) ``parse_message`` makes for any
 #: input. A visited attribute costs at most 12 when decoded (the decoder and
 #: what it calls), 4 when kept raw and 2 when ignored after integrity, and a
-#: PASSWORD-ALGORITHM(S) entry 4; the walk visits one attribute per known
-#: type, MAX_ATTRIBUTES others, the three integrity attributes and one it
-#: rejects. Before the budget, a 64 KiB datagram of empty attributes after
-#: MESSAGE-INTEGRITY cost 2 calls for each of its 16k attributes.
+#: PASSWORD-ALGORITHM(S) entry 4 (16 entries at most, and one it rejects);
+#: the walk visits one attribute per known type, MAX_ATTRIBUTES others, the
+#: three integrity attributes and one it rejects. Before the budget, a 64 KiB
+#: datagram of empty attributes after MESSAGE-INTEGRITY cost 2 calls for each
+#: of its 16k attributes.
 CALL_BOUND = (
     32 + 12 * len(ATTRIBUTE_TYPES) + 4 * (MAX_ATTRIBUTES + 4) + 4 * 2 * (16 + 1)
 )
