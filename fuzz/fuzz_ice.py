@@ -2,9 +2,10 @@
 
 Invariant of every harness: whatever bytes arrive, from whatever address, in
 whatever state the agent is in, ``receive_datagram`` does not raise, answers an
-unauthenticated sender with no more bytes than it sent, and creates no state
-(no pair, no remote candidate) for a sender that did not authenticate.
-``handle_timer`` then runs without raising either.
+unauthenticated sender with no more bytes than it sent (and a failed or closed
+agent answers nothing at all), and creates no state (no pair, no remote
+candidate) for a sender that did not authenticate. ``handle_timer`` then runs
+without raising either.
 
 For coverage-guided fuzzing, hand atheris ``fuzz_one_input_datagram``, or
 :func:`check_datagram`, which takes the raw bytes.
@@ -23,7 +24,7 @@ from syncice.ice import IceAgent, IceState
 from syncice.stun import Class, Message, Method
 
 PEER = ("192.0.2.9", 4000)
-STATES = ("new", "checking", "completed", "closed")
+STATES = ("new", "checking", "completed", "failed", "closed")
 
 
 def make_agent(state: str) -> IceAgent:
@@ -39,8 +40,15 @@ def make_agent(state: str) -> IceAgent:
     agent.add_remote_candidate(
         Candidate("remote", 1, "udp", 2130706431, "192.0.2.2", 2000, "host"), 0.0
     )
+    if state == "failed":
+        agent.add_remote_candidate(None, 0.0)
     if state != "new":
         agent.connect(0.0)
+    if state == "failed":
+        # Nobody answers: the check times out, at 39.5 s.
+        while (at := agent.get_timer()) is not None:
+            agent.handle_timer(at)
+        assert agent.state == IceState.FAILED
     if state == "completed":
         agent.set_selected_pair(1, agent.local_candidates[0].foundation, "remote")
     if state == "closed":
@@ -56,7 +64,10 @@ def check_datagram(data: bytes, state: str = "checking") -> None:
     remotes = len(agent.remote_candidates)
     got = agent.receive_datagram(0, data, PEER, 1.0)
     assert got is None  # the peer never authenticated: no data accepted
-    for transmit in agent.datagrams_to_send():
+    answers = agent.datagrams_to_send()
+    if state in ("failed", "closed"):
+        assert answers == []  # silent
+    for transmit in answers:
         assert len(transmit.data) <= len(data)
         assert transmit.addr == PEER
     assert len(agent.pairs) == pairs
@@ -114,6 +125,7 @@ def fuzz_datagram_sequence(datagrams: list[bytes], state: str) -> None:
         IceState.NEW,
         IceState.CHECKING,
         IceState.COMPLETED,
+        IceState.FAILED,
         IceState.CLOSED,
     )
 

@@ -7,6 +7,10 @@ candidate is server-reflexive would be redundant with the host pair of the same
 base, so they are never formed (RFC 8445 §6.1.2.4). When a check's response
 maps us to another address (a NAT), the pair's ``valid_local`` becomes the
 peer-reflexive candidate it learnt, which is what the valid pair reports.
+
+Each pair also keeps what went wrong with its checks since it last succeeded
+(:class:`PairFaults`): the agent sums them over the check list to say why ICE
+failed.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from ._transaction import ClientTransaction
 from .candidate import Candidate
 
-__all__ = ["CandidatePair", "PairState", "PairStats", "pair_priority"]
+__all__ = ["CandidatePair", "PairFaults", "PairState", "PairStats", "pair_priority"]
 
 Address = tuple[str, int]
 
@@ -75,6 +79,53 @@ class PairStats:
     rtt: float | None
 
 
+class PairFaults:
+    """What went wrong with the checks of a pair (or, summed with :meth:`add`,
+    of a whole check list) since it last succeeded.
+
+    - ``rejected``: responses discarded for their integrity (RFC 8489 §9.1.5),
+      by error code: an unsigned 400 or 401 is the peer refusing our
+      credentials; code 0 counts the others (a wrong or missing
+      MESSAGE-INTEGRITY).
+    - ``errors``: signed error responses that failed a check, by code (487
+      once a pair had too many).
+    - ``asymmetric``: responses from another address than the check's.
+    - ``unmapped``: success responses without XOR-MAPPED-ADDRESS.
+    - ``timeouts`` and ``unanswered``: checks that ended without any response,
+      and how many times they had been sent.
+    """
+
+    __slots__ = (
+        "asymmetric",
+        "errors",
+        "rejected",
+        "timeouts",
+        "unanswered",
+        "unmapped",
+    )
+
+    def __init__(self) -> None:
+        self.rejected: dict[int, int] = {}
+        self.errors: dict[int, int] = {}
+        self.asymmetric = 0
+        self.unmapped = 0
+        self.timeouts = 0
+        self.unanswered = 0
+
+    def add(self, other: PairFaults) -> None:
+        """Add ``other``'s counts to these."""
+        for mine, theirs in (
+            (self.rejected, other.rejected),
+            (self.errors, other.errors),
+        ):
+            for code, count in theirs.items():
+                mine[code] = mine.get(code, 0) + count
+        self.asymmetric += other.asymmetric
+        self.unmapped += other.unmapped
+        self.timeouts += other.timeouts
+        self.unanswered += other.unanswered
+
+
 class CandidatePair:
     """One entry of the check list, mutable, owned by the agent."""
 
@@ -82,6 +133,7 @@ class CandidatePair:
         "bytes_received",
         "datagrams_received",
         "endpoint",
+        "faults",
         "local",
         "nominated",
         "nominating",
@@ -93,6 +145,7 @@ class CandidatePair:
         "responded_at",
         "responses_received",
         "responses_sent",
+        "role_conflicts",
         "rtt",
         "state",
         "transaction",
@@ -122,6 +175,10 @@ class CandidatePair:
         #: When the last authenticated success response to a check or
         #: consent request on this pair arrived (RFC 7675 counts from it).
         self.responded_at: float | None = None
+        #: What went wrong with its checks since it last succeeded.
+        self.faults = PairFaults()
+        #: 487 answers in a row: a peer answering every check so is broken.
+        self.role_conflicts = 0
 
     @property
     def component(self) -> int:
@@ -146,6 +203,13 @@ class CandidatePair:
             pair_priority(local, remote)
             if controlling
             else pair_priority(remote, local)
+        )
+
+    def __str__(self) -> str:
+        local, remote = self.valid_local, self.remote
+        return (
+            f"{local.type} {local.host}:{local.port} -> "
+            f"{remote.type} {remote.host}:{remote.port} (component {self.component})"
         )
 
     def __repr__(self) -> str:

@@ -14,6 +14,12 @@ times out when the RFC says however late the timers fire (over the 18 sends
 of an ICE check, lateness under load once added 0.1 s). Only an owner so late
 that the next send would be due at once gets the full interval from now
 instead, so that being late never makes a burst.
+
+A response that fails its integrity check is discarded as if it had never
+arrived, and the retransmissions go on (RFC 8489 §9.1.5, over UDP): the owner
+says so with :meth:`ClientTransaction.discard`. A transaction that ends with
+every response it got discarded ends with :attr:`Poll.INTEGRITY_VIOLATED`
+rather than :attr:`Poll.TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ class Poll(enum.Enum):
     WAIT = "wait"
     SEND = "send"
     TIMEOUT = "timeout"
+    #: The transaction ended, and every response it got had been discarded
+    #: (RFC 8489 §9.1.5): an integrity violation rather than a timeout.
+    INTEGRITY_VIOLATED = "integrity-violated"
 
 
 class ClientTransaction:
@@ -53,6 +62,7 @@ class ClientTransaction:
         "addr",
         "data",
         "deadline",
+        "discarded",
         "endpoint",
         "final_wait",
         "max_sends",
@@ -91,6 +101,8 @@ class ClientTransaction:
         self._rto = rto
         self._interval = rto
         self.sends = 1
+        #: How many responses failed their integrity check (:meth:`discard`).
+        self.discarded = 0
         self.started_at = now
         self.sent_at = now
         self.timer_at = 0.0
@@ -109,15 +121,17 @@ class ClientTransaction:
         """Advance the schedule to ``now``.
 
         :returns: :attr:`Poll.SEND` when the owner must send ``data`` again
-            now, :attr:`Poll.TIMEOUT` when the transaction has failed, and
-            :attr:`Poll.WAIT` when ``now`` is before :attr:`timer_at`.
+            now, :attr:`Poll.TIMEOUT` when the transaction has failed without
+            a response, :attr:`Poll.INTEGRITY_VIOLATED` when it has failed and
+            every response it got was discarded, and :attr:`Poll.WAIT` when
+            ``now`` is before :attr:`timer_at`.
         """
         if now < self.timer_at:
             return Poll.WAIT
         if (self.deadline is not None and now >= self.deadline) or (
             self.sends >= self.max_sends
         ):
-            return Poll.TIMEOUT
+            return Poll.INTEGRITY_VIOLATED if self.discarded else Poll.TIMEOUT
         self.sends += 1
         self.sent_at = now
         self._interval *= 2
@@ -127,3 +141,11 @@ class ClientTransaction:
         if self.timer_at <= now:  # so late the next one is due too: no burst
             self._schedule(now)
         return Poll.SEND
+
+    def discard(self) -> None:
+        """Count a response that failed its integrity check (RFC 8489 §9.1.5).
+
+        Nothing else changes: the retransmissions go on as if it had never
+        arrived, and a later valid response still ends the transaction.
+        """
+        self.discarded += 1

@@ -31,19 +31,43 @@ Rules of this module, in the manner of h11's ``_state.py``:
   as the best pair it can still hope for on a component has succeeded, or
   ``nomination_wait`` after the first pair succeeded if better ones are still
   being checked. A USE-CANDIDATE from an aggressive peer is honoured.
+- The controlled agent does not wait for a nomination for ever: once it has
+  had no authenticated check from the peer, on a pair of a component still
+  without a selected pair, for ``nomination_timeout`` (counted from
+  :meth:`IceAgent.connect`, and again from every such check or a switch to
+  the controlled role), ICE fails. Without remote candidates it waits for
+  peer-reflexive ones that long, rather than failing at once.
+- A response to our check that fails its integrity check (an unsigned 400 or
+  401 included) is discarded as if it had never arrived and the
+  retransmissions go on (RFC 8489 §9.1.5): one spoofed datagram cannot fail a
+  pair. A check whose every response was discarded fails at its timeout, as
+  an integrity violation, and the failure reason counts those responses.
+- Once ICE has failed (or the agent is closed), the agent answers no request
+  at all and sends no consent check: its silence is what lets the peer's
+  consent expire (RFC 7675 §5.1), and its checks stop.
+- :class:`~syncice.events.IceFailed` names the cause: the peer's rejections of
+  our credentials first, then ours of its checks, the nomination timeout,
+  error responses, timeouts; "no candidate pair succeeded" only when nothing
+  more is known.
+- Every event is queued by one method, which also logs it on the
+  ``syncice.ice`` logger (completion, failure, role switches and consent
+  expiry at INFO, the rest at DEBUG), each line prefixed with the agent's
+  name; a few DEBUG lines cover what is not an event (remote candidates,
+  nominations, check failures). Passwords are never logged.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import random
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ._checklist import CandidatePair, PairState, PairStats
+from ._checklist import CandidatePair, PairFaults, PairState, PairStats
 from ._transaction import ClientTransaction, Poll
 from .candidate import Candidate, candidate_foundation, candidate_priority
 from .events import (
@@ -119,38 +143,85 @@ def validate_password(value: object) -> str:
     return _ice_chars(value, "password", 22)
 
 
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be an int or a float, not {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    return number
+
+
+def _integer(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be from {low} to {high}, not {value!r}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IceConfig:
     """Timing constants and bounds of the agent (durations in seconds).
 
+    Every field is checked when the config is made: a wrong type raises
+    :class:`TypeError` (a :class:`bool` is not a number here), a value out of
+    range :class:`ValueError`, each naming the field. Durations are finite
+    ints or floats.
+
     :param ta: pacing of ordinary checks (RFC 8445 §14.2); at least 5 ms.
-    :param rto: initial retransmission timeout of checks and STUN requests.
-    :param max_sends: Rc, how many times a request is sent (RFC 8489 §6.2.1).
-    :param final_wait: Rm, the wait after the last send, in RTOs.
-    :param rto_max: a cap on the doubled retransmission interval, or ``None``.
+    :param rto: initial retransmission timeout of checks and STUN requests;
+        positive.
+    :param max_sends: Rc, how many times a request is sent (RFC 8489 §6.2.1);
+        1 to 100.
+    :param final_wait: Rm, the wait after the last send, in RTOs; 0 to 100.
+    :param rto_max: a cap on the doubled retransmission interval, or ``None``;
+        at least ``rto``.
         The defaults (Rc 18, the interval capped at 2 s) send a check at 0,
         0.5, 1.5, 3.5 s and then every 2 s until 31.5 s, and give up at
         39.5 s, the RFC's own bound (Rc 7 without a cap: 0, 0.5, ... 15.5,
         31.5 s). The same time to fail, but 18 tries instead of 7, and none
         of the 8 and 16 s silences before the last two: on lossy paths that
         is the difference between connecting and not.
-    :param gather_timeout: how long STUN servers may take during gathering.
+    :param gather_timeout: how long STUN servers may take during gathering;
+        positive (to gather host candidates only, give no server).
     :param gather_rto_max: the cap on the retransmission interval of STUN
         requests made while gathering: with the defaults, a lost request is
         sent again every 0.5 s, ten tries within the 5 s bound instead of
         four. A peer that misses its server-reflexive candidate cannot be
         reached through a NAT that filters, so these tries are worth more
-        than any later ones.
+        than any later ones. At least ``rto``.
     :param nomination_wait: how long the controlling agent waits, after a
-        component's first pair succeeded, for a better pair still in checks.
+        component's first pair succeeded, for a better pair still in checks;
+        0 or more.
+    :param nomination_timeout: how long the controlled agent waits for the
+        controlling peer. While some component has no selected pair, ICE
+        fails once no authenticated check has come from the peer on a pair
+        of such a component for this long: counted from
+        :meth:`IceAgent.connect`, and again from every such check and from a
+        switch to the controlled role (consent checks on a component already
+        selected, or checks that could not be paired, do not count). A peer
+        that is still checking sends checks far more often (a lost one is
+        sent again within 2 s with the defaults), so this only ends the wait
+        for a peer that failed, gave up, or cannot authenticate itself; it
+        also bounds the wait for peer-reflexive candidates of a controlled
+        agent that has no remote candidate. Longer than ``nomination_wait``;
+        10 s by default.
     :param consent_interval: mean interval of consent checks (RFC 7675 §5.1),
-        each drawn between 0.8 and 1.2 times it.
+        each drawn between 0.8 and 1.2 times it; positive.
     :param consent_timeout: consent is lost this long after the last
-        authenticated response on the selected pair.
+        authenticated response on the selected pair; longer than 1.2 times
+        ``consent_interval`` (the longest gap between two consent checks).
     :param max_remote_candidates: bound on remote candidates, peer-reflexive
-        ones included.
-    :param max_pairs: bound on the check list (RFC 8445 §6.1.2.5).
-    :param max_early_checks: bound on checks kept until :meth:`IceAgent.connect`.
+        ones included; 1 to 10,000.
+    :param max_pairs: bound on the check list (RFC 8445 §6.1.2.5); 1 to
+        10,000.
+    :param max_early_checks: bound on checks kept until
+        :meth:`IceAgent.connect`; 1 to 10,000.
+    :raises TypeError: if a field has the wrong type.
+    :raises ValueError: if a field is out of range.
     """
 
     ta: float = 0.02
@@ -161,6 +232,7 @@ class IceConfig:
     gather_timeout: float = 5.0
     gather_rto_max: float = 0.5
     nomination_wait: float = 0.5
+    nomination_timeout: float = 10.0
     consent_interval: float = 5.0
     consent_timeout: float = 30.0
     max_remote_candidates: int = 100
@@ -168,25 +240,52 @@ class IceConfig:
     max_early_checks: int = 100
 
     def __post_init__(self) -> None:
-        if self.ta < 0.005:
-            raise ValueError("ta must be at least 5 ms (RFC 8445 §14.2)")
-        if self.rto <= 0 or self.max_sends < 1 or self.final_wait < 0:
-            raise ValueError("rto must be > 0, max_sends >= 1, final_wait >= 0")
-        if self.rto_max is not None and self.rto_max < self.rto:
-            raise ValueError("rto_max must be at least rto")
-        if self.gather_rto_max < self.rto:
-            raise ValueError("gather_rto_max must be at least rto")
-        for name in (
-            "gather_timeout",
-            "nomination_wait",
-            "consent_interval",
-            "consent_timeout",
+        if _number("ta", self.ta) < 0.005:
+            raise ValueError(
+                f"ta must be at least 0.005 s (RFC 8445 §14.2), not {self.ta!r}"
+            )
+        rto = _number("rto", self.rto)
+        if rto <= 0:
+            raise ValueError(f"rto must be positive, not {self.rto!r}")
+        _integer("max_sends", self.max_sends, 1, 100)
+        _integer("final_wait", self.final_wait, 0, 100)
+        for name, value in (
+            ("rto_max", self.rto_max),
+            ("gather_rto_max", self.gather_rto_max),
         ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
+            if value is None and name == "rto_max":
+                continue  # no cap
+            if _number(name, value) < rto:
+                raise ValueError(
+                    f"{name} must be at least rto ({rto:g}), not {value!r}"
+                )
+        if _number("gather_timeout", self.gather_timeout) <= 0:
+            raise ValueError(
+                "gather_timeout must be positive (to gather host candidates "
+                f"only, give no server), not {self.gather_timeout!r}"
+            )
+        wait = _number("nomination_wait", self.nomination_wait)
+        if wait < 0:
+            raise ValueError(
+                f"nomination_wait must not be negative, not {self.nomination_wait!r}"
+            )
+        if _number("nomination_timeout", self.nomination_timeout) <= wait:
+            raise ValueError(
+                f"nomination_timeout must be longer than nomination_wait "
+                f"({wait:g}), not {self.nomination_timeout!r}"
+            )
+        interval = _number("consent_interval", self.consent_interval)
+        if interval <= 0:
+            raise ValueError(
+                f"consent_interval must be positive, not {self.consent_interval!r}"
+            )
+        if _number("consent_timeout", self.consent_timeout) <= 1.2 * interval:
+            raise ValueError(
+                "consent_timeout must be longer than 1.2 times consent_interval "
+                f"({1.2 * interval:g}), not {self.consent_timeout!r}"
+            )
         for name in ("max_remote_candidates", "max_pairs", "max_early_checks"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+            _integer(name, getattr(self, name), 1, 10_000)
 
 
 class IceState:
@@ -242,6 +341,8 @@ class _Pending:
     # again, and one sent by such a re-trigger cancels no other.
     cancelled: bool = False
     retriggered: bool = False
+    # The check that replaced a cancelled one.
+    replaced_by: ClientTransaction | None = None
 
 
 @dataclass(slots=True)
@@ -279,6 +380,75 @@ def _canonical(host: str) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return host
+
+
+#: Reason phrases of the error codes a check may get (RFC 8489 §14.8, RFC 8445
+#: §16.2): the peer's own phrase is not repeated, as it could say anything.
+_ERROR_NAMES = {
+    400: "Bad Request",
+    401: "Unauthenticated",
+    420: "Unknown Attribute",
+    487: "Role Conflict",
+    500: "Server Error",
+}
+
+#: A pair whose checks the peer answers 487 this many times in a row fails:
+#: a peer that does so whatever role we claim would keep us switching roles
+#: for ever (two are the most a genuine conflict takes).
+_MAX_ROLE_CONFLICTS = 3
+
+#: Events logged at INFO; the others at DEBUG.
+_INFO_EVENTS = (IceCompleted, IceFailed, RoleChanged, ConsentExpired, RelayLost)
+
+
+def _status(code: int) -> str:
+    name = _ERROR_NAMES.get(code)
+    return str(code) if name is None else f"{code} {name}"
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _where(candidate: Candidate) -> str:
+    return f"{candidate.type} {candidate.host}:{candidate.port}"
+
+
+def _describe(event: IceEvent) -> tuple[str, tuple[object, ...]]:
+    """The log line of an event: a format and its arguments."""
+    if isinstance(event, CandidateGathered):
+        return "local candidate %s", (event.candidate.to_sdp(),)
+    if isinstance(event, PairStateChanged):
+        return "pair %s -> %s (component %d): %s -> %s", (
+            _where(event.local),
+            _where(event.remote),
+            event.component,
+            event.old_state,
+            event.new_state,
+        )
+    if isinstance(event, SelectedPairChanged):
+        return "selected pair %s -> %s (component %d)", (
+            _where(event.local),
+            _where(event.remote),
+            event.component,
+        )
+    if isinstance(event, RoleChanged):
+        role = "controlling" if event.controlling else "controlled"
+        return "role changed: now %s", (role,)
+    if isinstance(event, IceFailed):
+        return "ICE failed: %s", (event.reason,)
+    if isinstance(event, ConsentExpired):
+        return "consent expired on component %d", (event.component,)
+    if isinstance(event, RelayLost):
+        return "TURN relay of component %d lost: %s", (event.component, event.reason)
+    if isinstance(event, IceCompleted):
+        return "ICE completed", ()
+    # The one kind left: GatheringCompleted (a new kind needs a line above).
+    return "gathering completed", ()
 
 
 class IceAgent:
@@ -345,6 +515,17 @@ class IceAgent:
         self._turn: dict[int, _Relay] = {}
         self._renew: list[int] = []
         self._reconnect: list[int] = []
+        # The nomination timeout counts from here: connect(), the last
+        # authenticated check on a pair of a component not yet selected, a
+        # switch to the controlled role.
+        self._heard_at = 0.0
+        # Such checks, and requests that named our ufrag but failed
+        # authentication (the peer's credentials for us are wrong), for
+        # failure reasons.
+        self._checks_received = 0
+        self._checks_rejected = 0
+        # Why the TURN relays that had pairs ended.
+        self._relays_lost: list[str] = []
 
     # --- properties --------------------------------------------------------
 
@@ -382,6 +563,17 @@ class IceAgent:
                 out.append(Transmit(relay.transport, data, allocation.server))
         return out
 
+    def _emit(self, event: IceEvent) -> None:
+        """Queue an event, and log it: every event goes through here once."""
+        self._events.append(event)
+        level = logging.INFO if isinstance(event, _INFO_EVENTS) else logging.DEBUG
+        if logger.isEnabledFor(level):
+            text, args = _describe(event)
+            logger.log(level, "%s " + text, self.name, *args)
+
+    def _debug(self, text: str, *args: object) -> None:
+        logger.debug("%s " + text, self.name, *args)
+
     def next_event(self) -> IceEvent | None:
         """Pop the oldest queued event, or return ``None``."""
         return self._events.popleft() if self._events else None
@@ -417,6 +609,8 @@ class IceAgent:
                         component
                     ):
                         yield t + self.config.nomination_wait
+            else:
+                yield self._heard_at + self.config.nomination_timeout
         for consent in self._consent.values():
             yield consent.check_at
             yield consent.expires_at
@@ -451,7 +645,7 @@ class IceAgent:
         )
         self._endpoints[endpoint] = _Endpoint(component, candidate)
         self.local_candidates.append(candidate)
-        self._events.append(CandidateGathered(candidate=candidate))
+        self._emit(CandidateGathered(candidate=candidate))
         if self.state in (IceState.CHECKING, IceState.COMPLETED):
             for remote in self.remote_candidates:
                 self._pair(endpoint, remote)
@@ -567,7 +761,7 @@ class IceAgent:
         )
         self._endpoints[relay.endpoint] = _Endpoint(relay.component, candidate)
         self.local_candidates.append(candidate)
-        self._events.append(CandidateGathered(candidate=candidate))
+        self._emit(CandidateGathered(candidate=candidate))
         for remote in self.remote_candidates:
             self._permit(relay, remote, now)
         if self.state in (IceState.CHECKING, IceState.COMPLETED):
@@ -597,15 +791,16 @@ class IceAgent:
         if relay.endpoint not in self._endpoints:
             return
         # The relay candidate is gone: so are its pairs.
-        for pair in list(self._endpoints[relay.endpoint].pairs.values()):
+        pairs = list(self._endpoints[relay.endpoint].pairs.values())
+        if pairs:
+            self._relays_lost.append(reason)
+        for pair in pairs:
             if pair.transaction is not None:
                 self._pending.pop(pair.transaction.transaction_id, None)
                 pair.transaction = None
             if self._selected.get(pair.component) is pair:
                 if self.state != IceState.CLOSED:
-                    self._events.append(
-                        RelayLost(component=pair.component, reason=reason)
-                    )
+                    self._emit(RelayLost(component=pair.component, reason=reason))
                     self.close()
                 return
             pair.nominating = False
@@ -711,7 +906,7 @@ class IceAgent:
         ):
             self._gathering = False
             self._gathered = True
-            self._events.append(GatheringCompleted())
+            self._emit(GatheringCompleted())
 
     def _on_gather_response(self, pending: _Pending, message: Message) -> None:
         mapped = message.attributes.get("XOR-MAPPED-ADDRESS") or message.attributes.get(
@@ -743,7 +938,7 @@ class IceAgent:
             related_port=base.port,
         )
         self.local_candidates.append(candidate)
-        self._events.append(CandidateGathered(candidate=candidate))
+        self._emit(CandidateGathered(candidate=candidate))
 
     # --- remote candidates -------------------------------------------------
 
@@ -778,24 +973,33 @@ class IceAgent:
             raise ValueError("Cannot add remote candidate after end-of-candidates.")
         if candidate is None:
             self.remote_end = True
+            self._debug("remote end-of-candidates")
             self._maybe_fail(now)
             return
+        sdp = candidate.to_sdp()
         if self.state in (IceState.CLOSED, IceState.FAILED):
-            return
-        if (
-            candidate.transport.lower() != "udp"
-            or not 1 <= candidate.component <= self.components
-            or candidate.type not in ("host", "srflx", "prflx", "relay")
-        ):
-            self.stats.candidates_refused += 1
+            self._debug("remote candidate %s ignored: ICE %s", sdp, self.state)
             return
         host = _canonical(candidate.host)
         key = (candidate.component, (host, candidate.port))
-        if key in self._remote_by_addr:
+        if candidate.transport.lower() != "udp":
+            why = "not UDP"
+        elif not 1 <= candidate.component <= self.components:
+            why = f"no component {candidate.component} here"
+        elif candidate.type not in ("host", "srflx", "prflx", "relay"):
+            why = f"unknown type {candidate.type!r}"
+        elif key in self._remote_by_addr:
+            self._debug("remote candidate %s ignored: a known address", sdp)
             return
-        if len(self.remote_candidates) >= self.config.max_remote_candidates:
+        elif len(self.remote_candidates) >= self.config.max_remote_candidates:
+            why = f"max_remote_candidates ({self.config.max_remote_candidates}) reached"
+        else:
+            why = ""
+        if why:
             self.stats.candidates_refused += 1
+            self._debug("remote candidate %s refused: %s", sdp, why)
             return
+        self._debug("remote candidate %s", sdp)
         self._remote_by_addr[key] = candidate
         self.remote_candidates.append(candidate)
         for relay in self._relays.values():
@@ -842,7 +1046,7 @@ class IceAgent:
         if pair.state is not state:
             old = pair.state
             pair.state = state
-            self._events.append(
+            self._emit(
                 PairStateChanged(
                     component=pair.component,
                     local=pair.local,
@@ -897,10 +1101,17 @@ class IceAgent:
         if self.remote_username is None or self.remote_password is None:
             raise ValueError("remote username and password must be set first")
         self.state = IceState.CHECKING
+        self._heard_at = now
         for endpoint in self._endpoints:
             for remote in self.remote_candidates:
                 self._pair(endpoint, remote)
         self._sort()
+        self._debug(
+            "connect: %s, %s, %s",
+            "controlling" if self._controlling else "controlled",
+            _plural(len(self._pairs), "pair"),
+            _plural(len(self._early), "early check"),
+        )
         self._unfreeze_initial()
         self._next_check_at = now
         early, self._early = self._early, deque()
@@ -964,7 +1175,7 @@ class IceAgent:
         # A pair chosen by hand is not subject to consent (a peer without ICE
         # would not answer), even if ICE had selected another one before.
         self._consent.pop(component, None)
-        self._events.append(
+        self._emit(
             SelectedPairChanged(
                 component=component, local=pair.valid_local, remote=remote
             )
@@ -974,7 +1185,7 @@ class IceAgent:
             and len(self._selected) == self.components
         ):
             self.state = IceState.COMPLETED
-            self._events.append(IceCompleted())
+            self._emit(IceCompleted())
         return pair
 
     # --- timers ------------------------------------------------------------
@@ -1002,16 +1213,23 @@ class IceAgent:
                 # fails nothing.
                 del self._pending[tid]
                 continue
-            # Due, so the answer is SEND or TIMEOUT, never WAIT. A gather
-            # transaction's timer never passes its deadline (the gather
-            # bound), so gathering ends here at the latest.
-            if tx.poll(now) is Poll.SEND:
+            # Due, so the answer is SEND, TIMEOUT or INTEGRITY_VIOLATED, never
+            # WAIT. A gather transaction's timer never passes its deadline
+            # (the gather bound), so gathering ends here at the latest.
+            result = tx.poll(now)
+            if result is Poll.SEND:
                 self._send(tx.endpoint, tx.data, tx.addr, now)
                 if pending.pair is not None and pending.kind == "check":
                     pending.pair.requests_sent += 1
             else:
                 del self._pending[tid]
-                self._on_timeout(pending, now)
+                self._on_timeout(pending, result is Poll.INTEGRITY_VIOLATED, now)
+        if (
+            self.state == IceState.CHECKING
+            and not self._controlling
+            and now >= self._heard_at + self.config.nomination_timeout
+        ):
+            self._fail(self._failure_reason(nomination=True))
         if self.state == IceState.CHECKING:
             self._run_checks(now)
             if self._controlling:
@@ -1044,8 +1262,7 @@ class IceAgent:
                 consent.check_at = now + self.config.consent_interval * jitter
 
     def _expire_consent(self, component: int, now: float) -> None:
-        logger.info("%s consent expired on component %d", self.name, component)
-        self._events.append(ConsentExpired(component=component))
+        self._emit(ConsentExpired(component=component))
         self.close()
 
     # --- sending checks ----------------------------------------------------
@@ -1134,6 +1351,8 @@ class IceAgent:
         self._pending[tid].retriggered = retriggered
         pair.transaction = self._pending[tid].transaction
         if nominate:
+            if not pair.nominating:
+                self._debug("nominating pair %s (USE-CANDIDATE)", pair)
             pair.nominating = True
         self._set_state(pair, PairState.IN_PROGRESS)
 
@@ -1215,7 +1434,7 @@ class IceAgent:
         :returns: whether there was a selected pair to send it on.
         """
         pair = self._selected.get(component)
-        if pair is None or self.state == IceState.CLOSED:
+        if pair is None or self.state in (IceState.FAILED, IceState.CLOSED):
             return False
         self._send(pair.endpoint, data, pair.remote_addr, now)
         return True
@@ -1257,6 +1476,12 @@ class IceAgent:
         addr: Address,
         now: float,
     ) -> None:
+        if self.state == IceState.FAILED:
+            # ICE is over here: no answer at all, not even an error, so that
+            # the peer's checks fail and its consent expires (RFC 7675 §5.1)
+            # instead of it going on over a path we have given up.
+            self.stats.unexpected += 1
+            return
         attributes = message.attributes
         username = attributes.get("USERNAME")
         if (
@@ -1275,6 +1500,15 @@ class IceAgent:
             or not message.check_integrity(self._local_key)
         ):
             self.stats.unauthenticated += 1
+            if local == self.local_username:
+                # Meant for us: the peer's credentials for us are wrong.
+                self._checks_rejected += 1
+                self._debug(
+                    "check from %s:%d refused (401): wrong USERNAME or "
+                    "MESSAGE-INTEGRITY",
+                    addr[0],
+                    addr[1],
+                )
             self._respond_error(
                 endpoint, message, size, addr, 401, "Unauthenticated", now
             )
@@ -1317,7 +1551,7 @@ class IceAgent:
                     signed=True,
                 )
                 return
-            self._switch_role(not self._controlling)
+            self._switch_role(not self._controlling, now)
 
         response = Message(
             Method.BINDING,
@@ -1339,7 +1573,7 @@ class IceAgent:
                 self._early.popleft()
                 self.stats.early_checks_dropped += 1
             self._early.append(check)
-        elif self.state in (IceState.CHECKING, IceState.COMPLETED):
+        else:  # checking or completed: failed and closed agents never get here
             self._on_check(check, now)
 
     def _on_check(self, check: _EarlyCheck, now: float) -> None:
@@ -1375,6 +1609,7 @@ class IceAgent:
                     return
                 self._remote_by_addr[(component, addr)] = remote
                 self.remote_candidates.append(remote)
+                self._debug("remote candidate %s learnt from a check", remote.to_sdp())
             pair = self._pair(check.endpoint, remote)
             if pair is None:
                 self.stats.candidates_refused += 1
@@ -1382,6 +1617,12 @@ class IceAgent:
             self._sort()
         pair.requests_received += 1
         pair.responses_sent += 1
+        if component not in self._selected:
+            # A check that may lead to a nomination: the wait starts again.
+            # (Consent checks on a selected component, or checks we could
+            # not pair, say nothing of the components still to nominate.)
+            self._checks_received += 1
+            self._heard_at = now
         if self.state == IceState.COMPLETED and component in self._selected:
             if (
                 check.use_candidate
@@ -1389,6 +1630,7 @@ class IceAgent:
                 and pair.valid
                 and pair is not self._selected[component]
             ):
+                self._debug("pair %s nominated by the peer (USE-CANDIDATE)", pair)
                 self._select(pair, now)
             return
         # Triggered check (RFC 8445 §7.3.1.4).
@@ -1399,6 +1641,8 @@ class IceAgent:
             self._retrigger(pair, now)
         # Nomination by the controlling peer (RFC 8445 §7.3.1.5).
         if check.use_candidate and not self._controlling:
+            if not pair.remote_nominated:
+                self._debug("pair %s nominated by the peer (USE-CANDIDATE)", pair)
             pair.remote_nominated = True
             if pair.state is PairState.SUCCEEDED:
                 self._select(pair, now)
@@ -1415,17 +1659,30 @@ class IceAgent:
         the peer's TURN server drops what arrives before the peer's permission
         exists. Otherwise our first check goes on, its answer usually in
         flight, and no duplicate is sent. The cancelled check's success still
-        counts (:meth:`_on_response`)."""
+        counts (:meth:`_on_response`). Never done for a check that got
+        responses, if only discarded ones (RFC 8489 §9.1.5): it was not lost,
+        and starting it again at every check from a peer that cannot
+        authenticate our responses would keep it from ever failing."""
         tx = pair.transaction
         current = self._pending.get(tx.transaction_id) if tx is not None else None
-        if current is None or (
-            current.transaction.sends < 2  # not overdue: not sent again yet
-            and (current.retriggered or pair.nominating or pair.remote.type != "relay")
+        if (
+            current is None
+            # Answered, if only by responses we discarded: not lost.
+            or current.transaction.discarded
+            or (
+                current.transaction.sends < 2  # not overdue: not sent again yet
+                and (
+                    current.retriggered
+                    or pair.nominating
+                    or pair.remote.type != "relay"
+                )
+            )
         ):
             return
         current.cancelled = True
         pair.transaction = None
         self._send_check(pair, now, nominate=current.nominate, retriggered=True)
+        current.replaced_by = pair.transaction
 
     def _on_response(
         self, endpoint: int, message: Message, addr: Address, now: float
@@ -1446,19 +1703,46 @@ class IceAgent:
         pair = pending.pair
         assert pair is not None
         error = message.error_code if message.message_class == Class.ERROR else None
-        # Only the unsigned answers to a request the peer could not
-        # authenticate may come without integrity (RFC 8489 §9.1.3).
-        if not message.check_integrity(self._remote_key) and (
-            error not in (400, 401) or addr != tx.addr
-        ):
+        if not message.check_integrity(self._remote_key):
+            # RFC 8489 §9.1.5: discarded as if it had never arrived, and the
+            # retransmissions go on; so is the unsigned 400 or 401 of a peer
+            # that could not authenticate our request (RFC 8489 §9.1.3), which
+            # anybody who saw the request could forge. Those from where the
+            # request went may be the peer's: counted, for the failure reason.
             self.stats.unauthenticated += 1
+            if addr == tx.addr:
+                tx.discard()
+                if pending.kind == "check":
+                    unsigned = message.integrity is None and error in (400, 401)
+                    code = error if unsigned and error is not None else 0
+                    rejected = pair.faults.rejected
+                    rejected[code] = rejected.get(code, 0) + 1
+                    if code:
+                        self._debug(
+                            "response to a check on %s discarded: unsigned %s",
+                            pair,
+                            _status(code),
+                        )
+                    else:
+                        self._debug(
+                            "response to a check on %s discarded: bad "
+                            "MESSAGE-INTEGRITY",
+                            pair,
+                        )
             return
         del self._pending[message.transaction_id]
         if pending.cancelled:
             # A cancelled check can only succeed, and only while the one that
-            # replaced it is still out: it then stands for it.
+            # replaced it is still out: it then stands for it. Not for a later
+            # one: once the replacement succeeded, the pair's transaction may
+            # be the nomination that followed, which must go on.
             current = pair.transaction
-            if current is None or error is not None or addr != tx.addr:
+            if (
+                current is None
+                or current is not pending.replaced_by
+                or error is not None
+                or addr != tx.addr
+            ):
                 return
             self._pending.pop(current.transaction_id, None)
             pair.transaction = None
@@ -1470,7 +1754,8 @@ class IceAgent:
         if addr != tx.addr:
             # Not symmetric (RFC 8445 §7.2.5.2.1).
             if pending.kind == "check":
-                self._fail_check(pending, now)
+                pair.faults.asymmetric += 1
+                self._fail_check(pending, now, f"answered from {addr[0]}:{addr[1]}")
             return
         pair.responses_received += 1
         if error is None:
@@ -1486,16 +1771,24 @@ class IceAgent:
         # A check is only ever out while checking or completed: failure and
         # close() cancel the checks still out.
         if error == 487:
+            pair.role_conflicts += 1
+            if pair.role_conflicts >= _MAX_ROLE_CONFLICTS:
+                self._fail_with_error(pending, 487, now, pair.role_conflicts)
+                return
             # RFC 8445 §7.2.5.1: take the role opposite to the one the request
             # claimed, then check the pair again.
             if pending.controlling == self._controlling:
-                self._switch_role(not pending.controlling)
+                self._switch_role(not pending.controlling, now)
             self._set_state(pair, PairState.WAITING)
             self._send_check(pair, now, nominate=False)
             return
+        if error is not None:
+            self._fail_with_error(pending, error, now)
+            return
         mapped = message.attributes.get("XOR-MAPPED-ADDRESS")
-        if error is not None or mapped is None:
-            self._fail_check(pending, now)
+        if mapped is None:
+            pair.faults.unmapped += 1
+            self._fail_check(pending, now, "a success without XOR-MAPPED-ADDRESS")
             return
         self._on_check_succeeded(
             pair, pending.nominate, (_canonical(mapped[0]), mapped[1]), now
@@ -1506,6 +1799,9 @@ class IceAgent:
     ) -> None:
         ep = self._endpoints[pair.endpoint]
         ep.peers[pair.remote_addr] = pair
+        # What went wrong before (a spoofed answer, a lost check) is moot now.
+        pair.faults = PairFaults()
+        pair.role_conflicts = 0
         # Discovering a local peer-reflexive candidate (RFC 8445 §7.2.5.3.1).
         if (pair.local.host, pair.local.port) != mapped and not pair.valid:
             known = next(
@@ -1531,6 +1827,7 @@ class IceAgent:
                     related_address=base.host,
                     related_port=base.port,
                 )
+                self._debug("local candidate %s learnt from a check", known.to_sdp())
             pair.valid_local = known
             pair.update_priority(self._controlling)
             self._sort()
@@ -1549,24 +1846,50 @@ class IceAgent:
         # This was perhaps the last pair in checks, with a component lost.
         self._maybe_fail(now)
 
-    def _on_timeout(self, pending: _Pending, now: float) -> None:
+    def _on_timeout(self, pending: _Pending, violated: bool, now: float) -> None:
+        """A transaction ended without a valid response: ``violated`` when it
+        got responses, all of them discarded (RFC 8489 §9.1.5)."""
         if pending.kind == "gather":
             self._maybe_gathered()
             return
         pair = pending.pair
         assert pair is not None
-        if pending.kind == "check":
-            # A pending check is always its pair's current transaction:
-            # _send_check() drops the one it replaces.
-            pair.transaction = None
-            self._fail_check(pending, now)
+        tx = pending.transaction
+        if pending.kind == "consent":
+            self._debug("consent check on %s unanswered (%s)", pair, _times(tx.sends))
+            return
+        # A pending check is always its pair's current transaction:
+        # _send_check() drops the one it replaces.
+        pair.transaction = None
+        if violated:
+            why = f"integrity violation: {_times(tx.discarded)} answered, never validly"
+        else:
+            pair.faults.timeouts += 1
+            pair.faults.unanswered += tx.sends
+            why = f"timeout: no response, sent {_times(tx.sends)}"
+        self._fail_check(pending, now, why)
 
-    def _fail_check(self, pending: _Pending, now: float) -> None:
+    def _fail_with_error(
+        self, pending: _Pending, code: int, now: float, count: int = 1
+    ) -> None:
+        pair = pending.pair
+        assert pair is not None
+        errors = pair.faults.errors
+        errors[code] = errors.get(code, 0) + count
+        self._fail_check(pending, now, f"error {_status(code)} ({_times(count)})")
+
+    def _fail_check(self, pending: _Pending, now: float, why: str) -> None:
         """A check failed (RFC 8445 §7.2.5.2). A failed nomination also takes
         its pair out of the valid list, so that another pair can be nominated
         (or ICE can fail) instead of waiting on it forever."""
         pair = pending.pair
         assert pair is not None
+        self._debug(
+            "%s on %s failed: %s",
+            "nomination" if pending.nominate else "check",
+            pair,
+            why,
+        )
         if pending.nominate:
             pair.nominating = False
             pair.valid = False
@@ -1622,7 +1945,7 @@ class IceAgent:
         pair.nominated = True
         self._selected[component] = pair
         self._first_valid_at.pop(component, None)
-        self._events.append(
+        self._emit(
             SelectedPairChanged(
                 component=component, local=pair.valid_local, remote=pair.remote
             )
@@ -1651,8 +1974,7 @@ class IceAgent:
                     self._pending.pop(other.transaction.transaction_id, None)
                     other.transaction = None
                     self._set_state(other, PairState.FAILED)
-            logger.info("%s ICE completed", self.name)
-            self._events.append(IceCompleted())
+            self._emit(IceCompleted())
         else:
             # Another component may have run out of pairs while this one was
             # still in checks: it can never complete now.
@@ -1673,12 +1995,15 @@ class IceAgent:
         active = self._active_components()
         if active and len(self._selected) >= len(active) and self._selected:
             self.state = IceState.COMPLETED
-            self._events.append(IceCompleted())
+            self._emit(IceCompleted())
             return
         # RFC 8445 §7.2.5.4: the check list fails once no pair is left to
         # check and some component has no valid pair. While a pair is still
         # in checks it may succeed; a valid one may still be nominated (by
         # us, or by the controlling peer), unless another component is lost.
+        # A controlled agent without a pair on a component may still get
+        # checks from the peer there (peer-reflexive candidates): the
+        # nomination timeout bounds that wait.
         lost = False
         for component in active - set(self._selected):
             pairs = [p for p in self._pairs if p.component == component]
@@ -1687,33 +2012,134 @@ class IceAgent:
                 for p in pairs
             ):
                 return
+            if not pairs and not self._controlling and self._has_endpoint(component):
+                continue
             if not any(p.valid for p in pairs):
                 lost = True
-        if not lost:
-            return
+        if lost:
+            self._fail(self._failure_reason())
+
+    def _has_endpoint(self, component: int) -> bool:
+        return any(ep.component == component for ep in self._endpoints.values())
+
+    def _fail(self, reason: str) -> None:
+        """ICE failed: stop everything but gathering, and say why."""
         self.state = IceState.FAILED
         self._next_check_at = None
         # Checks still out (on components already selected) cannot change
-        # the outcome: stop them, as completion does.
+        # the outcome: stop them, as completion does. Consent on a component
+        # already selected stops too: the agent has given up, and answers no
+        # check either, so that the peer's consent expires.
+        self._pending = {t: p for t, p in self._pending.items() if p.kind == "gather"}
+        self._consent.clear()
         for pair in self._pairs:
             if pair.transaction is not None:
-                self._pending.pop(pair.transaction.transaction_id, None)
                 pair.transaction = None
                 self._set_state(pair, PairState.FAILED)
-        logger.info("%s ICE failed", self.name)
-        self._events.append(IceFailed(reason="no candidate pair succeeded"))
+        self._emit(IceFailed(reason=reason))
 
-    def _switch_role(self, controlling: bool) -> None:
-        logger.info(
-            "%s role conflict: now %s",
-            self.name,
-            "controlling" if controlling else "controlled",
-        )
+    def _failure_reason(self, *, nomination: bool = False) -> str:
+        """Why ICE failed, the most telling cause first: the peer refusing
+        our credentials, then us refusing its, the nomination timeout (when
+        that is what ended it), error responses, timeouts; each counted over
+        the whole check list."""
+        parts: list[str] = []
+        if nomination:
+            timeout = self.config.nomination_timeout
+            since = "for" if self._checks_received else "in the"
+            after = "" if self._checks_received else " since connect()"
+            waiting = sorted(self._active_components() - set(self._selected))
+            on = ""
+            if self._selected:
+                names = ", ".join(str(c) for c in waiting)
+                on = f" on component{'s' if len(waiting) > 1 else ''} {names}"
+            parts.append(
+                f"no nomination: no check from the controlling peer{on} {since} "
+                f"{timeout:g} s{after} (nomination_timeout)"
+            )
+        if not self._pairs:
+            if not self._endpoints:
+                parts.append("no local candidates")
+            elif not self.remote_candidates:
+                refused = self.stats.candidates_refused
+                parts.append(
+                    "no remote candidates"
+                    + (f" ({refused} refused: see the DEBUG log)" if refused else "")
+                )
+            else:
+                parts.append(
+                    "no remote candidate pairs with a local one (address "
+                    "family or component)"
+                )
+        faults = PairFaults()
+        for pair in self._pairs:
+            faults.add(pair.faults)
+        codes = sorted(c for c in faults.rejected if c)
+        if codes:
+            parts.append(
+                "the peer rejected our checks with "
+                + " and ".join(
+                    f"{_status(c)} (unsigned, {_times(faults.rejected[c])})"
+                    for c in codes
+                )
+                + ": check remote_username/remote_password"
+            )
+        if faults.rejected.get(0):
+            parts.append(
+                "responses to our checks failed their integrity check "
+                f"({_times(faults.rejected[0])}): check remote_password"
+            )
+        if self._checks_rejected:
+            parts.append(
+                "we rejected the peer's checks with 401 Unauthenticated "
+                f"({_times(self._checks_rejected)}): check its "
+                "remote_username/remote_password"
+            )
+        if faults.errors:
+            parts.append(
+                "the peer answered our checks with "
+                + " and ".join(
+                    f"{_status(c)} ({_times(n)})"
+                    for c, n in sorted(faults.errors.items())
+                )
+            )
+        if faults.asymmetric:
+            parts.append(
+                "responses came from another address than the checks went to "
+                f"({_times(faults.asymmetric)})"
+            )
+        if faults.unmapped:
+            parts.append(
+                "success responses without XOR-MAPPED-ADDRESS "
+                f"({_times(faults.unmapped)})"
+            )
+        for reason in self._relays_lost:
+            parts.append(f"TURN relay lost: {reason}")
+        if faults.timeouts:
+            parts.append(
+                f"no response to {_plural(faults.timeouts, 'check')}, sent "
+                f"{_times(faults.unanswered)} (timeout)"
+            )
+        return "; ".join(parts) or "no candidate pair succeeded"
+
+    def set_role(self, controlling: bool) -> None:
+        """Choose the role before :meth:`connect` (aioice's
+        ``ice_controlling``); :class:`~syncice.events.RoleChanged` follows if
+        it changes. Once checks have started only role conflicts change it
+        (RFC 8445 §7.3.1.1): later calls do nothing.
+        """
+        if self.state == IceState.NEW and controlling != self._controlling:
+            self._switch_role(bool(controlling))
+
+    def _switch_role(self, controlling: bool, now: float | None = None) -> None:
         self._controlling = controlling
+        if now is not None and not controlling:
+            # The peer only now knows it is to nominate: the wait starts again.
+            self._heard_at = now
         for pair in self._pairs:
             pair.update_priority(controlling)
         self._sort()
-        self._events.append(RoleChanged(controlling=controlling))
+        self._emit(RoleChanged(controlling=controlling))
 
     # --- closing and statistics --------------------------------------------
 
@@ -1741,7 +2167,7 @@ class IceAgent:
     def route(self, component: int) -> tuple[int, Address] | None:
         """Where data for ``component`` goes: ``(endpoint, remote address)``."""
         pair = self._selected.get(component)
-        if pair is None or self.state == IceState.CLOSED:
+        if pair is None or self.state in (IceState.FAILED, IceState.CLOSED):
             return None
         return pair.endpoint, pair.remote_addr
 

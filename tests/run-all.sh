@@ -179,7 +179,7 @@ coverage_gate() {
   echo
   echo "Gate: 100% for the ICE agent from its layer-1 tests alone (no sockets)"
   "$py" -m coverage report --fail-under=100 \
-    --contexts='^$|tests\.test_ice_agent|tests\.test_ice_turn|tests\.test_transaction|tests\.test_ice_state_machine' \
+    --contexts='^$|tests\.test_ice_agent|tests\.test_ice_turn|tests\.test_transaction|tests\.test_ice_state_machine|tests\.test_ice_failures|tests\.test_ice_config' \
     --include=syncice/ice.py,syncice/_checklist.py,syncice/_transaction.py || return
   "$py" -m coverage report --fail-under=100 \
     --contexts='^$|tests\.test_turn\.' \

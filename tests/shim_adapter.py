@@ -5,11 +5,14 @@
 loop in a background thread (:class:`LoopThread`), so that the scenario tests
 of the blocking API exercise the shim unchanged: a ``timeout=`` becomes
 :func:`asyncio.wait_for`, which cancels the shim's coroutine when it runs out.
+The loop runs under :class:`tests.loopguard.LoopGuard`, so every scenario
+also checks that the shim never blocks its loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -20,19 +23,28 @@ from syncice._checklist import PairStats
 from syncice.candidate import Candidate
 from syncice.connection import _check_timeout
 from syncice.events import ConnectionEvent
+from tests.loopguard import SHIM, LoopBlocked, LoopGuard
 
 T = TypeVar("T")
 
 
 class LoopThread:
-    """An event loop running forever in a daemon thread, until :meth:`stop`."""
+    """An event loop running forever in a daemon thread, until :meth:`stop`.
+
+    The loop runs under a :class:`~tests.loopguard.LoopGuard`: a shim call
+    that would block the loop raises :exc:`~tests.loopguard.LoopBlocked` in
+    the test that made it, and :meth:`stop` raises it again.
+    """
 
     def __init__(self, name: str = "test-loop") -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self.loop.run_forever, name=name, daemon=True
-        )
+        self.guard = LoopGuard(SHIM)
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(LoopBlocked), self.guard:  # stop() reports it
+            self.loop.run_forever()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and wait for its outcome."""
@@ -42,6 +54,7 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
         self.loop.close()
+        self.guard.check()
 
 
 async def _within(awaitable: Awaitable[T], timeout: float | None, what: str) -> T:

@@ -15,6 +15,7 @@ import itertools
 
 import pytest
 
+from syncice.events import IceFailed
 from syncice.ice import IceConfig, IceState
 from syncice.testing import (
     ADDRESS_AND_PORT_DEPENDENT,
@@ -96,15 +97,22 @@ def test_host_only_behind_nats_fails_within_the_rfc_bound() -> None:
     lab = Lab()
     a, b = lab.agent("a", stun=False), lab.agent("b", stun=False, controlling=False)
     assert a.candidate_types() == b.candidate_types() == ["host"]
+    start = lab.net.now
     outcome = lab.connect(a, b)
     assert not outcome.connected
     assert outcome.states == (IceState.FAILED, IceState.FAILED)
-    assert outcome.fail_time is not None
-    # The single check (and its retransmissions) ran its whole course: not
-    # before the last send, not after the final wait (plus Ta pacing slack).
     config = a.agent.config
-    assert final_wait(config) - config.final_wait * config.rto < outcome.fail_time
-    assert outcome.fail_time <= final_wait(config) + 0.1
+    # The controlled side, never nominated, gives up first: it has heard no
+    # check from its peer for nomination_timeout.
+    assert outcome.fail_time == pytest.approx(config.nomination_timeout, abs=0.1)
+    assert outcome.reason is not None and outcome.reason.startswith("no nomination")
+    # The controlling side's single check (and its retransmissions) ran its
+    # whole course: not before the last send, not after the final wait (plus
+    # Ta pacing slack).
+    (failed_at,) = [t for t, e in a.timeline if isinstance(e, IceFailed)]
+    took = failed_at - start
+    assert final_wait(config) - config.final_wait * config.rto < took
+    assert took <= final_wait(config) + 0.1
     # Nothing crossed: private addresses are not routed on the internet.
     assert lab.net.stats.unroutable > 0
     assert a.received == b.received == []

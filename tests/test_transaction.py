@@ -186,3 +186,37 @@ def test_poll_before_timer_changes_nothing() -> None:
 def test_invalid_parameters(rto: float, max_sends: int, final_wait: int) -> None:
     with pytest.raises(ValueError, match="rto must be > 0"):
         transaction(rto=rto, max_sends=max_sends, final_wait=final_wait)
+
+
+# --- responses discarded for their integrity (RFC 8489 §9.1.5) ------------------------
+
+
+def test_discarded_responses_change_nothing_but_the_outcome() -> None:
+    # A discarded response is as if it had never arrived: the schedule goes
+    # on, and the transaction ends when it would have, as an integrity
+    # violation rather than a timeout.
+    tx = transaction()
+    tx.discard()
+    assert (tx.discarded, tx.sends, tx.timer_at) == (1, 1, 0.5)
+    sends = [tx.started_at]
+    while (result := tx.poll(tx.timer_at)) is Poll.SEND:
+        sends.append(tx.sent_at)
+        tx.discard()
+    assert sends == [0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
+    assert tx.timer_at == 39.5
+    assert result is Poll.INTEGRITY_VIOLATED
+    assert tx.discarded == 7
+
+
+def test_a_transaction_without_responses_still_times_out() -> None:
+    tx = transaction(max_sends=1, final_wait=1)
+    assert tx.discarded == 0
+    assert tx.poll(0.5) is Poll.TIMEOUT
+
+
+def test_a_discarded_response_before_the_deadline_ends_in_a_violation() -> None:
+    tx = transaction(deadline=1.0)
+    assert tx.poll(0.5) is Poll.SEND
+    tx.discard()
+    assert tx.poll(0.9) is Poll.WAIT
+    assert tx.poll(1.0) is Poll.INTEGRITY_VIOLATED
