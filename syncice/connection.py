@@ -787,17 +787,14 @@ class _Session:
             return
         agent = self.agent
         agent.set_remote_credentials(username, password)
-        agent.remote_is_lite = lite
-        if lite and not agent.controlling:
-            # RFC 8445 §6.1.1: with a lite peer, the full agent controls.
-            agent._switch_role(True)
+        agent.set_remote_lite(lite)
         agent.connect(self.worker.clock.now())
         self.flush()
 
     def set_role(self, controlling: bool) -> bool:
         """Change the role before checks start; returns the role in force."""
         if self.agent.state == "new" and self.agent.controlling != controlling:
-            self.agent._switch_role(controlling)
+            self.agent.set_role(controlling)
             self.flush()
         return self.agent.controlling
 
@@ -1090,15 +1087,11 @@ class _Session:
             self._dispatch(event)
             if self.published.closed_reason is not None:  # it closed us
                 return
-        count = sum(len(ep.peers) for ep in agent._endpoints.values())
+        count = agent.authenticated_count()
         if count != self.peer_count:
             # Authenticated peers only ever get added.
             self.peer_count = count
-            self.published.peers = {
-                (endpoint, addr): ep.component
-                for endpoint, ep in agent._endpoints.items()
-                for addr in ep.peers
-            }
+            self.published.peers = agent.authenticated_peers()
         self._rearm()
 
     def _dispatch(self, event: object) -> None:
@@ -1513,8 +1506,8 @@ class Connection:
             session = self._session()
             if session is None:
                 if self._agent.controlling != value:
-                    self._agent._switch_role(value)
-                    self._agent.next_event()
+                    self._agent.set_role(value)
+                    self._agent.next_event()  # RoleChanged: not a connection event
                 self._published.controlling = value
                 return
         # Once checks have started the role is the agent's to change (role

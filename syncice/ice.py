@@ -2131,6 +2131,32 @@ class IceAgent:
         if self.state == IceState.NEW and controlling != self._controlling:
             self._switch_role(bool(controlling))
 
+    def set_remote_lite(self, lite: bool) -> None:
+        """Say whether the peer is an ICE-lite agent (``a=ice-lite``). With a
+        lite peer the full agent controls (RFC 8445 §6.1.1): a controlled
+        agent switches to controlling, with a
+        :class:`~syncice.events.RoleChanged`. Call it before :meth:`connect`.
+        """
+        self.remote_is_lite = bool(lite)
+        if lite and not self._controlling:
+            self._switch_role(True)
+
+    def authenticated_peers(self) -> dict[tuple[int, Address], int]:
+        """The remote addresses whose data is accepted, each with the
+        component it belongs to, keyed by ``(endpoint, address)``: those that
+        proved they know our password, by a check that passed
+        MESSAGE-INTEGRITY or by a signed answer to ours. The set only grows
+        while the agent lives; :meth:`authenticated_count` says when."""
+        return {
+            (endpoint, addr): ep.component
+            for endpoint, ep in self._endpoints.items()
+            for addr in ep.peers
+        }
+
+    def authenticated_count(self) -> int:
+        """How many entries :meth:`authenticated_peers` would return."""
+        return sum(len(ep.peers) for ep in self._endpoints.values())
+
     def _switch_role(self, controlling: bool, now: float | None = None) -> None:
         self._controlling = controlling
         if now is not None and not controlling:

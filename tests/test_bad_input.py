@@ -141,7 +141,8 @@ def test_repr_works_on_a_half_built_connection(api: str) -> None:
     if api == "asyncio":
         assert seen == ["Connection(?)"]
     else:
-        assert len(seen) == 1 and seen[0].startswith("Connection(")
+        assert len(seen) == 1
+        assert seen[0].startswith("Connection(")
 
 
 @pytest.mark.parametrize("component", ["1", 1.0, None, True])

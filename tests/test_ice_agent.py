@@ -1240,7 +1240,7 @@ def better_pair_unreachable(
     net.add_endpoint(b, 0, 1, B_ADDR)
     a.set_remote_credentials("bbbb", password_of("bbbb"))
     b.set_remote_credentials("aaaa", password_of("aaaa"))
-    a.remote_is_lite = lite
+    a.set_remote_lite(lite)
     exchange_candidates(net, a, b)
     net.filters.append(lambda src, dst, data: A_ADDR not in (src, dst))
     a.connect(0.0)
@@ -1261,6 +1261,32 @@ def test_ice_lite_peer_the_full_agent_nominates_at_once() -> None:
     assert a.selected[1].local.port == 1001
     assert requests_of(net, b) == []  # the lite side only answers
     assert b.state == "new"
+
+
+@pytest.mark.parametrize("controlling", [True, False])
+def test_a_lite_peer_makes_the_agent_controlling(controlling: bool) -> None:
+    agent = make_agent(controlling, seed=1, ufrag="aaaa")
+    agent.set_remote_lite(True)
+    assert agent.remote_is_lite is True
+    assert agent.controlling is True
+    # RFC 8445 §6.1.1: the switch is an event only when the role changed.
+    events = []
+    while (event := agent.next_event()) is not None:
+        events.append(event)
+    assert events == ([] if controlling else [RoleChanged(controlling=True)])
+    agent.set_remote_lite(False)
+    assert (agent.remote_is_lite, agent.controlling) == (False, True)
+
+
+def test_authenticated_peers_are_those_that_proved_our_password() -> None:
+    _net, a, b = better_pair_unreachable(lite=False)
+    assert a.state == "completed"
+    # a heard signed answers from b's one address, on its second socket only
+    # (the first cannot reach b); b heard a's signed checks from it.
+    assert a.authenticated_peers() == {(1, B_ADDR): 1}
+    assert a.authenticated_count() == 1
+    assert b.authenticated_peers() == {(0, ("10.0.1.1", 1001)): 1}
+    assert b.authenticated_count() == 1
 
 
 def test_nomination_waits_for_a_better_pair_still_in_checks() -> None:

@@ -114,7 +114,7 @@ class IcePairMachine(RuleBasedStateMachine):
                 self.give_all(agent)
         if lite and roles == (True, False):
             # b plays an ICE-lite agent: it never checks, only answers.
-            self.a.remote_is_lite = True
+            self.a.set_remote_lite(True)
             self.a.connect(0.0)
         else:
             self.a.connect(0.0)

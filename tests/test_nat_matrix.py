@@ -105,7 +105,8 @@ def test_host_only_behind_nats_fails_within_the_rfc_bound() -> None:
     # The controlled side, never nominated, gives up first: it has heard no
     # check from its peer for nomination_timeout.
     assert outcome.fail_time == pytest.approx(config.nomination_timeout, abs=0.1)
-    assert outcome.reason is not None and outcome.reason.startswith("no nomination")
+    assert outcome.reason is not None
+    assert outcome.reason.startswith("no nomination")
     # The controlling side's single check (and its retransmissions) ran its
     # whole course: not before the last send, not after the final wait (plus
     # Ta pacing slack).
