@@ -41,6 +41,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypedDict, cast
 
+from ._demux import frame_channel_data
 from .exceptions import StunParseError
 
 __all__ = [
@@ -1135,11 +1136,7 @@ class ChannelData:
         :param padded: pad to a multiple of four bytes, as TCP and TLS
             transports require (RFC 8656 §12.5); over UDP padding is optional.
         """
-        data = self.data
-        header = _HH.pack(self.channel, len(data))
-        if padded and len(data) & 3:
-            return header + data + b"\x00" * (-len(data) & 3)
-        return header + data
+        return frame_channel_data(self.channel, self.data, padded=padded)
 
     def __bytes__(self) -> bytes:
         return self.encode()

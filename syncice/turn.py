@@ -43,6 +43,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import cast
 
+from ._demux import frame_channel_data
 from ._transaction import ClientTransaction, Poll
 from .exceptions import StunParseError
 from .stun import (
@@ -814,10 +815,7 @@ class TurnAllocation:
     # --- data ----------------------------------------------------------------------
 
     def _send_channel_data(self, channel: int, data: bytes) -> None:
-        frame = _HH.pack(channel, len(data)) + data
-        if self._stream and len(data) & 3:
-            frame += b"\x00" * (-len(data) & 3)  # RFC 8656 §12.5
-        self._outbox.append(frame)
+        self._outbox.append(frame_channel_data(channel, data, padded=self._stream))
 
     def _send_indication(self, peer: Address, data: bytes) -> None:
         if len(data) > _MAX_SEND_DATA:

@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "syncice"
 #: here as they land.
 CORE = (
     "stun",
+    "_demux",
     "candidate",
     "ice",
     "_checklist",
