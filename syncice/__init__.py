@@ -18,10 +18,6 @@ from .exceptions import (
     NotConnectedError,
     StunError,
     StunParseError,
-    TransactionError,
-    TransactionFailed,
-    TransactionTimeout,
-    TurnError,
 )
 from .ice import IceConfig
 
@@ -43,11 +39,7 @@ __all__ = [
     "NotConnectedError",
     "StunError",
     "StunParseError",
-    "TransactionError",
-    "TransactionFailed",
-    "TransactionTimeout",
     "TransportPolicy",
-    "TurnError",
     "__version__",
     "candidate_foundation",
     "candidate_priority",

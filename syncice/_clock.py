@@ -70,7 +70,7 @@ class FakeClock:
         or not finite.
     """
 
-    __slots__ = ("_autojump_threshold", "_listeners", "_lock", "_now")
+    __slots__ = ("_autojump_threshold", "_epoch", "_listeners", "_lock", "_now")
 
     def __init__(
         self, start: float = 0.0, *, autojump_threshold: float | None = None
@@ -80,6 +80,9 @@ class FakeClock:
         self._lock = threading.Lock()
         self._now = float(start)
         self._autojump_threshold = _check_threshold(autojump_threshold)
+        # Bumped by every change of the threshold: a worker that saw the old
+        # one may not jump on its strength (see _autojump).
+        self._epoch = 0
         # Replaced, never mutated, so that readers need no lock.
         self._listeners: tuple[Callable[[], None], ...] = ()
 
@@ -108,7 +111,12 @@ class FakeClock:
 
     @autojump_threshold.setter
     def autojump_threshold(self, value: float | None) -> None:
-        self._autojump_threshold = _check_threshold(value)
+        value = _check_threshold(value)
+        with self._lock:
+            self._autojump_threshold = value
+            self._epoch += 1
+        # Once this returns, no jump decided under the old threshold happens:
+        # with ``None``, the clock stands still from here on.
         self._notify()
 
     def advance(self, seconds: float) -> None:
@@ -137,13 +145,24 @@ class FakeClock:
             self._now = float(t)
         self._notify()
 
-    def _autojump(self, t: float) -> None:
-        """The worker's jump: to ``t`` if that is ahead, else nothing."""
+    def _autojump_plan(self) -> tuple[float | None, int]:
+        """For the worker, before it waits: the threshold, and the epoch to
+        hand back to :meth:`_autojump`."""
         with self._lock:
-            if t <= self._now:
-                return
+            return self._autojump_threshold, self._epoch
+
+    def _autojump(self, t: float, epoch: int) -> bool:
+        """The worker's jump: to ``t`` if that is ahead and the threshold has
+        not changed since :meth:`_autojump_plan` gave ``epoch``.
+
+        :returns: whether the clock moved.
+        """
+        with self._lock:
+            if epoch != self._epoch or t <= self._now:
+                return False
             self._now = float(t)
         self._notify()
+        return True
 
     def _add_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` (from the moving thread) whenever the clock moves."""

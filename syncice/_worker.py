@@ -33,6 +33,17 @@ rules:
 - :func:`acquire_worker` and :func:`release_worker` share one worker among
   connections by reference count. After ``fork()`` the child forgets it (its
   thread does not exist there) and closes the file descriptors it inherited.
+- Tests may lend a worker of their own, on a fake clock, to every connection
+  that starts while a :func:`lend_worker` block runs: :func:`acquire_worker`
+  then hands out that worker instead of the shared one (this is what
+  :func:`syncice.testing.virtual_time` builds on). Only the facade's
+  ``acquire_worker()`` call changes; nothing else needs to know. Connections
+  started before the block keep the shared worker and real time.
+
+Time on the worker is :attr:`Worker.clock`'s and nothing else: every timer,
+hence every protocol timer, is measured against it. The callers' own waits
+(``recv(timeout=)``, ``connect(timeout=)``) are in real seconds and stay so
+under a fake clock: they bound how long a thread blocks, not protocol time.
 """
 
 from __future__ import annotations
@@ -49,7 +60,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from ._clock import Clock, FakeClock, MonotonicClock
@@ -59,6 +70,7 @@ __all__ = [
     "Worker",
     "acquire_worker",
     "active_worker_threads",
+    "lend_worker",
     "release_worker",
 ]
 
@@ -189,6 +201,7 @@ class Worker:
         "_ident",
         "_keys",
         "_queue",
+        "_retired",
         "_rsock",
         "_selector",
         "_seq",
@@ -239,6 +252,7 @@ class Worker:
         self._stopping = False  # stop() was called: refuse new commands
         self._closed = False  # the loop has ended and closed its sockets
         self._forgotten = False  # a fork() left this worker without its thread
+        self._retired = False  # lent by lend_worker(), and the loan has ended
         # Orders _wake() against closing. Reentrant: a finalizer that
         # call_soon()s may run inside _wake() of its own thread (a collection).
         self._wake_lock = threading.RLock()
@@ -467,6 +481,7 @@ class Worker:
         )
         fake = self._fake
         timeout: float | None
+        epoch = 0
         while not self._stopping:
             self._sleeping = True
             jump_to: float | None = None
@@ -488,7 +503,7 @@ class Worker:
                     else:
                         # Fake time does not pass while we wait: wait for a
                         # wakeup, or for the autojump threshold in real time.
-                        timeout = fake._autojump_threshold
+                        timeout, epoch = fake._autojump_plan()
                         if timeout is not None:
                             jump_to = when
             events = select(timeout)
@@ -512,10 +527,19 @@ class Worker:
                 elif fut.set_running_or_notify_cancel():
                     _settle(fut, fn)
 
-            if jump_to is not None and not events and not ran and fake is not None:
-                # Idle for the whole threshold, and nothing ran that could have
-                # changed the heap: the earliest deadline is still jump_to.
-                fake._autojump(jump_to)
+            if (
+                jump_to is not None
+                and not events
+                and not ran
+                and not queue
+                and fake is not None
+            ):
+                # Idle for the whole threshold (no socket was ready, no command
+                # came, not even one that slipped in after select returned),
+                # and nothing ran that could have changed the heap: the
+                # earliest deadline is still jump_to. The clock refuses if
+                # the threshold changed meanwhile (a test paused it).
+                fake._autojump(jump_to, epoch)
 
             if timers:
                 now = clock_now()
@@ -567,22 +591,32 @@ class Worker:
 
 # --- the shared worker -------------------------------------------------------------
 
-_lock = threading.Lock()  # guards _shared and _refcount
+_lock = threading.Lock()  # guards _shared, _refcount, _lent and _lent_count
 _shared: Worker | None = None
 _refcount = 0
+#: The worker that lend_worker() hands out instead of the shared one, and how
+#: many of its acquisitions are not released yet.
+_lent: Worker | None = None
+_lent_count = 0
+#: Notified (with _lock held) whenever _lent_count drops.
+_lent_released = threading.Condition(_lock)
 _registry_lock = threading.Lock()  # guards _workers
 _workers: set[Worker] = set()  # every Worker whose thread may be alive
 
 
 def acquire_worker() -> Worker:
-    """The process-wide shared worker, started on first use.
+    """The process-wide shared worker, started on first use; inside a
+    :func:`lend_worker` block, the lent worker instead.
 
     Each call must be paired with one :func:`release_worker`.
 
-    :returns: the running shared worker.
+    :returns: the running shared worker, or the lent one.
     """
-    global _shared, _refcount
+    global _shared, _refcount, _lent_count
     with _lock:
+        if _lent is not None:
+            _lent_count += 1
+            return _lent
         if _shared is None:
             _shared = Worker()
         _refcount += 1
@@ -592,19 +626,25 @@ def acquire_worker() -> Worker:
 def release_worker(worker: Worker) -> None:
     """Give back a worker from :func:`acquire_worker`.
 
-    The last release stops the worker: from another thread it returns once the
-    thread has ended, from the worker thread the loop ends after the current
-    turn. The next :func:`acquire_worker` starts a new one. Releasing a worker
-    that a ``fork()`` left behind does nothing.
+    The last release of the shared worker stops it: from another thread it
+    returns once the thread has ended, from the worker thread the loop ends
+    after the current turn. The next :func:`acquire_worker` starts a new one.
+    A lent worker is never stopped here: its lender stops it. Releasing a
+    worker that a ``fork()`` left behind, or one whose loan has ended, does
+    nothing.
 
     :param worker: the worker that :func:`acquire_worker` returned.
-    :raises RuntimeError: ``worker`` is not the shared worker: released more
-        times than acquired.
+    :raises RuntimeError: ``worker`` is neither the shared worker nor the lent
+        one: released more times than acquired.
     """
-    global _shared, _refcount
+    global _shared, _refcount, _lent_count
     with _lock:
+        if worker is _lent and _lent_count:
+            _lent_count -= 1
+            _lent_released.notify_all()
+            return
         if worker is not _shared:
-            if worker._forgotten:
+            if worker._forgotten or worker._retired:
                 return
             raise RuntimeError(
                 "release_worker() called more times than acquire_worker()"
@@ -614,6 +654,71 @@ def release_worker(worker: Worker) -> None:
             return
         _shared = None
     worker.stop()  # outside the lock: the join may take a turn of the loop
+
+
+@contextlib.contextmanager
+def lend_worker(worker: Worker, *, release_wait: float = 5.0) -> Iterator[Worker]:
+    """Make :func:`acquire_worker` hand out ``worker`` while the block runs.
+
+    The hook for tests that run whole connections on a worker of their own,
+    typically on a :class:`~syncice._clock.FakeClock`
+    (:func:`syncice.testing.virtual_time` is the public face of it). Every
+    connection that starts inside the block (its first ``gather_candidates()``
+    or ``connect()`` acquires a worker) runs on ``worker``; connections
+    started before keep the shared worker, and those started after the block
+    get the shared one again. Blocks do not nest: there is one lent worker at
+    most, process-wide.
+
+    At the end of the block the loan ends; then, if the block raised nothing,
+    every acquisition of ``worker`` must have been released: the block waits
+    up to ``release_wait`` real seconds for closings still under way (an
+    asyncio ``close()``, a finalizer, a TURN allocation being released on the
+    worker) and raises if some connection is still open. Later releases of
+    ``worker`` (a connection closed after its block) do nothing. The lender
+    keeps ``worker``: it is neither stopped nor joined here.
+
+    :param worker: a running worker that is not the shared one.
+    :param release_wait: how long to wait at the end, in real seconds, for
+        acquisitions still being released; a hang guard, not a timing.
+    :returns: a context manager giving ``worker``.
+    :raises RuntimeError: on entry, if another worker is already lent, or
+        ``worker`` is stopped or is the shared worker; on exit, if
+        connections started in the block are still open (the message says
+        how many).
+    :raises ValueError: ``release_wait`` is negative or not finite.
+    """
+    global _lent, _lent_count
+    if not (release_wait >= 0 and math.isfinite(release_wait)):
+        raise ValueError(f"release_wait must be >= 0 and finite, not {release_wait!r}")
+    with _lock:
+        if _lent is not None:
+            raise RuntimeError(
+                f"{_lent!r} is already lent: lend_worker() blocks do not nest"
+            )
+        if worker._stopping or worker is _shared:
+            raise RuntimeError(f"cannot lend {worker!r}: stopped or shared")
+        _lent, _lent_count = worker, 0
+    raised = True
+    try:
+        yield worker
+        raised = False
+    finally:
+        with _lock:
+            # After a fork() in the block, the child's state is reset: its
+            # loan is over already.
+            if _lent is worker:
+                if not raised:
+                    _lent_released.wait_for(lambda: not _lent_count, release_wait)
+                leaked = _lent_count
+                _lent, _lent_count = None, 0
+                worker._retired = True
+            else:
+                leaked = 0
+    if leaked:
+        raise RuntimeError(
+            f"{leaked} connection(s) started on {worker!r} inside lend_worker() "
+            "(or virtual_time()) are still open at its end: close them in the block"
+        )
 
 
 def active_worker_threads() -> int:
@@ -628,11 +733,15 @@ def active_worker_threads() -> int:
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _registry_lock, _shared, _refcount
+    global _lock, _registry_lock, _shared, _refcount, _lent, _lent_count
+    global _lent_released
     _lock = threading.Lock()
+    _lent_released = threading.Condition(_lock)
     _registry_lock = threading.Lock()
     _shared = None
     _refcount = 0
+    _lent = None
+    _lent_count = 0
     workers = list(_workers)
     _workers.clear()
     for worker in workers:

@@ -16,7 +16,6 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionEvent",
     "ConsentExpired",
-    "DatagramReceived",
     "GatheringCompleted",
     "IceCompleted",
     "IceEvent",
@@ -100,14 +99,6 @@ class RelayLost(IceEvent):
 
     component: int
     reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DatagramReceived(IceEvent):
-    """Application data arrived on ``component``."""
-
-    component: int
-    data: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

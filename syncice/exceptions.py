@@ -8,11 +8,6 @@ syncice raises on purpose.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .stun import Message
-
 __all__ = [
     "CandidateError",
     "ComponentError",
@@ -24,10 +19,6 @@ __all__ = [
     "NotConnectedError",
     "StunError",
     "StunParseError",
-    "TransactionError",
-    "TransactionFailed",
-    "TransactionTimeout",
-    "TurnError",
 ]
 
 
@@ -47,50 +38,11 @@ class StunParseError(StunError, ValueError):
     """
 
 
-class TransactionError(StunError):
-    """A STUN client transaction did not succeed.
-
-    :ivar response: the error response, when one arrived.
-    """
-
-    def __init__(self, message: str, response: Message | None = None) -> None:
-        super().__init__(message)
-        self.response = response
-
-
-class TransactionFailed(TransactionError):
-    """The server answered with an error response.
-
-    :ivar error_code: the ERROR-CODE number of the response (for example 487).
-    """
-
-    def __init__(self, message: str, response: Message | None = None) -> None:
-        super().__init__(message, response)
-        self.error_code: int | None = (
-            response.error_code if response is not None else None
-        )
-
-
-class TransactionTimeout(TransactionError, TimeoutError):
-    """No response arrived before the last retransmission timed out."""
-
-
 class CandidateError(IceError, ValueError):
     """A candidate, or its SDP line, is malformed.
 
     The message names the offending field.
     """
-
-
-class TurnError(IceError):
-    """A TURN server refused an allocation.
-
-    :ivar error_code: the ERROR-CODE number of the refusal, if any.
-    """
-
-    def __init__(self, message: str, error_code: int | None = None) -> None:
-        super().__init__(message)
-        self.error_code = error_code
 
 
 class IceConnectionError(IceError, ConnectionError):

@@ -11,64 +11,60 @@ Rules of this module, in the manner of h11's ``_state.py``:
 - Endpoints are small integers chosen by the caller: one per local socket (a
   host candidate). Server-reflexive candidates share their base's endpoint.
 - Network bytes never raise: malformed, unexpected or unauthenticated datagrams
-  are dropped and counted in :attr:`IceAgent.stats`. A request that fails
-  authentication gets a small 400/401 answer (never larger than itself) and
-  creates no state.
+  are dropped and counted in :attr:`IceAgent.stats`. What is STUN and what is
+  data is decided once, by :func:`syncice._demux.is_stun` (RFC 7983).
 - Every queue a peer can fill is bounded by :class:`IceConfig`: remote
   candidates (peer-reflexive ones included), pairs, checks that arrive before
   :meth:`IceAgent.connect`.
-- Ordinary checks are paced by ``Ta``. A triggered check (the answer to a
-  peer's check) and the nomination of a pair that just succeeded go out at once:
-  each is caused by a datagram from the peer, so the peer paces them, and
-  making them wait a ``Ta`` tick would only add latency to every connect.
-- A check from the peer on an In-Progress pair cancels our check and sends a
-  new one at once (RFC 8445 §7.3.1.4) when ours was already sent again (it
-  was lost), or on its first send towards a relayed remote candidate (the
-  peer's TURN server dropped it before the permission existed). Otherwise our
-  first check goes on (its answer is usually in flight), which saves a
-  duplicate check per pair.
-- The controlling agent nominates (regular nomination, RFC 8445 §8.1.1) as soon
-  as the best pair it can still hope for on a component has succeeded, or
-  ``nomination_wait`` after the first pair succeeded if better ones are still
-  being checked. A USE-CANDIDATE from an aggressive peer is honoured.
+- The life cycle is :class:`IceState`, and every change of it goes through
+  one method that checks the table :data:`~syncice._ice_states.ICE_TRANSITIONS`:
+  a move it does not allow raises
+  :class:`~syncice._ice_states.IllegalTransitionError` (a bug, never the
+  peer's doing). Pair states have their own table, checked the same way.
 - The controlled agent does not wait for a nomination for ever: once it has
   had no authenticated check from the peer, on a pair of a component still
   without a selected pair, for ``nomination_timeout`` (counted from
   :meth:`IceAgent.connect`, and again from every such check or a switch to
   the controlled role), ICE fails. Without remote candidates it waits for
   peer-reflexive ones that long, rather than failing at once.
-- A response to our check that fails its integrity check (an unsigned 400 or
-  401 included) is discarded as if it had never arrived and the
-  retransmissions go on (RFC 8489 §9.1.5): one spoofed datagram cannot fail a
-  pair. A check whose every response was discarded fails at its timeout, as
-  an integrity violation, and the failure reason counts those responses.
-- Once ICE has failed (or the agent is closed), the agent answers no request
-  at all and sends no consent check: its silence is what lets the peer's
-  consent expire (RFC 7675 §5.1), and its checks stop.
-- :class:`~syncice.events.IceFailed` names the cause: the peer's rejections of
-  our credentials first, then ours of its checks, the nomination timeout,
-  error responses, timeouts; "no candidate pair succeeded" only when nothing
-  more is known.
-- Every event is queued by one method, which also logs it on the
-  ``syncice.ice`` logger (completion, failure, role switches and consent
-  expiry at INFO, the rest at DEBUG), each line prefixed with the agent's
-  name; a few DEBUG lines cover what is not an event (remote candidates,
-  nominations, check failures). Passwords are never logged.
+- ICE fails (RFC 8445 §7.2.5.4) once, after end-of-candidates, no pair is
+  left to check on some component and none of its pairs is valid. Once it
+  has failed (or the agent is closed), the agent answers no request at all
+  and sends no consent check: its silence is what lets the peer's consent
+  expire (RFC 7675 §5.1), and its checks stop.
+- :class:`~syncice.events.IceFailed` names the cause (``_ice_failure.py``).
+- Data sent with :meth:`IceAgent.send` and data returned by
+  :meth:`IceAgent.receive_datagram` are counted on their pair; data the
+  caller moves itself is credited with :meth:`IceAgent.count_sent` and
+  :meth:`IceAgent.count_received`, so that :meth:`IceAgent.pair_stats`
+  counts every datagram once, on its true pair and component.
+
+The agent's parts, each in a module of its own, owned by the agent:
+``_checklist.py`` (endpoints, candidates, pairs and their states),
+``_checks.py`` (sending, answering and taking checks), ``_nomination.py``,
+``_consent.py``, ``_gathering.py`` (server-reflexive candidates),
+``_relays.py`` (TURN relays), ``_ice_failure.py`` (failure reasons),
+``_ice_log.py`` (events and log lines), ``_ice_config.py`` and
+``_ice_states.py``.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import logging
-import math
 import random
-from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ._checklist import CandidatePair, PairFaults, PairState, PairStats
-from ._transaction import ClientTransaction, Poll
+from ._checklist import CandidatePair, CheckList, PairStats, canonical
+from ._checks import AgentStats, Checks, Kind
+from ._consent import ConsentSet
+from ._demux import is_stun
+from ._gathering import Gathering, GatherState, plan, srflx_candidate
+from ._ice_config import IceConfig, validate_password, validate_username
+from ._ice_failure import FailureFacts, failure_reason
+from ._ice_log import EventLog, plural
+from ._ice_states import ICE_TRANSITIONS, IceState, StateMachine
+from ._nomination import Nomination
+from ._relays import Relay, RelayAllocated, RelayEnded, RelaySet, relay_candidate
 from .candidate import Candidate, candidate_foundation, candidate_priority
 from .events import (
     CandidateGathered,
@@ -77,21 +73,12 @@ from .events import (
     IceCompleted,
     IceEvent,
     IceFailed,
-    PairStateChanged,
     RelayLost,
-    RoleChanged,
     SelectedPairChanged,
 )
-from .exceptions import CandidateError, StunParseError
-from .stun import Class, Message, Method, parse_message, short_term_key
-from .turn import (
-    AllocationFailed,
-    AllocationSucceeded,
-    PermissionFailed,
-    ServerChanged,
-    TurnAllocation,
-    TurnState,
-)
+from .exceptions import StunParseError
+from .stun import Class, Message, parse_message
+from .turn import TurnAllocation, TurnState
 
 __all__ = [
     "AgentStats",
@@ -103,199 +90,11 @@ __all__ = [
     "validate_username",
 ]
 
-logger = logging.getLogger(__name__)
-
 Address = tuple[str, int]
 
 # One for every agent: SystemRandom keeps no state worth a copy (os.urandom),
 # and a Random object costs 2.5 kB, which adds up over many connections.
 _SYSTEM_RANDOM = random.SystemRandom()
-
-_COOKIE_BYTES = b"\x21\x12\xa4\x42"
-_ICE_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
-)
-
-
-def _ice_chars(value: object, name: str, low: int) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
-    if not (low <= len(value) <= 256 and _ICE_CHARS.issuperset(value)):
-        raise ValueError(f"{name} must be {low} to 256 ice-chars (RFC 8839 §5.4)")
-    return value
-
-
-def validate_username(value: object) -> str:
-    """Check an ``ice-ufrag``: 4 to 256 ice-chars (RFC 8839 §5.4).
-
-    :raises ValueError: if it is malformed.
-    :raises TypeError: if it is not a :class:`str`.
-    """
-    return _ice_chars(value, "username", 4)
-
-
-def validate_password(value: object) -> str:
-    """Check an ``ice-pwd``: 22 to 256 ice-chars (RFC 8839 §5.4).
-
-    :raises ValueError: if it is malformed.
-    :raises TypeError: if it is not a :class:`str`.
-    """
-    return _ice_chars(value, "password", 22)
-
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be an int or a float, not {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond any float
-        number = math.inf
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, not {value!r}")
-    return number
-
-
-def _integer(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be from {low} to {high}, not {value!r}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IceConfig:
-    """Timing constants and bounds of the agent (durations in seconds).
-
-    Every field is checked when the config is made: a wrong type raises
-    :class:`TypeError` (a :class:`bool` is not a number here), a value out of
-    range :class:`ValueError`, each naming the field. Durations are finite
-    ints or floats.
-
-    :param ta: pacing of ordinary checks (RFC 8445 §14.2); at least 5 ms.
-    :param rto: initial retransmission timeout of checks and STUN requests;
-        positive.
-    :param max_sends: Rc, how many times a request is sent (RFC 8489 §6.2.1);
-        1 to 100.
-    :param final_wait: Rm, the wait after the last send, in RTOs; 0 to 100.
-    :param rto_max: a cap on the doubled retransmission interval, or ``None``;
-        at least ``rto``.
-        The defaults (Rc 18, the interval capped at 2 s) send a check at 0,
-        0.5, 1.5, 3.5 s and then every 2 s until 31.5 s, and give up at
-        39.5 s, the RFC's own bound (Rc 7 without a cap: 0, 0.5, ... 15.5,
-        31.5 s). The same time to fail, but 18 tries instead of 7, and none
-        of the 8 and 16 s silences before the last two: on lossy paths that
-        is the difference between connecting and not.
-    :param gather_timeout: how long STUN servers may take during gathering;
-        positive (to gather host candidates only, give no server).
-    :param gather_rto_max: the cap on the retransmission interval of STUN
-        requests made while gathering: with the defaults, a lost request is
-        sent again every 0.5 s, ten tries within the 5 s bound instead of
-        four. A peer that misses its server-reflexive candidate cannot be
-        reached through a NAT that filters, so these tries are worth more
-        than any later ones. At least ``rto``.
-    :param nomination_wait: how long the controlling agent waits, after a
-        component's first pair succeeded, for a better pair still in checks;
-        0 or more.
-    :param nomination_timeout: how long the controlled agent waits for the
-        controlling peer. While some component has no selected pair, ICE
-        fails once no authenticated check has come from the peer on a pair
-        of such a component for this long: counted from
-        :meth:`IceAgent.connect`, and again from every such check and from a
-        switch to the controlled role (consent checks on a component already
-        selected, or checks that could not be paired, do not count). A peer
-        that is still checking sends checks far more often (a lost one is
-        sent again within 2 s with the defaults), so this only ends the wait
-        for a peer that failed, gave up, or cannot authenticate itself; it
-        also bounds the wait for peer-reflexive candidates of a controlled
-        agent that has no remote candidate. Longer than ``nomination_wait``;
-        10 s by default.
-    :param consent_interval: mean interval of consent checks (RFC 7675 §5.1),
-        each drawn between 0.8 and 1.2 times it; positive.
-    :param consent_timeout: consent is lost this long after the last
-        authenticated response on the selected pair; longer than 1.2 times
-        ``consent_interval`` (the longest gap between two consent checks).
-    :param max_remote_candidates: bound on remote candidates, peer-reflexive
-        ones included; 1 to 10,000.
-    :param max_pairs: bound on the check list (RFC 8445 §6.1.2.5); 1 to
-        10,000.
-    :param max_early_checks: bound on checks kept until
-        :meth:`IceAgent.connect`; 1 to 10,000.
-    :raises TypeError: if a field has the wrong type.
-    :raises ValueError: if a field is out of range.
-    """
-
-    ta: float = 0.02
-    rto: float = 0.5
-    max_sends: int = 18
-    final_wait: int = 16
-    rto_max: float | None = 2.0
-    gather_timeout: float = 5.0
-    gather_rto_max: float = 0.5
-    nomination_wait: float = 0.5
-    nomination_timeout: float = 10.0
-    consent_interval: float = 5.0
-    consent_timeout: float = 30.0
-    max_remote_candidates: int = 100
-    max_pairs: int = 100
-    max_early_checks: int = 100
-
-    def __post_init__(self) -> None:
-        if _number("ta", self.ta) < 0.005:
-            raise ValueError(
-                f"ta must be at least 0.005 s (RFC 8445 §14.2), not {self.ta!r}"
-            )
-        rto = _number("rto", self.rto)
-        if rto <= 0:
-            raise ValueError(f"rto must be positive, not {self.rto!r}")
-        _integer("max_sends", self.max_sends, 1, 100)
-        _integer("final_wait", self.final_wait, 0, 100)
-        for name, value in (
-            ("rto_max", self.rto_max),
-            ("gather_rto_max", self.gather_rto_max),
-        ):
-            if value is None and name == "rto_max":
-                continue  # no cap
-            if _number(name, value) < rto:
-                raise ValueError(
-                    f"{name} must be at least rto ({rto:g}), not {value!r}"
-                )
-        if _number("gather_timeout", self.gather_timeout) <= 0:
-            raise ValueError(
-                "gather_timeout must be positive (to gather host candidates "
-                f"only, give no server), not {self.gather_timeout!r}"
-            )
-        wait = _number("nomination_wait", self.nomination_wait)
-        if wait < 0:
-            raise ValueError(
-                f"nomination_wait must not be negative, not {self.nomination_wait!r}"
-            )
-        if _number("nomination_timeout", self.nomination_timeout) <= wait:
-            raise ValueError(
-                f"nomination_timeout must be longer than nomination_wait "
-                f"({wait:g}), not {self.nomination_timeout!r}"
-            )
-        interval = _number("consent_interval", self.consent_interval)
-        if interval <= 0:
-            raise ValueError(
-                f"consent_interval must be positive, not {self.consent_interval!r}"
-            )
-        if _number("consent_timeout", self.consent_timeout) <= 1.2 * interval:
-            raise ValueError(
-                "consent_timeout must be longer than 1.2 times consent_interval "
-                f"({1.2 * interval:g}), not {self.consent_timeout!r}"
-            )
-        for name in ("max_remote_candidates", "max_pairs", "max_early_checks"):
-            _integer(name, getattr(self, name), 1, 10_000)
-
-
-class IceState:
-    """The agent's life cycle, as strings."""
-
-    NEW = "new"
-    CHECKING = "checking"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CLOSED = "closed"
 
 
 class Transmit(NamedTuple):
@@ -306,149 +105,29 @@ class Transmit(NamedTuple):
     addr: Address
 
 
-@dataclass(slots=True)
-class AgentStats:
-    """Counters of what the agent dropped or refused (peer faults stay here)."""
+class _Reactions:
+    """What the agent does about what its check driver reports
+    (:class:`~syncice._checks.CheckListener`)."""
 
-    malformed: int = 0
-    unauthenticated: int = 0
-    unexpected: int = 0
-    unknown_peer_data: int = 0
-    early_checks_dropped: int = 0
-    candidates_refused: int = 0
-    error_responses_suppressed: int = 0
+    __slots__ = ("agent",)
 
+    def __init__(self, agent: IceAgent) -> None:
+        self.agent = agent
 
-@dataclass(slots=True)
-class _Endpoint:
-    component: int
-    candidate: Candidate
-    # Pairs of this endpoint, by remote address.
-    pairs: dict[Address, CandidatePair] = field(default_factory=dict)
-    # Remote addresses that authenticated themselves (a check from them, or a
-    # response to ours): their data is accepted. The pair, once there is one.
-    peers: dict[Address, CandidatePair | None] = field(default_factory=dict)
+    def check_succeeded(self, pair: CandidatePair, nominated: bool, now: float) -> None:
+        self.agent._on_check_succeeded(pair, nominated, now)
 
+    def pair_failed(self, pair: CandidatePair, now: float) -> None:
+        self.agent._on_pair_failed(pair, now)
 
-@dataclass(slots=True)
-class _Pending:
-    kind: str  # "check", "consent" or "gather"
-    transaction: ClientTransaction
-    pair: CandidatePair | None = None
-    nominate: bool = False
-    controlling: bool = False
-    # RFC 8445 §7.3.1.4: a check cancelled by a triggered one is not sent
-    # again, and one sent by such a re-trigger cancels no other.
-    cancelled: bool = False
-    retriggered: bool = False
-    # The check that replaced a cancelled one.
-    replaced_by: ClientTransaction | None = None
+    def peer_nominated(self, pair: CandidatePair, now: float) -> None:
+        self.agent._select(pair, now)
 
+    def gather_answered(self, endpoint: int, message: Message | None) -> None:
+        self.agent._on_gather_answered(endpoint, message)
 
-@dataclass(slots=True)
-class _Relay:
-    """A TURN allocation: reached through ``transport`` (the caller's socket or
-    stream to the server), it gives the relay candidate of ``endpoint``."""
-
-    transport: int
-    endpoint: int
-    component: int
-    allocation: TurnAllocation
-    lost: bool = False
-    renewed: bool = False
-    deadline: float | None = None
-
-
-class _EarlyCheck(NamedTuple):
-    endpoint: int
-    addr: Address
-    priority: int
-    use_candidate: bool
-
-
-class _Consent:
-    __slots__ = ("check_at", "expires_at", "pending")
-
-    def __init__(self, check_at: float, expires_at: float) -> None:
-        self.check_at = check_at
-        self.expires_at = expires_at
-        self.pending: bytes | None = None
-
-
-def _canonical(host: str) -> str:
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return host
-
-
-#: Reason phrases of the error codes a check may get (RFC 8489 §14.8, RFC 8445
-#: §16.2): the peer's own phrase is not repeated, as it could say anything.
-_ERROR_NAMES = {
-    400: "Bad Request",
-    401: "Unauthenticated",
-    420: "Unknown Attribute",
-    487: "Role Conflict",
-    500: "Server Error",
-}
-
-#: A pair whose checks the peer answers 487 this many times in a row fails:
-#: a peer that does so whatever role we claim would keep us switching roles
-#: for ever (two are the most a genuine conflict takes).
-_MAX_ROLE_CONFLICTS = 3
-
-#: Events logged at INFO; the others at DEBUG.
-_INFO_EVENTS = (IceCompleted, IceFailed, RoleChanged, ConsentExpired, RelayLost)
-
-
-def _status(code: int) -> str:
-    name = _ERROR_NAMES.get(code)
-    return str(code) if name is None else f"{code} {name}"
-
-
-def _times(count: int) -> str:
-    return "once" if count == 1 else f"{count} times"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _where(candidate: Candidate) -> str:
-    return f"{candidate.type} {candidate.host}:{candidate.port}"
-
-
-def _describe(event: IceEvent) -> tuple[str, tuple[object, ...]]:
-    """The log line of an event: a format and its arguments."""
-    if isinstance(event, CandidateGathered):
-        return "local candidate %s", (event.candidate.to_sdp(),)
-    if isinstance(event, PairStateChanged):
-        return "pair %s -> %s (component %d): %s -> %s", (
-            _where(event.local),
-            _where(event.remote),
-            event.component,
-            event.old_state,
-            event.new_state,
-        )
-    if isinstance(event, SelectedPairChanged):
-        return "selected pair %s -> %s (component %d)", (
-            _where(event.local),
-            _where(event.remote),
-            event.component,
-        )
-    if isinstance(event, RoleChanged):
-        role = "controlling" if event.controlling else "controlled"
-        return "role changed: now %s", (role,)
-    if isinstance(event, IceFailed):
-        return "ICE failed: %s", (event.reason,)
-    if isinstance(event, ConsentExpired):
-        return "consent expired on component %d", (event.component,)
-    if isinstance(event, RelayLost):
-        return "TURN relay of component %d lost: %s", (event.component, event.reason)
-    if isinstance(event, IceCompleted):
-        return "ICE completed", ()
-    # The one kind left: GatheringCompleted (a new kind needs a line above).
-    return "gathering completed", ()
+    def consent_answered(self, pair: CandidatePair, now: float) -> None:
+        self.agent._on_consent_answered(pair, now)
 
 
 class IceAgent:
@@ -478,71 +157,82 @@ class IceAgent:
             raise ValueError("components must be an int from 1 to 256")
         self.config = config if config is not None else IceConfig()
         self._rng = rng if rng is not None else _SYSTEM_RANDOM
-        self._controlling = bool(controlling)
         self.local_username = validate_username(local_username)
         self.local_password = validate_password(local_password)
-        self._local_key = short_term_key(local_password)
         self.remote_username: str | None = None
         self.remote_password: str | None = None
-        self._remote_key = b""
         #: Whether the peer is an ICE-lite agent: it never checks, we nominate.
         self.remote_is_lite = False
-        self.tie_breaker = self._rng.getrandbits(64)
         self.components = components
         self.name = name
-        self.state = IceState.NEW
         self.stats = AgentStats()
-
-        self.local_candidates: list[Candidate] = []
-        self.remote_candidates: list[Candidate] = []
-        self._remote_by_addr: dict[tuple[int, Address], Candidate] = {}
+        #: Whether the peer said end-of-candidates.
         self.remote_end = False
-        self._endpoints: dict[int, _Endpoint] = {}
-        self._pairs: list[CandidatePair] = []
-        self._pending: dict[bytes, _Pending] = {}
-        self._early: deque[_EarlyCheck] = deque()
-        self._events: deque[IceEvent] = deque()
+
+        self._machine = StateMachine(IceState.NEW, ICE_TRANSITIONS)
+        self._log = EventLog(name)
+        self._list = CheckList(self._log, self.config.max_pairs)
+        self._checks = Checks(
+            checklist=self._list,
+            states=self._machine,
+            config=self.config,
+            rng=self._rng,
+            log=self._log,
+            stats=self.stats,
+            send=self._send,
+            listener=_Reactions(self),
+            controlling=bool(controlling),
+            local_username=local_username,
+            local_password=local_password,
+        )
+        self._nomination = Nomination(self._list, self.config.nomination_wait)
+        self._consent = ConsentSet(self.config, self._rng)
+        self._gathering = Gathering()
+        self._relays = RelaySet(self._log)
         self._outbox: list[Transmit] = []
-        self._next_check_at: float | None = None
-        self._gathering = False
-        self._gathered = False
-        self._first_valid_at: dict[int, float] = {}
-        self._selected: dict[int, CandidatePair] = {}
-        self._consent: dict[int, _Consent] = {}
-        self._closed_components: set[int] = set()
-        # TURN allocations, by relay endpoint and by transport endpoint.
-        self._relays: dict[int, _Relay] = {}
-        self._turn: dict[int, _Relay] = {}
-        self._renew: list[int] = []
-        self._reconnect: list[int] = []
-        # The nomination timeout counts from here: connect(), the last
-        # authenticated check on a pair of a component not yet selected, a
-        # switch to the controlled role.
-        self._heard_at = 0.0
-        # Such checks, and requests that named our ufrag but failed
-        # authentication (the peer's credentials for us are wrong), for
-        # failure reasons.
-        self._checks_received = 0
-        self._checks_rejected = 0
+        #: Every local candidate, in the order gathered.
+        self.local_candidates: list[Candidate] = self._list.local_candidates
+        #: Every remote candidate, peer-reflexive ones included.
+        self.remote_candidates: list[Candidate] = self._list.remote_candidates
         # Why the TURN relays that had pairs ended.
         self._relays_lost: list[str] = []
 
     # --- properties --------------------------------------------------------
 
     @property
+    def state(self) -> IceState:
+        """Where the agent is in its life cycle."""
+        return self._machine.state
+
+    def _set_state(self, state: IceState) -> None:
+        """The one way the state changes: checked against
+        :data:`~syncice._ice_states.ICE_TRANSITIONS`."""
+        self._machine.to(state)
+
+    @property
     def controlling(self) -> bool:
         """Whether the agent is controlling now (role conflicts may change it)."""
-        return self._controlling
+        return self._checks.controlling
+
+    @property
+    def tie_breaker(self) -> int:
+        """The agent's tie-breaker for role conflicts (RFC 8445 §7.1.1),
+        drawn from ``rng``; tests may set it to stage a conflict."""
+        return self._checks.tie_breaker
+
+    @tie_breaker.setter
+    def tie_breaker(self, value: int) -> None:
+        self._checks.tie_breaker = value
 
     @property
     def pairs(self) -> list[CandidatePair]:
         """The check list, highest priority first (worker thread only)."""
-        return self._pairs
+        return self._list.pairs
 
     @property
     def selected(self) -> dict[int, CandidatePair]:
         """The selected pair of each component that has one."""
-        return self._selected
+        return self._list.selected
 
     # --- output ------------------------------------------------------------
 
@@ -555,67 +245,39 @@ class IceAgent:
         out = self._outbox
         if out:
             self._outbox = []
-        for relay in self._turn.values():
-            allocation = relay.allocation
-            for data in allocation.datagrams_to_send():
-                if out is self._outbox:
-                    out = []
-                out.append(Transmit(relay.transport, data, allocation.server))
+        relayed = self._relays.datagrams_to_send()
+        if relayed:
+            out = out + [Transmit(*item) for item in relayed]
         return out
-
-    def _emit(self, event: IceEvent) -> None:
-        """Queue an event, and log it: every event goes through here once."""
-        self._events.append(event)
-        level = logging.INFO if isinstance(event, _INFO_EVENTS) else logging.DEBUG
-        if logger.isEnabledFor(level):
-            text, args = _describe(event)
-            logger.log(level, "%s " + text, self.name, *args)
-
-    def _debug(self, text: str, *args: object) -> None:
-        logger.debug("%s " + text, self.name, *args)
 
     def next_event(self) -> IceEvent | None:
         """Pop the oldest queued event, or return ``None``."""
-        return self._events.popleft() if self._events else None
+        return self._log.pop()
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next run (absolute), or ``None``."""
-        at: float | None = None
-        for relay in self._turn.values():
-            t = relay.allocation.get_timer()
-            if t is not None and (at is None or t < at):
-                at = t
-        if self.state == IceState.CLOSED:
+        at = self._relays.get_timer()
+        if self.state is IceState.CLOSED:
             return at
-        for pending in self._pending.values():
-            t = pending.transaction.timer_at
-            if at is None or t < at:
-                at = t
-        for when in self._timer_candidates():
+        for when in self._timers():
             if when is not None and (at is None or when < at):
                 at = when
         return at
 
-    def _timer_candidates(self) -> Iterable[float | None]:
-        if self.state == IceState.CHECKING:
-            if (
-                self._next_check_at is not None
-                and self._next_ordinary_pair() is not None
-            ):
-                yield self._next_check_at
-            if self._controlling:
-                for component, t in self._first_valid_at.items():
-                    if component not in self._selected and not self._nominating(
-                        component
-                    ):
-                        yield t + self.config.nomination_wait
+    def _timers(self) -> Iterable[float | None]:
+        yield from self._checks.timers()
+        if self.state is IceState.CHECKING:
+            yield self._checks.check_timer()
+            if self.controlling:
+                yield from self._nomination.timers()
             else:
-                yield self._heard_at + self.config.nomination_timeout
-        for consent in self._consent.values():
-            yield consent.check_at
-            yield consent.expires_at
+                yield self._checks.heard_at + self.config.nomination_timeout
+        yield from self._consent.timers()
 
     # --- local candidates and gathering ------------------------------------
+
+    def _taken(self) -> set[int]:
+        return self._list.endpoints.keys() | self._relays.ids()
 
     def add_host_candidate(
         self, endpoint: int, component: int, addr: Address, *, local_pref: int = 65535
@@ -629,11 +291,11 @@ class IceAgent:
         :raises ValueError: if the endpoint is already known or the component
             is out of range.
         """
-        if endpoint in self._endpoints:
+        if endpoint in self._list.endpoints:
             raise ValueError(f"endpoint {endpoint} already added")
         if not 1 <= component <= self.components:
             raise ValueError(f"component must be 1 to {self.components}")
-        host = _canonical(addr[0])
+        host = canonical(addr[0])
         candidate = Candidate(
             foundation=candidate_foundation("host", "udp", host),
             component=component,
@@ -643,14 +305,16 @@ class IceAgent:
             port=addr[1],
             type="host",
         )
-        self._endpoints[endpoint] = _Endpoint(component, candidate)
-        self.local_candidates.append(candidate)
-        self._emit(CandidateGathered(candidate=candidate))
+        self._add_local(endpoint, component, candidate)
+        return candidate
+
+    def _add_local(self, endpoint: int, component: int, candidate: Candidate) -> None:
+        self._list.add_endpoint(endpoint, component, candidate)
+        self._log.emit(CandidateGathered(candidate=candidate))
         if self.state in (IceState.CHECKING, IceState.COMPLETED):
             for remote in self.remote_candidates:
-                self._pair(endpoint, remote)
-            self._sort()
-        return candidate
+                self._list.pair(endpoint, remote, self.controlling)
+            self._list.sort()
 
     def add_relay(
         self,
@@ -676,158 +340,101 @@ class IceAgent:
         :raises ValueError: if an ID is already known or the component is out
             of range.
         """
-        taken = self._endpoints.keys() | self._relays.keys() | self._turn.keys()
+        taken = self._taken()
         if transport in taken or endpoint in taken or transport == endpoint:
             raise ValueError("endpoint already added")
         if not 1 <= component <= self.components:
             raise ValueError(f"component must be 1 to {self.components}")
-        relay = _Relay(transport, endpoint, component, allocation)
-        self._turn[transport] = relay
-        self._relays[endpoint] = relay
+        self._relays.add(transport, endpoint, component, allocation)
 
     def relay(self, endpoint: int) -> tuple[int, TurnAllocation] | None:
         """The transport endpoint and allocation behind a relay endpoint, or
         ``None`` when ``endpoint`` is not a relay."""
-        relay = self._relays.get(endpoint)
+        relay = self._relays.by_endpoint(endpoint)
         return None if relay is None else (relay.transport, relay.allocation)
 
     @property
     def relay_count(self) -> int:
         """How many TURN allocations were registered with :meth:`add_relay`."""
-        return len(self._turn)
+        return len(self._relays)
 
     @property
     def releasing(self) -> bool:
         """Whether a TURN allocation is still being released after
         :meth:`close` (its transport must stay open until then)."""
-        return any(r.allocation.state == TurnState.CLOSING for r in self._turn.values())
+        return self._relays.releasing
 
-    def _on_turn_events(self, relay: _Relay, now: float) -> None:
-        allocation = relay.allocation
-        while (event := allocation.next_event()) is not None:
-            if isinstance(event, AllocationSucceeded):
-                self._add_relay_candidate(relay, event, now)
-            elif isinstance(event, AllocationFailed):
-                if (
-                    event.error_code == 437
-                    and relay.endpoint not in self._endpoints
-                    and not relay.renewed
-                    and self.state != IceState.CLOSED
-                ):
-                    # RFC 8656 §7.3: the server still holds an allocation for
-                    # this client address (a port reused within its
-                    # lifetime): try once more from another one.
-                    self._renew.append(relay.transport)
-                else:
-                    self._lose_relay(relay, event.reason, now)
-            elif isinstance(event, ServerChanged):
-                logger.info(
-                    "%s TURN server moved to %s:%d (ALTERNATE-SERVER)",
-                    self.name,
-                    event.server[0],
-                    event.server[1],
-                )
-                if allocation.transport != "udp":
-                    # A stream is connected to the first server.
-                    self._reconnect.append(relay.transport)
-            elif isinstance(event, PermissionFailed):
-                logger.info(
-                    "%s TURN permission for %s refused: %s",
-                    self.name,
-                    event.peer[0],
-                    event.reason,
-                )
+    def _on_relay_events(self, relay: Relay, now: float) -> None:
+        closed = self.state is IceState.CLOSED
+        for outcome in self._relays.events(relay, closed=closed):
+            if isinstance(outcome, RelayAllocated):
+                self._add_relay_candidate(outcome, now)
+            else:
+                self._lose_relay(outcome, now)
         self._maybe_gathered()
 
-    def _add_relay_candidate(
-        self, relay: _Relay, event: AllocationSucceeded, now: float
-    ) -> None:
-        if self.state == IceState.CLOSED:
+    def _add_relay_candidate(self, outcome: RelayAllocated, now: float) -> None:
+        if self.state is IceState.CLOSED:
             return
-        host = _canonical(event.relayed[0])
-        mapped = event.mapped
-        candidate = Candidate(
-            foundation=candidate_foundation(
-                "relay", "udp", _canonical(relay.allocation.server[0])
-            ),
-            component=relay.component,
-            transport="udp",
-            priority=candidate_priority(relay.component, "relay"),
-            host=host,
-            port=event.relayed[1],
-            type="relay",
-            related_address=None if mapped is None else _canonical(mapped[0]),
-            related_port=None if mapped is None else mapped[1],
-        )
-        self._endpoints[relay.endpoint] = _Endpoint(relay.component, candidate)
-        self.local_candidates.append(candidate)
-        self._emit(CandidateGathered(candidate=candidate))
+        relay = outcome.relay
+        candidate = relay_candidate(outcome)
+        self._list.add_endpoint(relay.endpoint, relay.component, candidate)
+        self._log.emit(CandidateGathered(candidate=candidate))
         for remote in self.remote_candidates:
             self._permit(relay, remote, now)
         if self.state in (IceState.CHECKING, IceState.COMPLETED):
             for remote in self.remote_candidates:
-                self._pair(relay.endpoint, remote)
-            self._sort()
+                self._list.pair(relay.endpoint, remote, self.controlling)
+            self._list.sort()
 
-    def _permit(self, relay: _Relay, remote: Candidate, now: float) -> None:
+    def _permit(self, relay: Relay, remote: Candidate, now: float) -> None:
         """Let the peer's checks in through the relay before ours go out: a
         permission and a channel for every remote candidate it may pair with
         (so that a peer that checks first is not dropped by the server)."""
-        ep = self._endpoints.get(relay.endpoint)
+        ep = self._list.endpoints.get(relay.endpoint)
         if ep is not None and ep.candidate.can_pair_with(remote):
-            relay.allocation.permit((_canonical(remote.host), remote.port), now)
+            relay.allocation.permit((canonical(remote.host), remote.port), now)
 
-    def _lose_relay(self, relay: _Relay, reason: str, now: float) -> None:
-        if relay.lost:
-            return
-        relay.lost = True
-        logger.warning(
-            "%s TURN allocation at %s:%d ended: %s",
-            self.name,
-            relay.allocation.server[0],
-            relay.allocation.server[1],
-            reason,
-        )
-        if relay.endpoint not in self._endpoints:
+    def _lose_relay(self, outcome: RelayEnded, now: float) -> None:
+        relay, reason = outcome
+        ep = self._list.endpoints.get(relay.endpoint)
+        if not self._relays.mark_lost(relay, reason) or ep is None:
             return
         # The relay candidate is gone: so are its pairs.
-        pairs = list(self._endpoints[relay.endpoint].pairs.values())
+        pairs = list(ep.pairs.values())
         if pairs:
             self._relays_lost.append(reason)
         for pair in pairs:
-            if pair.transaction is not None:
-                self._pending.pop(pair.transaction.transaction_id, None)
-                pair.transaction = None
-            if self._selected.get(pair.component) is pair:
-                if self.state != IceState.CLOSED:
-                    self._emit(RelayLost(component=pair.component, reason=reason))
+            self._checks.drop(pair.transaction_id)
+            pair.transaction = None
+            if self.selected.get(pair.component) is pair:
+                if self.state is not IceState.CLOSED:
+                    self._log.emit(RelayLost(component=pair.component, reason=reason))
                     self.close()
                 return
             pair.nominating = False
             pair.valid = False
-            self._fail_pair(pair, now)
+            self._checks.fail_pair(pair, now)
 
     def transports_to_renew(self) -> list[int]:
         """Transport endpoints whose allocation the server refused with 437
         (Allocation Mismatch): the caller opens another socket and hands it
         to :meth:`renew_transport`. Gathering waits for that."""
-        renew, self._renew = self._renew, []
-        return renew
+        return self._relays.take_renew()
 
     def transports_to_reconnect(self) -> list[int]:
         """Stream transports (TCP, TLS) whose server redirected us
         (ALTERNATE-SERVER): the caller closes the stream and connects a new
         one, under the same endpoint, to :meth:`turn_server`; the allocation
         has queued its Allocate for it."""
-        reconnect, self._reconnect = self._reconnect, []
-        return reconnect
+        return self._relays.take_reconnect()
 
     def turn_server(self, transport: int) -> Address:
         """Where the allocation of a transport endpoint sends now.
 
         :raises KeyError: if ``transport`` is not a TURN transport.
         """
-        return self._turn[transport].allocation.server
+        return self._relays.server(transport)
 
     def renew_transport(
         self, old: int, new: int, allocation: TurnAllocation, now: float
@@ -838,28 +445,21 @@ class IceAgent:
         :raises ValueError: if ``new`` is already known or ``old`` is not a
             transport.
         """
-        relay = self._turn.get(old)
-        taken = self._endpoints.keys() | self._relays.keys() | self._turn.keys()
-        if relay is None or new in taken:
+        if self._relays.by_transport(old) is None or new in self._taken():
             raise ValueError("unknown transport or endpoint already added")
-        del self._turn[old]
-        relay.transport = new
-        relay.allocation = allocation
-        relay.renewed = True
-        self._turn[new] = relay
-        allocation.start(now, relay.deadline)
-        self._on_turn_events(relay, now)
+        relay = self._relays.move(old, new, allocation, now)
+        self._on_relay_events(relay, now)
 
     def transport_lost(self, transport: int, reason: str, now: float) -> None:
         """The caller's path to a TURN server broke (a TCP or TLS connection
         refused, reset or closed): its allocation ends."""
-        relay = self._turn.get(transport)
+        relay = self._relays.by_transport(transport)
         if relay is not None:
             relay.allocation.abandon(reason)
-            self._on_turn_events(relay, now)
+            self._on_relay_events(relay, now)
             if relay.allocation.state == TurnState.FAILED:
                 # Also when it had failed already (a 437 kept for renewal).
-                self._lose_relay(relay, reason, now)
+                self._lose_relay(RelayEnded(relay, reason), now)
 
     def gather(self, now: float, stun_servers: Sequence[Address] = ()) -> None:
         """Start gathering server-reflexive candidates (RFC 8445 §5.1.1.2).
@@ -869,76 +469,46 @@ class IceAgent:
         answered or failed, or ``gather_timeout`` after now, whichever comes
         first; at once when there is nothing to ask.
         """
-        if self._gathering or self._gathered:
+        if self._gathering.state is not GatherState.NEW:
             return
-        self._gathering = True
+        self._gathering.to(GatherState.GATHERING)
         deadline = now + self.config.gather_timeout
-        for relay in list(self._turn.values()):
+        for relay in self._relays:
             relay.deadline = deadline
             relay.allocation.start(now, deadline)
-            self._on_turn_events(relay, now)
-        for endpoint, ep in self._endpoints.items():
-            family = ":" in ep.candidate.host
-            for server in stun_servers:
-                if (":" in server[0]) != family:
-                    continue
-                request = Message(Method.BINDING, Class.REQUEST, self._transaction_id())
-                data = request.encode(fingerprint=True)
-                self._start(
-                    _Pending(
-                        "gather",
-                        self._transaction(
-                            request, data, endpoint, server, now, deadline
-                        ),
-                    ),
-                )
+            self._on_relay_events(relay, now)
+        hosts = [(e, ep.candidate) for e, ep in self._list.endpoints.items()]
+        for endpoint, server in plan(hosts, stun_servers):
+            self._checks.gather(endpoint, server, now, deadline)
         # Each request's own deadline (the gather bound) ends it in time.
         self._maybe_gathered()
 
     def _maybe_gathered(self) -> None:
         if (
-            self._gathering
-            and not any(p.kind == "gather" for p in self._pending.values())
-            and not self._renew
-            and not any(
-                r.allocation.state == TurnState.ALLOCATING for r in self._turn.values()
-            )
+            self._gathering.state is GatherState.GATHERING
+            and not self._checks.gathering()
+            and not self._relays.allocating
         ):
-            self._gathering = False
-            self._gathered = True
-            self._emit(GatheringCompleted())
+            self._gathering.to(GatherState.COMPLETED)
+            self._log.emit(GatheringCompleted())
 
-    def _on_gather_response(self, pending: _Pending, message: Message) -> None:
-        mapped = message.attributes.get("XOR-MAPPED-ADDRESS") or message.attributes.get(
-            "MAPPED-ADDRESS"
-        )
-        ep = self._endpoints.get(pending.transaction.endpoint)
-        if message.message_class != Class.SUCCESS or mapped is None or ep is None:
-            return
-        base = ep.candidate
-        host = _canonical(mapped[0])
-        # A server-reflexive candidate equal to its base is redundant
-        # (RFC 8445 §5.1.3), and so is one already gathered.
-        if (host, mapped[1]) == (base.host, base.port) or any(
-            c.host == host and c.port == mapped[1] and c.component == base.component
-            for c in self.local_candidates
-        ):
-            return
-        candidate = Candidate(
-            foundation=candidate_foundation("srflx", "udp", base.host),
-            component=base.component,
-            transport="udp",
-            priority=candidate_priority(
-                base.component, "srflx", (base.priority >> 8) & 0xFFFF
-            ),
-            host=host,
-            port=mapped[1],
-            type="srflx",
-            related_address=base.host,
-            related_port=base.port,
-        )
-        self.local_candidates.append(candidate)
-        self._emit(CandidateGathered(candidate=candidate))
+    def _on_gather_answered(self, endpoint: int, message: Message | None) -> None:
+        ep = self._list.endpoints.get(endpoint)
+        if message is not None and message.message_class == Class.SUCCESS:
+            attributes = message.attributes
+            mapped = attributes.get("XOR-MAPPED-ADDRESS") or attributes.get(
+                "MAPPED-ADDRESS"
+            )
+            if mapped is not None and ep is not None:
+                candidate = srflx_candidate(
+                    ep.candidate,
+                    (canonical(mapped[0]), mapped[1]),
+                    self.local_candidates,
+                )
+                if candidate is not None:
+                    self.local_candidates.append(candidate)
+                    self._log.emit(CandidateGathered(candidate=candidate))
+        self._maybe_gathered()
 
     # --- remote candidates -------------------------------------------------
 
@@ -958,7 +528,7 @@ class IceAgent:
                 raise ValueError(f"remote {name} must not be empty")
         self.remote_username = username
         self.remote_password = password
-        self._remote_key = short_term_key(password)
+        self._checks.set_remote(username, password)
 
     def add_remote_candidate(self, candidate: Candidate | None, now: float) -> None:
         """Add a remote candidate, or ``None`` for end-of-candidates (RFC 8838).
@@ -971,122 +541,43 @@ class IceAgent:
         """
         if self.remote_end:
             raise ValueError("Cannot add remote candidate after end-of-candidates.")
+        log = self._log
         if candidate is None:
             self.remote_end = True
-            self._debug("remote end-of-candidates")
+            log.debug("remote end-of-candidates")
             self._maybe_fail(now)
             return
         sdp = candidate.to_sdp()
         if self.state in (IceState.CLOSED, IceState.FAILED):
-            self._debug("remote candidate %s ignored: ICE %s", sdp, self.state)
+            log.debug("remote candidate %s ignored: ICE %s", sdp, self.state.value)
             return
-        host = _canonical(candidate.host)
-        key = (candidate.component, (host, candidate.port))
+        addr = (canonical(candidate.host), candidate.port)
+        limit = self.config.max_remote_candidates
         if candidate.transport.lower() != "udp":
             why = "not UDP"
         elif not 1 <= candidate.component <= self.components:
             why = f"no component {candidate.component} here"
         elif candidate.type not in ("host", "srflx", "prflx", "relay"):
             why = f"unknown type {candidate.type!r}"
-        elif key in self._remote_by_addr:
-            self._debug("remote candidate %s ignored: a known address", sdp)
+        elif (candidate.component, addr) in self._list.remote_by_addr:
+            log.debug("remote candidate %s ignored: a known address", sdp)
             return
-        elif len(self.remote_candidates) >= self.config.max_remote_candidates:
-            why = f"max_remote_candidates ({self.config.max_remote_candidates}) reached"
+        elif len(self.remote_candidates) >= limit:
+            why = f"max_remote_candidates ({limit}) reached"
         else:
             why = ""
         if why:
             self.stats.candidates_refused += 1
-            self._debug("remote candidate %s refused: %s", sdp, why)
+            log.debug("remote candidate %s refused: %s", sdp, why)
             return
-        self._debug("remote candidate %s", sdp)
-        self._remote_by_addr[key] = candidate
-        self.remote_candidates.append(candidate)
-        for relay in self._relays.values():
+        log.debug("remote candidate %s", sdp)
+        self._list.add_remote(candidate, addr)
+        for relay in self._relays:
             self._permit(relay, candidate, now)
         if self.state in (IceState.CHECKING, IceState.COMPLETED):
-            for endpoint in self._endpoints:
-                self._pair(endpoint, candidate, trickled=True)
-            self._sort()
-
-    # --- pairs ---------------------------------------------------------------
-
-    def _pair(
-        self, endpoint: int, remote: Candidate, *, trickled: bool = False
-    ) -> CandidatePair | None:
-        ep = self._endpoints[endpoint]
-        if not ep.candidate.can_pair_with(remote):
-            return None
-        addr = (_canonical(remote.host), remote.port)
-        existing = ep.pairs.get(addr)
-        if existing is not None:
-            return existing
-        if len(self._pairs) >= self.config.max_pairs:
-            return None
-        pair = CandidatePair(endpoint=endpoint, local=ep.candidate, remote=remote)
-        pair.update_priority(self._controlling)
-        if trickled and not any(
-            p.foundation == pair.foundation
-            and p.state in (PairState.WAITING, PairState.IN_PROGRESS)
-            for p in self._pairs
-        ):
-            # RFC 8838 §11: a trickled pair whose foundation is not being
-            # checked starts Waiting.
-            pair.state = PairState.WAITING
-        self._pairs.append(pair)
-        ep.pairs[addr] = pair
-        if addr in ep.peers:
-            ep.peers[addr] = pair
-        return pair
-
-    def _sort(self) -> None:
-        self._pairs.sort(key=lambda p: p.priority, reverse=True)
-
-    def _set_state(self, pair: CandidatePair, state: PairState) -> None:
-        if pair.state is not state:
-            old = pair.state
-            pair.state = state
-            self._emit(
-                PairStateChanged(
-                    component=pair.component,
-                    local=pair.local,
-                    remote=pair.remote,
-                    old_state=old.value,
-                    new_state=state.value,
-                )
-            )
-
-    def _unfreeze_initial(self) -> None:
-        """RFC 8445 §6.1.2.6: per foundation, the pair of the lowest component
-        with the highest priority starts Waiting."""
-        # Called by connect() only: every pair is still Frozen then.
-        seen: set[tuple[str, str]] = set()
-        for pair in sorted(self._pairs, key=lambda p: (p.component, -p.priority)):
-            if pair.foundation not in seen:
-                seen.add(pair.foundation)
-                self._set_state(pair, PairState.WAITING)
-
-    def _next_ordinary_pair(self) -> CandidatePair | None:
-        for pair in self._pairs:
-            if pair.state is PairState.WAITING and pair.component not in self._selected:
-                return pair
-        # RFC 8445 §6.1.4.2: no Waiting pair, so unfreeze the best Frozen pair
-        # whose foundation is not being checked. A Waiting pair of a component
-        # already selected will never be checked: it holds up no foundation.
-        busy = {
-            p.foundation
-            for p in self._pairs
-            if p.state is PairState.IN_PROGRESS
-            or (p.state is PairState.WAITING and p.component not in self._selected)
-        }
-        for pair in self._pairs:
-            if (
-                pair.state is PairState.FROZEN
-                and pair.foundation not in busy
-                and pair.component not in self._selected
-            ):
-                return pair
-        return None
+            for endpoint in self._list.endpoints:
+                self._list.pair(endpoint, candidate, self.controlling, trickled=True)
+            self._list.sort()
 
     # --- connect -----------------------------------------------------------
 
@@ -1096,28 +587,30 @@ class IceAgent:
 
         :raises ValueError: if the remote credentials are missing.
         """
-        if self.state != IceState.NEW:
+        if self.state is not IceState.NEW:
             return
         if self.remote_username is None or self.remote_password is None:
             raise ValueError("remote username and password must be set first")
-        self.state = IceState.CHECKING
-        self._heard_at = now
-        for endpoint in self._endpoints:
+        self._set_state(IceState.CHECKING)
+        checks = self._checks
+        checks.heard_at = now
+        for endpoint in self._list.endpoints:
             for remote in self.remote_candidates:
-                self._pair(endpoint, remote)
-        self._sort()
-        self._debug(
+                self._list.pair(endpoint, remote, self.controlling)
+        self._list.sort()
+        self._log.debug(
             "connect: %s, %s, %s",
-            "controlling" if self._controlling else "controlled",
-            _plural(len(self._pairs), "pair"),
-            _plural(len(self._early), "early check"),
+            "controlling" if self.controlling else "controlled",
+            plural(len(self.pairs), "pair"),
+            plural(len(checks.early), "early check"),
         )
-        self._unfreeze_initial()
-        self._next_check_at = now
-        early, self._early = self._early, deque()
+        self._list.unfreeze_initial()
+        checks.next_check_at = now
+        early = list(checks.early)
+        checks.early.clear()
         for check in early:
-            self._on_check(check, now)
-        self._run_checks(now)
+            checks.on_check(check, now)
+        checks.run_checks(now)
         self._maybe_fail(now)
 
     def set_selected_pair(
@@ -1129,24 +622,7 @@ class IceAgent:
 
         :raises ValueError: if no such local or remote candidate exists.
         """
-        endpoint = next(
-            (
-                e
-                for e, ep in self._endpoints.items()
-                if ep.component == component
-                and any(
-                    c.foundation == local_foundation
-                    and c.component == component
-                    and (
-                        c is ep.candidate
-                        or (c.related_address, c.related_port)
-                        == (ep.candidate.host, ep.candidate.port)
-                    )
-                    for c in self.local_candidates
-                )
-            ),
-            None,
-        )
+        endpoint = self._list.endpoint_with(component, local_foundation)
         remote = next(
             (
                 c
@@ -1160,32 +636,22 @@ class IceAgent:
                 f"no local candidate {local_foundation!r} and remote candidate "
                 f"{remote_foundation!r} on component {component}"
             )
-        ep = self._endpoints[endpoint]
-        addr = (_canonical(remote.host), remote.port)
-        pair = ep.pairs.get(addr)
-        if pair is None:
-            pair = CandidatePair(endpoint=endpoint, local=ep.candidate, remote=remote)
-            pair.update_priority(self._controlling)
-            self._pairs.append(pair)
-            ep.pairs[addr] = pair
-        ep.peers[addr] = pair
-        pair.valid = True
-        pair.nominated = True
-        self._selected[component] = pair
+        pair = self._list.pair_by_hand(endpoint, remote, self.controlling)
+        self.selected[component] = pair
         # A pair chosen by hand is not subject to consent (a peer without ICE
         # would not answer), even if ICE had selected another one before.
-        self._consent.pop(component, None)
-        self._emit(
+        self._consent.stop(component)
+        self._log.emit(
             SelectedPairChanged(
                 component=component, local=pair.valid_local, remote=remote
             )
         )
         if (
             self.state in (IceState.NEW, IceState.CHECKING)
-            and len(self._selected) == self.components
+            and len(self.selected) == self.components
         ):
-            self.state = IceState.COMPLETED
-            self._emit(IceCompleted())
+            self._set_state(IceState.COMPLETED)
+            self._log.emit(IceCompleted())
         return pair
 
     # --- timers ------------------------------------------------------------
@@ -1194,169 +660,47 @@ class IceAgent:
         """Run whatever is due at ``now``: retransmissions and timeouts, the
         ``Ta`` tick, nomination, consent checks and expiry, the gather bound,
         the TURN allocations' refreshes."""
-        for relay in list(self._turn.values()):
-            timer_at = relay.allocation.get_timer()
-            if timer_at is not None and timer_at <= now:
-                relay.allocation.handle_timer(now)
-                self._on_turn_events(relay, now)
-        if self.state == IceState.CLOSED:
+        for relay in self._relays.due(now):
+            self._on_relay_events(relay, now)
+        if self.state is IceState.CLOSED:
             return
-        for tid, pending in list(self._pending.items()):
-            tx = pending.transaction
-            # An earlier timeout in this loop may have replaced or cancelled
-            # this transaction (a new nomination, a failure): skip it then.
-            if tx.timer_at > now or self._pending.get(tid) is not pending:
-                continue
-            if pending.cancelled:
-                # Its answer counted until its next retransmission time
-                # (rather than the whole transaction timeout); its silence
-                # fails nothing.
-                del self._pending[tid]
-                continue
-            # Due, so the answer is SEND, TIMEOUT or INTEGRITY_VIOLATED, never
-            # WAIT. A gather transaction's timer never passes its deadline
-            # (the gather bound), so gathering ends here at the latest.
-            result = tx.poll(now)
-            if result is Poll.SEND:
-                self._send(tx.endpoint, tx.data, tx.addr, now)
-                if pending.pair is not None and pending.kind == "check":
-                    pending.pair.requests_sent += 1
-            else:
-                del self._pending[tid]
-                self._on_timeout(pending, result is Poll.INTEGRITY_VIOLATED, now)
+        self._checks.handle_timer(now)
         if (
-            self.state == IceState.CHECKING
-            and not self._controlling
-            and now >= self._heard_at + self.config.nomination_timeout
+            self.state is IceState.CHECKING
+            and not self.controlling
+            and now >= self._checks.heard_at + self.config.nomination_timeout
         ):
             self._fail(self._failure_reason(nomination=True))
-        if self.state == IceState.CHECKING:
-            self._run_checks(now)
-            if self._controlling:
-                for component in list(self._first_valid_at):
+        if self.state is IceState.CHECKING:
+            self._checks.run_checks(now)
+            if self.controlling:
+                for component in self._nomination.components():
                     self._maybe_nominate(component, now)
-        self._run_consent(now)
 
-    def _run_checks(self, now: float) -> None:
-        if self._next_check_at is None or now < self._next_check_at:
-            return
-        pair = self._next_ordinary_pair()
-        if pair is not None:
-            self._send_check(pair, now, nominate=False)
-            self._next_check_at = now + self.config.ta
+        def consent_check(component: int, previous: bytes | None) -> bytes:
+            self._checks.drop(previous)
+            # Consent only runs on a component with a selected pair, and no
+            # component loses its selected pair.
+            pair = self.selected[component]
+            return self._checks.send_request(pair, now, kind=Kind.CONSENT)
 
-    def _run_consent(self, now: float) -> None:
-        for component, consent in list(self._consent.items()):
-            # Consent is only ever set up by _select(), and no component
-            # loses its selected pair.
-            pair = self._selected[component]
-            if now >= consent.expires_at:
-                self._expire_consent(component, now)
-                return
-            if now >= consent.check_at:
-                if consent.pending is not None:
-                    self._pending.pop(consent.pending, None)
-                tid = self._send_request(pair, now, kind="consent")
-                consent.pending = tid
-                jitter = 0.8 + 0.4 * self._rng.random()
-                consent.check_at = now + self.config.consent_interval * jitter
+        expired = self._consent.run(now, consent_check)
+        if expired is not None:
+            self._log.emit(ConsentExpired(component=expired))
+            self.close()
 
-    def _expire_consent(self, component: int, now: float) -> None:
-        self._emit(ConsentExpired(component=component))
-        self.close()
+    def _on_consent_answered(self, pair: CandidatePair, now: float) -> None:
+        if self.selected.get(pair.component) is pair:
+            self._consent.answered(pair.component, now)
 
-    # --- sending checks ----------------------------------------------------
-
-    def _transaction_id(self) -> bytes:
-        return self._rng.getrandbits(96).to_bytes(12, "big")
-
-    def _transaction(
-        self,
-        request: Message,
-        data: bytes,
-        endpoint: int,
-        addr: Address,
-        now: float,
-        deadline: float | None = None,
-    ) -> ClientTransaction:
-        config = self.config
-        return ClientTransaction(
-            transaction_id=request.transaction_id,
-            data=data,
-            endpoint=endpoint,
-            addr=addr,
-            now=now,
-            rto=config.rto,
-            max_sends=config.max_sends,
-            final_wait=config.final_wait,
-            # Only gathering requests have a deadline (the gather bound).
-            rto_max=config.rto_max if deadline is None else config.gather_rto_max,
-            deadline=deadline,
-        )
-
-    def _start(self, pending: _Pending) -> None:
-        tx = pending.transaction
-        self._pending[tx.transaction_id] = pending
-        self._send(tx.endpoint, tx.data, tx.addr, tx.sent_at)
+    # --- sending and receiving ----------------------------------------------
 
     def _send(self, endpoint: int, data: bytes, addr: Address, now: float) -> None:
-        relay = self._relays.get(endpoint)
+        relay = self._relays.by_endpoint(endpoint)
         if relay is None:
             self._outbox.append(Transmit(endpoint, data, addr))
         else:
             relay.allocation.send(addr, data, now)
-
-    def _send_request(
-        self, pair: CandidatePair, now: float, *, kind: str, nominate: bool = False
-    ) -> bytes:
-        local = pair.local
-        attributes: dict[str, object] = {
-            "USERNAME": f"{self.remote_username}:{self.local_username}",
-            # RFC 8445 §7.1.1: the priority a peer-reflexive candidate would have.
-            "PRIORITY": candidate_priority(
-                local.component, "prflx", (local.priority >> 8) & 0xFFFF
-            ),
-        }
-        if self._controlling:
-            attributes["ICE-CONTROLLING"] = self.tie_breaker
-            if nominate:
-                attributes["USE-CANDIDATE"] = None
-        else:
-            attributes["ICE-CONTROLLED"] = self.tie_breaker
-        request = Message(
-            Method.BINDING,
-            Class.REQUEST,
-            self._transaction_id(),
-            attributes,  # type: ignore[arg-type]
-        )
-        data = request.encode(key=self._remote_key, fingerprint=True)
-        tx = self._transaction(request, data, pair.endpoint, pair.remote_addr, now)
-        self._start(
-            _Pending(kind, tx, pair, nominate=nominate, controlling=self._controlling)
-        )
-        pair.requests_sent += 1
-        return tx.transaction_id
-
-    def _send_check(
-        self,
-        pair: CandidatePair,
-        now: float,
-        *,
-        nominate: bool,
-        retriggered: bool = False,
-    ) -> None:
-        if pair.transaction is not None:
-            self._pending.pop(pair.transaction.transaction_id, None)
-        tid = self._send_request(pair, now, kind="check", nominate=nominate)
-        self._pending[tid].retriggered = retriggered
-        pair.transaction = self._pending[tid].transaction
-        if nominate:
-            if not pair.nominating:
-                self._debug("nominating pair %s (USE-CANDIDATE)", pair)
-            pair.nominating = True
-        self._set_state(pair, PairState.IN_PROGRESS)
-
-    # --- receiving -----------------------------------------------------------
 
     def receive_datagram(
         self, endpoint: int, data: bytes, addr: Address, now: float
@@ -1366,21 +710,22 @@ class IceAgent:
         STUN messages are handled here. Anything else is application data: it
         is returned as ``(data, component)`` when ``addr`` has authenticated
         itself with a check or a response on that endpoint, and dropped (and
-        counted) otherwise. Never raises for any bytes.
+        counted) otherwise; data on a pair is counted in its
+        :meth:`pair_stats`. Never raises for any bytes.
         """
-        ep = self._endpoints.get(endpoint)
-        if ep is None or self.state == IceState.CLOSED:
-            relay = self._turn.get(endpoint)
+        ep = self._list.endpoints.get(endpoint)
+        if ep is None or self.state is IceState.CLOSED:
+            relay = self._relays.by_transport(endpoint)
             if relay is not None and addr == relay.allocation.server:
                 # A UDP datagram carries one message: at most one result.
                 got = None
                 for peer, payload in relay.allocation.receive(data, now):
                     got = self.receive_datagram(relay.endpoint, payload, peer, now)
-                self._on_turn_events(relay, now)
+                self._on_relay_events(relay, now)
                 return got
             self.stats.unexpected += 1
             return None
-        if len(data) < 20 or data[0] > 3 or data[4:8] != _COOKIE_BYTES:
+        if not is_stun(data):
             try:
                 pair = ep.peers[addr]
             except KeyError:
@@ -1396,9 +741,9 @@ class IceAgent:
             self.stats.malformed += 1
             return None
         if message.message_class == Class.REQUEST:
-            self._on_request(endpoint, ep, message, len(data), addr, now)
+            self._checks.on_request(endpoint, message, len(data), addr, now)
         elif message.message_class in (Class.SUCCESS, Class.ERROR):
-            self._on_response(endpoint, message, addr, now)
+            self._checks.on_response(endpoint, message, addr, now)
         else:
             # Binding indications are keepalives (RFC 8445 §11): nothing to do.
             self.stats.unexpected += 1
@@ -1412,7 +757,7 @@ class IceAgent:
         :returns: the application data they carried, as ``(data, component)``
             (see :meth:`receive_datagram`). Never raises for any bytes.
         """
-        relay = self._turn.get(transport)
+        relay = self._relays.by_transport(transport)
         if relay is None:
             self.stats.unexpected += 1
             return []
@@ -1421,581 +766,114 @@ class IceAgent:
             item = self.receive_datagram(relay.endpoint, payload, peer, now)
             if item is not None:
                 got.append(item)
-        self._on_turn_events(relay, now)
+        self._on_relay_events(relay, now)
         return got
 
     def send(self, component: int, data: bytes, now: float) -> bool:
-        """Queue application data on the selected pair of ``component``.
+        """Queue application data on the selected pair of ``component``, and
+        count it on that pair.
 
-        Callers with a socket of their own may write to :meth:`route` instead;
-        this is the way for relayed routes, whose data the TURN allocation
-        wraps.
+        Callers with a socket of their own may write to :meth:`route` instead
+        (and credit it with :meth:`count_sent`); this is the way for relayed
+        routes, whose data the TURN allocation wraps.
 
         :returns: whether there was a selected pair to send it on.
         """
-        pair = self._selected.get(component)
+        pair = self.selected.get(component)
         if pair is None or self.state in (IceState.FAILED, IceState.CLOSED):
             return False
         self._send(pair.endpoint, data, pair.remote_addr, now)
+        pair.datagrams_sent += 1
+        pair.bytes_sent += len(data)
         return True
 
-    def _respond_error(
-        self,
-        endpoint: int,
-        request: Message,
-        size: int,
-        addr: Address,
-        code: int,
-        reason: str,
-        now: float,
-        *,
-        signed: bool = False,
-    ) -> None:
-        response = Message(
-            request.method,
-            Class.ERROR,
-            request.transaction_id,
-            {"ERROR-CODE": (code, reason)},
-        )
-        if signed:
-            data = response.encode(key=self._local_key, fingerprint=True)
-        else:
-            data = response.encode(fingerprint=True)
-            if len(data) > size:
-                # An unauthenticated sender never gets more bytes than it sent.
-                self.stats.error_responses_suppressed += 1
-                return
-        self._send(endpoint, data, addr, now)
+    def count_sent(self, component: int, size: int, count: int = 1) -> bool:
+        """Credit ``count`` datagrams of ``size`` bytes in all, which the
+        caller sent itself on :meth:`route` of ``component``, to the selected
+        pair of that component.
 
-    def _on_request(
-        self,
-        endpoint: int,
-        ep: _Endpoint,
-        message: Message,
-        size: int,
-        addr: Address,
-        now: float,
-    ) -> None:
-        if self.state == IceState.FAILED:
-            # ICE is over here: no answer at all, not even an error, so that
-            # the peer's checks fail and its consent expires (RFC 7675 §5.1)
-            # instead of it going on over a path we have given up.
-            self.stats.unexpected += 1
-            return
-        attributes = message.attributes
-        username = attributes.get("USERNAME")
-        if (
-            message.method != Method.BINDING
-            or username is None
-            or message.integrity is None
-        ):
-            self.stats.unauthenticated += 1
-            self._respond_error(endpoint, message, size, addr, 400, "Bad Request", now)
-            return
-        local, colon, remote = username.partition(":")
-        if (
-            colon != ":"
-            or local != self.local_username
-            or (self.remote_username is not None and remote != self.remote_username)
-            or not message.check_integrity(self._local_key)
-        ):
-            self.stats.unauthenticated += 1
-            if local == self.local_username:
-                # Meant for us: the peer's credentials for us are wrong.
-                self._checks_rejected += 1
-                self._debug(
-                    "check from %s:%d refused (401): wrong USERNAME or "
-                    "MESSAGE-INTEGRITY",
-                    addr[0],
-                    addr[1],
-                )
-            self._respond_error(
-                endpoint, message, size, addr, 401, "Unauthenticated", now
-            )
-            return
-        if message.unknown_required:
-            response = Message(
-                Method.BINDING,
-                Class.ERROR,
-                message.transaction_id,
-                {
-                    "ERROR-CODE": (420, "Unknown Attribute"),
-                    "UNKNOWN-ATTRIBUTES": message.unknown_required,
-                },
-            )
-            self._send(
-                endpoint,
-                response.encode(key=self._local_key, fingerprint=True),
-                addr,
-                now,
-            )
-            return
-        # Role conflicts (RFC 8445 §7.3.1.1): the peer claims our role.
-        theirs = (
-            attributes.get("ICE-CONTROLLING")
-            if self._controlling
-            else attributes.get("ICE-CONTROLLED")
-        )
-        if theirs is not None:
-            # The larger tie-breaker controls: keep our role and answer 487,
-            # or give it up.
-            if (self.tie_breaker >= theirs) == self._controlling:
-                self._respond_error(
-                    endpoint,
-                    message,
-                    size,
-                    addr,
-                    487,
-                    "Role Conflict",
-                    now,
-                    signed=True,
-                )
-                return
-            self._switch_role(not self._controlling, now)
-
-        response = Message(
-            Method.BINDING,
-            Class.SUCCESS,
-            message.transaction_id,
-            {"XOR-MAPPED-ADDRESS": addr},
-        )
-        self._send(
-            endpoint, response.encode(key=self._local_key, fingerprint=True), addr, now
-        )
-        if addr not in ep.peers:
-            # The sender proved it knows our password: its data is accepted.
-            ep.peers[addr] = ep.pairs.get(addr)
-        check = _EarlyCheck(
-            endpoint, addr, attributes.get("PRIORITY", 0), "USE-CANDIDATE" in attributes
-        )
-        if self.state == IceState.NEW:
-            if len(self._early) >= self.config.max_early_checks:
-                self._early.popleft()
-                self.stats.early_checks_dropped += 1
-            self._early.append(check)
-        else:  # checking or completed: failed and closed agents never get here
-            self._on_check(check, now)
-
-    def _on_check(self, check: _EarlyCheck, now: float) -> None:
-        """RFC 8445 §7.3.1.3-§7.3.1.5, for an authenticated check."""
-        ep = self._endpoints[check.endpoint]
-        component = ep.component
-        addr = check.addr
-        pair = ep.pairs.get(addr)
+        :returns: whether there was a selected pair to credit.
+        """
+        pair = self.selected.get(component)
         if pair is None:
-            remote = self._remote_by_addr.get((component, addr))
-            if remote is None:
-                if (
-                    len(self.remote_candidates) >= self.config.max_remote_candidates
-                    or not 1 <= check.priority < 2**31
-                ):
-                    self.stats.candidates_refused += 1
-                    return
-                # A peer-reflexive remote candidate (RFC 8445 §7.3.1.3).
-                try:
-                    remote = Candidate(
-                        foundation=f"{self._rng.getrandbits(32):08x}",
-                        component=component,
-                        transport="udp",
-                        priority=check.priority,
-                        host=addr[0],
-                        port=addr[1],
-                        type="prflx",
-                    )
-                except CandidateError:
-                    # A source a candidate cannot name (an IPv6 zone id,
-                    # "fe80::1%eth0"): no pair with it.
-                    self.stats.candidates_refused += 1
-                    return
-                self._remote_by_addr[(component, addr)] = remote
-                self.remote_candidates.append(remote)
-                self._debug("remote candidate %s learnt from a check", remote.to_sdp())
-            pair = self._pair(check.endpoint, remote)
-            if pair is None:
-                self.stats.candidates_refused += 1
-                return
-            self._sort()
-        pair.requests_received += 1
-        pair.responses_sent += 1
-        if component not in self._selected:
-            # A check that may lead to a nomination: the wait starts again.
-            # (Consent checks on a selected component, or checks we could
-            # not pair, say nothing of the components still to nominate.)
-            self._checks_received += 1
-            self._heard_at = now
-        if self.state == IceState.COMPLETED and component in self._selected:
-            if (
-                check.use_candidate
-                and not self._controlling
-                and pair.valid
-                and pair is not self._selected[component]
-            ):
-                self._debug("pair %s nominated by the peer (USE-CANDIDATE)", pair)
-                self._select(pair, now)
-            return
-        # Triggered check (RFC 8445 §7.3.1.4).
-        if pair.state in (PairState.FROZEN, PairState.WAITING, PairState.FAILED):
-            self._set_state(pair, PairState.WAITING)
-            self._send_check(pair, now, nominate=False)
-        elif pair.state is PairState.IN_PROGRESS:
-            self._retrigger(pair, now)
-        # Nomination by the controlling peer (RFC 8445 §7.3.1.5).
-        if check.use_candidate and not self._controlling:
-            if not pair.remote_nominated:
-                self._debug("pair %s nominated by the peer (USE-CANDIDATE)", pair)
-            pair.remote_nominated = True
-            if pair.state is PairState.SUCCEEDED:
-                self._select(pair, now)
+            return False
+        pair.datagrams_sent += count
+        pair.bytes_sent += size
+        return True
 
-    def _retrigger(self, pair: CandidatePair, now: float) -> None:
-        """RFC 8445 §7.3.1.4: a check from the peer on an In-Progress pair
-        cancels our check and sends a new one at once. Done when ours has
-        gone unanswered for an RTO (it was sent again): it was likely lost, or
-        dropped by the peer's NAT before the peer's own check opened it, and the
-        peer's check shows the path works now; waiting for the next, doubled
-        retransmission could cost seconds, and under loss the connect() bound
-        (a nominating check is re-triggered too, keeping USE-CANDIDATE). Also
-        on the first send towards a relayed remote candidate, once per check:
-        the peer's TURN server drops what arrives before the peer's permission
-        exists. Otherwise our first check goes on, its answer usually in
-        flight, and no duplicate is sent. The cancelled check's success still
-        counts (:meth:`_on_response`). Never done for a check that got
-        responses, if only discarded ones (RFC 8489 §9.1.5): it was not lost,
-        and starting it again at every check from a peer that cannot
-        authenticate our responses would keep it from ever failing."""
-        tx = pair.transaction
-        current = self._pending.get(tx.transaction_id) if tx is not None else None
-        if (
-            current is None
-            # Answered, if only by responses we discarded: not lost.
-            or current.transaction.discarded
-            or (
-                current.transaction.sends < 2  # not overdue: not sent again yet
-                and (
-                    current.retriggered
-                    or pair.nominating
-                    or pair.remote.type != "relay"
-                )
-            )
-        ):
-            return
-        current.cancelled = True
-        pair.transaction = None
-        self._send_check(pair, now, nominate=current.nominate, retriggered=True)
-        current.replaced_by = pair.transaction
+    def count_received(
+        self, endpoint: int, addr: Address, size: int, count: int = 1
+    ) -> int | None:
+        """Credit ``count`` datagrams of ``size`` bytes in all, which the
+        caller read itself on ``endpoint`` from ``addr`` (an authenticated
+        peer, see :meth:`authenticated_peers`) without going through
+        :meth:`receive_datagram`, to the pair they arrived on.
 
-    def _on_response(
-        self, endpoint: int, message: Message, addr: Address, now: float
-    ) -> None:
-        pending = self._pending.get(message.transaction_id)
-        if pending is None or pending.transaction.endpoint != endpoint:
-            self.stats.unexpected += 1
-            return
-        tx = pending.transaction
-        if pending.kind == "gather":
-            if addr != tx.addr:
-                self.stats.unexpected += 1
-                return
-            del self._pending[message.transaction_id]
-            self._on_gather_response(pending, message)
-            self._maybe_gathered()
-            return
-        pair = pending.pair
-        assert pair is not None
-        error = message.error_code if message.message_class == Class.ERROR else None
-        if not message.check_integrity(self._remote_key):
-            # RFC 8489 §9.1.5: discarded as if it had never arrived, and the
-            # retransmissions go on; so is the unsigned 400 or 401 of a peer
-            # that could not authenticate our request (RFC 8489 §9.1.3), which
-            # anybody who saw the request could forge. Those from where the
-            # request went may be the peer's: counted, for the failure reason.
-            self.stats.unauthenticated += 1
-            if addr == tx.addr:
-                tx.discard()
-                if pending.kind == "check":
-                    unsigned = message.integrity is None and error in (400, 401)
-                    code = error if unsigned and error is not None else 0
-                    rejected = pair.faults.rejected
-                    rejected[code] = rejected.get(code, 0) + 1
-                    if code:
-                        self._debug(
-                            "response to a check on %s discarded: unsigned %s",
-                            pair,
-                            _status(code),
-                        )
-                    else:
-                        self._debug(
-                            "response to a check on %s discarded: bad "
-                            "MESSAGE-INTEGRITY",
-                            pair,
-                        )
-            return
-        del self._pending[message.transaction_id]
-        if pending.cancelled:
-            # A cancelled check can only succeed, and only while the one that
-            # replaced it is still out: it then stands for it. Not for a later
-            # one: once the replacement succeeded, the pair's transaction may
-            # be the nomination that followed, which must go on.
-            current = pair.transaction
-            if (
-                current is None
-                or current is not pending.replaced_by
-                or error is not None
-                or addr != tx.addr
-            ):
-                return
-            self._pending.pop(current.transaction_id, None)
-            pair.transaction = None
-        if pair.transaction is tx:
-            pair.transaction = None
-        if pending.nominate:
-            # The nomination is over, whatever the answer: a success selects.
-            pair.nominating = False
-        if addr != tx.addr:
-            # Not symmetric (RFC 8445 §7.2.5.2.1).
-            if pending.kind == "check":
-                pair.faults.asymmetric += 1
-                self._fail_check(pending, now, f"answered from {addr[0]}:{addr[1]}")
-            return
-        pair.responses_received += 1
-        if error is None:
-            pair.responded_at = now
-        if tx.sends == 1:
-            pair.rtt = now - tx.sent_at
-        if pending.kind == "consent":
-            if error is None:
-                consent = self._consent.get(pair.component)
-                if consent is not None and self._selected.get(pair.component) is pair:
-                    consent.expires_at = now + self.config.consent_timeout
-            return
-        # A check is only ever out while checking or completed: failure and
-        # close() cancel the checks still out.
-        if error == 487:
-            pair.role_conflicts += 1
-            if pair.role_conflicts >= _MAX_ROLE_CONFLICTS:
-                self._fail_with_error(pending, 487, now, pair.role_conflicts)
-                return
-            # RFC 8445 §7.2.5.1: take the role opposite to the one the request
-            # claimed, then check the pair again.
-            if pending.controlling == self._controlling:
-                self._switch_role(not pending.controlling, now)
-            self._set_state(pair, PairState.WAITING)
-            self._send_check(pair, now, nominate=False)
-            return
-        if error is not None:
-            self._fail_with_error(pending, error, now)
-            return
-        mapped = message.attributes.get("XOR-MAPPED-ADDRESS")
-        if mapped is None:
-            pair.faults.unmapped += 1
-            self._fail_check(pending, now, "a success without XOR-MAPPED-ADDRESS")
-            return
-        self._on_check_succeeded(
-            pair, pending.nominate, (_canonical(mapped[0]), mapped[1]), now
-        )
+        :returns: their component, or ``None`` when ``addr`` is not an
+            authenticated peer of ``endpoint`` (nothing is counted then).
+        """
+        ep = self._list.endpoints.get(endpoint)
+        if ep is None or addr not in ep.peers:
+            return None
+        pair = ep.peers[addr]
+        if pair is not None:
+            pair.datagrams_received += count
+            pair.bytes_received += size
+        return ep.component
+
+    # --- outcomes of checks ---------------------------------------------------
 
     def _on_check_succeeded(
-        self, pair: CandidatePair, nominated: bool, mapped: Address, now: float
+        self, pair: CandidatePair, nominated: bool, now: float
     ) -> None:
-        ep = self._endpoints[pair.endpoint]
-        ep.peers[pair.remote_addr] = pair
-        # What went wrong before (a spoofed answer, a lost check) is moot now.
-        pair.faults = PairFaults()
-        pair.role_conflicts = 0
-        # Discovering a local peer-reflexive candidate (RFC 8445 §7.2.5.3.1).
-        if (pair.local.host, pair.local.port) != mapped and not pair.valid:
-            known = next(
-                (
-                    c
-                    for c in self.local_candidates
-                    if c.component == pair.component and (c.host, c.port) == mapped
-                ),
-                None,
-            )
-            if known is None:
-                base = pair.local
-                known = Candidate(
-                    foundation=candidate_foundation("prflx", "udp", base.host),
-                    component=base.component,
-                    transport="udp",
-                    priority=candidate_priority(
-                        base.component, "prflx", (base.priority >> 8) & 0xFFFF
-                    ),
-                    host=mapped[0],
-                    port=mapped[1],
-                    type="prflx",
-                    related_address=base.host,
-                    related_port=base.port,
-                )
-                self._debug("local candidate %s learnt from a check", known.to_sdp())
-            pair.valid_local = known
-            pair.update_priority(self._controlling)
-            self._sort()
-        pair.valid = True
-        self._set_state(pair, PairState.SUCCEEDED)
         component = pair.component
-        self._first_valid_at.setdefault(component, now)
-        # RFC 8445 §7.2.5.3.3: unfreeze the pairs of the same foundation.
-        for other in self._pairs:
-            if other.state is PairState.FROZEN and other.foundation == pair.foundation:
-                self._set_state(other, PairState.WAITING)
-        if nominated or (pair.remote_nominated and not self._controlling):
+        self._nomination.first_valid(component, now)
+        if nominated or (pair.remote_nominated and not self.controlling):
             self._select(pair, now)
-        elif self._controlling and self.state == IceState.CHECKING:
+        elif self.controlling and self.state is IceState.CHECKING:
             self._maybe_nominate(component, now)
         # This was perhaps the last pair in checks, with a component lost.
         self._maybe_fail(now)
 
-    def _on_timeout(self, pending: _Pending, violated: bool, now: float) -> None:
-        """A transaction ended without a valid response: ``violated`` when it
-        got responses, all of them discarded (RFC 8489 §9.1.5)."""
-        if pending.kind == "gather":
-            self._maybe_gathered()
+    def _on_pair_failed(self, pair: CandidatePair, now: float) -> None:
+        if self.state is not IceState.CHECKING:
             return
-        pair = pending.pair
-        assert pair is not None
-        tx = pending.transaction
-        if pending.kind == "consent":
-            self._debug("consent check on %s unanswered (%s)", pair, _times(tx.sends))
-            return
-        # A pending check is always its pair's current transaction:
-        # _send_check() drops the one it replaces.
-        pair.transaction = None
-        if violated:
-            why = f"integrity violation: {_times(tx.discarded)} answered, never validly"
-        else:
-            pair.faults.timeouts += 1
-            pair.faults.unanswered += tx.sends
-            why = f"timeout: no response, sent {_times(tx.sends)}"
-        self._fail_check(pending, now, why)
-
-    def _fail_with_error(
-        self, pending: _Pending, code: int, now: float, count: int = 1
-    ) -> None:
-        pair = pending.pair
-        assert pair is not None
-        errors = pair.faults.errors
-        errors[code] = errors.get(code, 0) + count
-        self._fail_check(pending, now, f"error {_status(code)} ({_times(count)})")
-
-    def _fail_check(self, pending: _Pending, now: float, why: str) -> None:
-        """A check failed (RFC 8445 §7.2.5.2). A failed nomination also takes
-        its pair out of the valid list, so that another pair can be nominated
-        (or ICE can fail) instead of waiting on it forever."""
-        pair = pending.pair
-        assert pair is not None
-        self._debug(
-            "%s on %s failed: %s",
-            "nomination" if pending.nominate else "check",
-            pair,
-            why,
-        )
-        if pending.nominate:
-            pair.nominating = False
-            pair.valid = False
-        self._fail_pair(pair, now)
-
-    def _fail_pair(self, pair: CandidatePair, now: float) -> None:
-        self._set_state(pair, PairState.FAILED)
-        if self.state != IceState.CHECKING:
-            return
-        if self._controlling and pair.component in self._first_valid_at:
+        if self.controlling and self._nomination.pending(pair.component):
             self._maybe_nominate(pair.component, now)
         self._maybe_fail(now)
 
-    # --- nomination and completion ------------------------------------------
-
-    def _nominating(self, component: int) -> bool:
-        return any(p.nominating for p in self._pairs if p.component == component)
-
     def _maybe_nominate(self, component: int, now: float) -> None:
-        if component in self._selected or self._nominating(component):
-            return
-        best_valid: CandidatePair | None = None
-        best_pending: CandidatePair | None = None
-        for pair in self._pairs:
-            if pair.component != component:
-                continue
-            if pair.valid:
-                if best_valid is None or pair.priority > best_valid.priority:
-                    best_valid = pair
-            elif pair.state is not PairState.FAILED and (
-                best_pending is None or pair.priority > best_pending.priority
-            ):
-                best_pending = pair
-        if best_valid is None:
-            self._first_valid_at.pop(component, None)
-            return
-        first = self._first_valid_at.setdefault(component, now)
-        if (
-            best_pending is None
-            or best_valid.priority >= best_pending.priority
-            or self.remote_is_lite
-            or now >= first + self.config.nomination_wait
-        ):
-            self._send_check(best_valid, now, nominate=True)
+        pair = self._nomination.choose(component, now, lite=self.remote_is_lite)
+        if pair is not None:
+            self._checks.send_check(pair, now, nominate=True)
 
     def _select(self, pair: CandidatePair, now: float) -> None:
-        component = pair.component
-        current = self._selected.get(component)
-        if current is pair or (
-            current is not None and current.priority > pair.priority
-        ):
+        event = self._nomination.select(pair)
+        if event is None:
             return
-        pair.nominated = True
-        self._selected[component] = pair
-        self._first_valid_at.pop(component, None)
-        self._emit(
-            SelectedPairChanged(
-                component=component, local=pair.valid_local, remote=pair.remote
-            )
-        )
-        jitter = 0.8 + 0.4 * self._rng.random()
-        # RFC 7675 §5.1: consent lasts from the last authenticated response,
-        # which may be older than the nomination that selects the pair; the
-        # consent checks count from it too (at once if it is that old).
-        granted = now if pair.responded_at is None else pair.responded_at
-        self._consent[component] = _Consent(
-            max(now, granted + self.config.consent_interval * jitter),
-            granted + self.config.consent_timeout,
-        )
-        if self.state == IceState.CHECKING and len(self._selected) >= len(
+        self._log.emit(event)
+        self._consent.start(pair.component, now, pair.responded_at)
+        if self.state is IceState.CHECKING and len(self.selected) >= len(
             self._active_components()
         ):
-            self.state = IceState.COMPLETED
-            self._next_check_at = None
-            # RFC 8445 §8.1.2: checks not yet sent are not needed any more.
-            for other in self._pairs:
-                if (
-                    other.transaction is not None
-                    and not other.nominating
-                    and other.state is PairState.IN_PROGRESS
-                ):
-                    self._pending.pop(other.transaction.transaction_id, None)
-                    other.transaction = None
-                    self._set_state(other, PairState.FAILED)
-            self._emit(IceCompleted())
+            self._set_state(IceState.COMPLETED)
+            self._checks.cancel_checks()
+            self._log.emit(IceCompleted())
         else:
             # Another component may have run out of pairs while this one was
             # still in checks: it can never complete now.
             self._maybe_fail(now)
 
     def _active_components(self) -> set[int]:
-        """Components that can still complete: after end-of-candidates, those
-        without any remote candidate are left out (as aioice does)."""
-        every = set(range(1, self.components + 1))
-        if not self.remote_end:
-            return every
-        seen = {c.component for c in self.remote_candidates}
-        return every & seen if seen else every
+        return self._list.active_components(self.components, self.remote_end)
 
     def _maybe_fail(self, now: float) -> None:
-        if self.state != IceState.CHECKING or not self.remote_end:
+        if self.state is not IceState.CHECKING or not self.remote_end:
             return
         active = self._active_components()
-        if active and len(self._selected) >= len(active) and self._selected:
-            self.state = IceState.COMPLETED
-            self._emit(IceCompleted())
+        if active and len(self.selected) >= len(active) and self.selected:
+            self._set_state(IceState.COMPLETED)
+            self._log.emit(IceCompleted())
             return
         # RFC 8445 §7.2.5.4: the check list fails once no pair is left to
         # check and some component has no valid pair. While a pair is still
@@ -2004,123 +882,37 @@ class IceAgent:
         # A controlled agent without a pair on a component may still get
         # checks from the peer there (peer-reflexive candidates): the
         # nomination timeout bounds that wait.
-        lost = False
-        for component in active - set(self._selected):
-            pairs = [p for p in self._pairs if p.component == component]
-            if any(
-                p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
-                for p in pairs
-            ):
-                return
-            if not pairs and not self._controlling and self._has_endpoint(component):
-                continue
-            if not any(p.valid for p in pairs):
-                lost = True
-        if lost:
+        if self._list.lost(active - set(self.selected), self.controlling):
             self._fail(self._failure_reason())
-
-    def _has_endpoint(self, component: int) -> bool:
-        return any(ep.component == component for ep in self._endpoints.values())
 
     def _fail(self, reason: str) -> None:
         """ICE failed: stop everything but gathering, and say why."""
-        self.state = IceState.FAILED
-        self._next_check_at = None
+        self._set_state(IceState.FAILED)
         # Checks still out (on components already selected) cannot change
         # the outcome: stop them, as completion does. Consent on a component
         # already selected stops too: the agent has given up, and answers no
         # check either, so that the peer's consent expires.
-        self._pending = {t: p for t, p in self._pending.items() if p.kind == "gather"}
+        self._checks.stop(keep_gathering=True)
         self._consent.clear()
-        for pair in self._pairs:
-            if pair.transaction is not None:
-                pair.transaction = None
-                self._set_state(pair, PairState.FAILED)
-        self._emit(IceFailed(reason=reason))
+        self._checks.abandon_checks()
+        self._log.emit(IceFailed(reason=reason))
 
     def _failure_reason(self, *, nomination: bool = False) -> str:
-        """Why ICE failed, the most telling cause first: the peer refusing
-        our credentials, then us refusing its, the nomination timeout (when
-        that is what ended it), error responses, timeouts; each counted over
-        the whole check list."""
-        parts: list[str] = []
-        if nomination:
-            timeout = self.config.nomination_timeout
-            since = "for" if self._checks_received else "in the"
-            after = "" if self._checks_received else " since connect()"
-            waiting = sorted(self._active_components() - set(self._selected))
-            on = ""
-            if self._selected:
-                names = ", ".join(str(c) for c in waiting)
-                on = f" on component{'s' if len(waiting) > 1 else ''} {names}"
-            parts.append(
-                f"no nomination: no check from the controlling peer{on} {since} "
-                f"{timeout:g} s{after} (nomination_timeout)"
-            )
-        if not self._pairs:
-            if not self._endpoints:
-                parts.append("no local candidates")
-            elif not self.remote_candidates:
-                refused = self.stats.candidates_refused
-                parts.append(
-                    "no remote candidates"
-                    + (f" ({refused} refused: see the DEBUG log)" if refused else "")
-                )
-            else:
-                parts.append(
-                    "no remote candidate pairs with a local one (address "
-                    "family or component)"
-                )
-        faults = PairFaults()
-        for pair in self._pairs:
-            faults.add(pair.faults)
-        codes = sorted(c for c in faults.rejected if c)
-        if codes:
-            parts.append(
-                "the peer rejected our checks with "
-                + " and ".join(
-                    f"{_status(c)} (unsigned, {_times(faults.rejected[c])})"
-                    for c in codes
-                )
-                + ": check remote_username/remote_password"
-            )
-        if faults.rejected.get(0):
-            parts.append(
-                "responses to our checks failed their integrity check "
-                f"({_times(faults.rejected[0])}): check remote_password"
-            )
-        if self._checks_rejected:
-            parts.append(
-                "we rejected the peer's checks with 401 Unauthenticated "
-                f"({_times(self._checks_rejected)}): check its "
-                "remote_username/remote_password"
-            )
-        if faults.errors:
-            parts.append(
-                "the peer answered our checks with "
-                + " and ".join(
-                    f"{_status(c)} ({_times(n)})"
-                    for c, n in sorted(faults.errors.items())
-                )
-            )
-        if faults.asymmetric:
-            parts.append(
-                "responses came from another address than the checks went to "
-                f"({_times(faults.asymmetric)})"
-            )
-        if faults.unmapped:
-            parts.append(
-                "success responses without XOR-MAPPED-ADDRESS "
-                f"({_times(faults.unmapped)})"
-            )
-        for reason in self._relays_lost:
-            parts.append(f"TURN relay lost: {reason}")
-        if faults.timeouts:
-            parts.append(
-                f"no response to {_plural(faults.timeouts, 'check')}, sent "
-                f"{_times(faults.unanswered)} (timeout)"
-            )
-        return "; ".join(parts) or "no candidate pair succeeded"
+        checks = self._checks
+        facts = FailureFacts(
+            nomination_timeout=self.config.nomination_timeout if nomination else None,
+            checks_received=checks.checks_received,
+            checks_rejected=checks.checks_rejected,
+            waiting=sorted(self._active_components() - set(self.selected)),
+            any_selected=bool(self.selected),
+            local_candidates=bool(self._list.endpoints),
+            remote_candidates=len(self.remote_candidates),
+            candidates_refused=self.stats.candidates_refused,
+            relays_lost=self._relays_lost,
+        )
+        return failure_reason(self.pairs, facts)
+
+    # --- roles -----------------------------------------------------------------
 
     def set_role(self, controlling: bool) -> None:
         """Choose the role before :meth:`connect` (aioice's
@@ -2128,8 +920,8 @@ class IceAgent:
         it changes. Once checks have started only role conflicts change it
         (RFC 8445 §7.3.1.1): later calls do nothing.
         """
-        if self.state == IceState.NEW and controlling != self._controlling:
-            self._switch_role(bool(controlling))
+        if self.state is IceState.NEW and controlling != self.controlling:
+            self._checks.switch_role(bool(controlling))
 
     def set_remote_lite(self, lite: bool) -> None:
         """Say whether the peer is an ICE-lite agent (``a=ice-lite``). With a
@@ -2138,8 +930,8 @@ class IceAgent:
         :class:`~syncice.events.RoleChanged`. Call it before :meth:`connect`.
         """
         self.remote_is_lite = bool(lite)
-        if lite and not self._controlling:
-            self._switch_role(True)
+        if lite and not self.controlling:
+            self._checks.switch_role(True)
 
     def authenticated_peers(self) -> dict[tuple[int, Address], int]:
         """The remote addresses whose data is accepted, each with the
@@ -2147,25 +939,11 @@ class IceAgent:
         proved they know our password, by a check that passed
         MESSAGE-INTEGRITY or by a signed answer to ours. The set only grows
         while the agent lives; :meth:`authenticated_count` says when."""
-        return {
-            (endpoint, addr): ep.component
-            for endpoint, ep in self._endpoints.items()
-            for addr in ep.peers
-        }
+        return self._list.authenticated_peers()
 
     def authenticated_count(self) -> int:
         """How many entries :meth:`authenticated_peers` would return."""
-        return sum(len(ep.peers) for ep in self._endpoints.values())
-
-    def _switch_role(self, controlling: bool, now: float | None = None) -> None:
-        self._controlling = controlling
-        if now is not None and not controlling:
-            # The peer only now knows it is to nominate: the wait starts again.
-            self._heard_at = now
-        for pair in self._pairs:
-            pair.update_priority(controlling)
-        self._sort()
-        self._emit(RoleChanged(controlling=controlling))
+        return self._list.authenticated_count()
 
     # --- closing and statistics --------------------------------------------
 
@@ -2178,27 +956,26 @@ class IceAgent:
         transports open.
         """
         if now is not None:
-            for relay in list(self._turn.values()):
+            for relay in self._relays:
                 relay.allocation.close(now)
-                self._on_turn_events(relay, now)
-        if self.state == IceState.CLOSED:
+                self._on_relay_events(relay, now)
+        if self.state is IceState.CLOSED:
             return
-        self.state = IceState.CLOSED
-        self._pending.clear()
+        self._set_state(IceState.CLOSED)
+        self._checks.stop(keep_gathering=False)
         self._consent.clear()
-        self._early.clear()
         self._outbox = []
-        self._next_check_at = None
 
     def route(self, component: int) -> tuple[int, Address] | None:
         """Where data for ``component`` goes: ``(endpoint, remote address)``."""
-        pair = self._selected.get(component)
+        pair = self.selected.get(component)
         if pair is None or self.state in (IceState.FAILED, IceState.CLOSED):
             return None
         return pair.endpoint, pair.remote_addr
 
     def pair_stats(self) -> list[PairStats]:
-        """A snapshot of every pair (data sent is counted by the caller)."""
+        """A snapshot of every pair: its checks, and the data sent and
+        received on it (see :class:`~syncice._checklist.PairStats`)."""
         return [
             PairStats(
                 component=p.component,
@@ -2206,16 +983,16 @@ class IceAgent:
                 remote=p.remote,
                 state=p.state.value,
                 nominated=p.nominated,
-                selected=self._selected.get(p.component) is p,
+                selected=self.selected.get(p.component) is p,
                 requests_sent=p.requests_sent,
                 requests_received=p.requests_received,
                 responses_sent=p.responses_sent,
                 responses_received=p.responses_received,
-                datagrams_sent=0,
+                datagrams_sent=p.datagrams_sent,
                 datagrams_received=p.datagrams_received,
-                bytes_sent=0,
+                bytes_sent=p.bytes_sent,
                 bytes_received=p.bytes_received,
                 rtt=p.rtt,
             )
-            for p in self._pairs
+            for p in self.pairs
         ]

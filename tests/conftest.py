@@ -318,5 +318,5 @@ def watch_recv(conn: Connection) -> threading.Event:
     or a close must wake it.
     """
     event = threading.Event()
-    conn._inbox.watch = event
+    conn._core.inbox.watch = event
     return event

@@ -156,10 +156,18 @@ SHIM: tuple[Allowance, ...] = (
         " one non-blocking send() on the wakeup socket",
     ),
     Allowance(
-        "syncice/connection.py",
-        "push_event",
-        reason="the events' condition (one for every connection): held for a"
-        " few statements by whoever pushes an event, released by waiters",
+        "syncice/_inbox.py",
+        reason="a mailbox's lock: held for a few statements (a batch of puts,"
+        " a take, a withdrawal), never across I/O or a wait",
+    ),
+    Allowance(
+        "syncice/_lifecycle.py",
+        reason="the life cycle's lock: held for one check and assignment",
+    ),
+    Allowance(
+        "syncice/_facade.py",
+        reason="the facade core's lock: held for a few statements, never"
+        " across I/O (gathering's binds run outside it) or a wait",
     ),
 )
 

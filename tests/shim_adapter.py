@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import syncice.asyncio
 from syncice import IceTimeoutError
 from syncice._checklist import PairStats
+from syncice._facade import check_timeout as _check_timeout
 from syncice.candidate import Candidate
-from syncice.connection import _check_timeout
 from syncice.events import ConnectionEvent
 from tests.loopguard import SHIM, LoopBlocked, LoopGuard
 
@@ -86,7 +86,7 @@ class ShimAdapter:
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
-            return getattr(self._shim._conn, name)
+            return getattr(self._shim, name)
         return getattr(self._shim, name)
 
     def __setattr__(self, name: str, value: Any) -> None:

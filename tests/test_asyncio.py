@@ -38,9 +38,11 @@ import aioice.ice
 import pytest
 
 import syncice
+import syncice._aio_bridge as _aio_bridge
 import syncice._gather as _gather
 import syncice.asyncio as shim
 from syncice import ConnectionClosedError, NotConnectedError
+from syncice._lifecycle import Phase
 from syncice.asyncio import Connection
 from syncice.candidate import Candidate, candidate_priority
 from tests.conftest import TurnService, requires
@@ -221,7 +223,7 @@ def test_recv_of_a_queued_datagram_does_not_suspend() -> None:
     async def main() -> None:
         async with shim_pair() as (a, b):
             await a.send(b"queued")
-            inbox = b._conn._inbox
+            inbox = b._core.inbox
             deadline = asyncio.get_running_loop().time() + GUARD
             while not inbox._items:  # the worker queues it: wait, bounded
                 assert asyncio.get_running_loop().time() < deadline
@@ -616,7 +618,7 @@ def test_guard_fails_the_blocking_facade_on_the_loop() -> None:
         gc.collect()
         conn.gather_candidates(timeout=GUARD)
 
-        worker = conn._worker()
+        worker = conn._core._worker()
         assert worker is not None
 
         def busy_worker() -> queue.SimpleQueue[None]:
@@ -691,9 +693,10 @@ def slow_bind(monkeypatch: pytest.MonkeyPatch) -> queue.SimpleQueue[None]:
 def test_gathering_binds_in_a_thread_and_calls_meanwhile_never_wait(
     slow_bind: queue.SimpleQueue[None],
 ) -> None:
-    """While the gathering thread holds the blocking connection's lock,
+    """While the gathering thread binds (under no lock),
     nothing waits for it on the loop: the role is taken and applied after,
-    the candidates queued after, connect() and set_selected_pair() raise."""
+    the candidates queued for the worker, connect() and set_selected_pair()
+    raise."""
     peer = Candidate(
         foundation="peer",
         component=1,
@@ -708,7 +711,7 @@ def test_gathering_binds_in_a_thread_and_calls_meanwhile_never_wait(
         conn = Connection(True, local_addresses=LOOPBACK)
         try:
             gathering = asyncio.create_task(conn.gather_candidates())
-            await until(lambda: conn._conn._lock.locked(), "the thread binds")
+            await until(lambda: conn._core.phase is Phase.GATHERING, "the thread binds")
             conn.ice_controlling = False
             assert conn.ice_controlling is False  # as asked, until applied
             adding = asyncio.create_task(conn.add_remote_candidate(peer))
@@ -717,17 +720,17 @@ def test_gathering_binds_in_a_thread_and_calls_meanwhile_never_wait(
             with pytest.raises(NotConnectedError, match="gathering"):
                 conn.set_selected_pair(1, "x", "peer")
             assert await conn.get_stats() == []
-            assert conn.remote_candidates == []
+            await asyncio.wait_for(adding, GUARD)  # nothing to wait for
+            assert conn.remote_candidates == [peer]
             await asyncio.sleep(0)
             assert not gathering.done()
-            assert not adding.done()
             slow_bind.put(None)
             await asyncio.wait_for(gathering, GUARD)
             await asyncio.wait_for(adding, GUARD)
             assert conn.remote_candidates == [peer]
             assert conn.ice_controlling is False
             await conn.get_stats()  # a turn of the worker: the role is applied
-            assert conn._conn._agent.controlling is False
+            assert conn._core._agent.controlling is False
             assert conn.ice_controlling is False
         finally:
             await conn.close()
@@ -741,7 +744,7 @@ def test_close_during_gathering_closes_after_it_without_waiting(
     async def main() -> None:
         conn = Connection(True, local_addresses=LOOPBACK)
         gathering = asyncio.create_task(conn.gather_candidates())
-        await until(lambda: conn._conn._lock.locked(), "the thread binds")
+        await until(lambda: conn._core.phase is Phase.GATHERING, "the thread binds")
         closing = asyncio.create_task(conn.close())
         await asyncio.sleep(0)
         assert not closing.done()
@@ -795,7 +798,7 @@ def test_role_set_after_gathering_shows_at_once_and_the_worker_applies_it() -> N
             conn.ice_controlling = False
             assert conn.ice_controlling is False
             await conn.get_stats()  # the worker ran the command before this
-            assert conn._conn._agent.controlling is False
+            assert conn._core._agent.controlling is False
             assert conn.ice_controlling is False
         finally:
             await conn.close()
@@ -907,99 +910,6 @@ def test_set_selected_pair_the_worker_refuses_is_logged(
     assert any("set_selected_pair" in r.getMessage() for r in caplog.records)
 
 
-def test_recv_while_the_worker_holds_the_inbox_lock() -> None:
-    """The worker holds the inbox lock for a batch of reads: recv() does not
-    wait for it; the worker enlists it after its batch."""
-
-    async def main() -> None:
-        async with shim_pair() as (a, b):
-            inbox = b._conn._inbox
-            async with held_elsewhere(inbox._lock):
-                task = asyncio.create_task(b.recv())
-                await asyncio.sleep(0)
-                assert not task.done()
-                assert not inbox._waiters  # enlisting is the worker's, after
-                await a.send(b"while held")
-            assert await asyncio.wait_for(task, GUARD) == b"while held"
-
-    run(main())
-
-
-def test_recv_cancelled_while_the_inbox_lock_is_held(
-    hold_deliveries: HeldDeliveries,
-) -> None:
-    """Cancelled while the worker holds the inbox lock, after the worker
-    handed it a datagram: the datagram goes back to the front once the lock
-    is free, before the one that came next, and recv() takes nothing from
-    the queue before that."""
-
-    async def main() -> None:
-        async with shim_pair() as (a, b):
-            inbox = b._conn._inbox
-            task, waiter = await waiting_recv(b)
-            await a.send(b"first")
-            await until(lambda: hold_deliveries.waiters, "the worker claims it")
-            assert waiter.state == shim._CLAIMED
-            async with held_elsewhere(inbox._lock):
-                task.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await task
-                assert list(b._limbo) == [waiter]
-                assert waiter.state == shim._CLAIMED
-            hold_deliveries.release()
-            await a.send(b"second")
-            await until(lambda: inbox._items, "the worker queues it")
-            # Not taken from the queue: the withdrawal comes first.
-            assert await asyncio.wait_for(b.recv(), GUARD) == b"first"
-            assert waiter.state == shim._RECLAIMED
-            assert not b._limbo
-            assert await asyncio.wait_for(b.recv(), GUARD) == b"second"
-
-    run(main())
-
-
-def test_recv_withdrawn_while_the_inbox_lock_is_held() -> None:
-    async def main() -> None:
-        async with shim_pair() as (a, b):
-            inbox = b._conn._inbox
-            task, waiter = await waiting_recv(b)
-            async with held_elsewhere(inbox._lock):
-                task.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await task
-                assert list(b._limbo) == [waiter]
-                # The worker enlists this one, settling the withdrawal first.
-                nxt = asyncio.create_task(b.recv())
-                await asyncio.sleep(0)
-            await a.send(b"next")
-            assert await asyncio.wait_for(nxt, GUARD) == b"next"
-            assert waiter.state == shim._WITHDRAWN
-            assert not inbox._waiters
-            assert not b._limbo
-
-    run(main())
-
-
-def test_get_event_while_the_event_lock_is_held() -> None:
-    """The events' lock is shared by every connection: another thread holds
-    it, and get_event() waits for the event with await, not for the lock."""
-
-    async def main() -> None:
-        conn = Connection(True, local_addresses=LOOPBACK)
-        await conn.gather_candidates()
-        published = conn._conn._published
-        async with held_elsewhere(published.event_ready):
-            waiting = asyncio.create_task(conn.get_event())
-            await asyncio.sleep(0)
-            assert not waiting.done()
-        await conn.close()
-        assert await asyncio.wait_for(waiting, GUARD) == shim.ConnectionClosed()
-        async with held_elsewhere(published.event_ready):
-            assert await asyncio.wait_for(conn.get_event(), GUARD) is None
-
-    run(main())
-
-
 # --- cancellation ----------------------------------------------------------------
 
 
@@ -1009,18 +919,18 @@ class HeldDeliveries:
     before the delivery, without blocking the loop."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.waiters: list[shim._RecvWaiter] = []
+        self.waiters: list[_aio_bridge.AsyncWaiter[Any]] = []
         self._monkeypatch = monkeypatch
-        self._post = shim._LoopBridge.post
-        monkeypatch.setattr(shim._LoopBridge, "post", self._hold)
+        self._post = _aio_bridge.LoopBridge.post
+        monkeypatch.setattr(_aio_bridge.LoopBridge, "post", self._hold)
 
-    def _hold(self, waiter: shim._RecvWaiter) -> None:
+    def _hold(self, waiter: _aio_bridge.AsyncWaiter[Any]) -> None:
         # A bound method as the class attribute: bridge.post(w) is _hold(w).
         self.waiters.append(waiter)
 
     def release(self) -> None:
         """Deliver what was held, and no longer hold (on the loop)."""
-        self._monkeypatch.setattr(shim._LoopBridge, "post", self._post)
+        self._monkeypatch.setattr(_aio_bridge.LoopBridge, "post", self._post)
         waiters, self.waiters = self.waiters, []
         for waiter in waiters:
             waiter.bridge.post(waiter)
@@ -1033,22 +943,35 @@ def hold_deliveries(monkeypatch: pytest.MonkeyPatch) -> HeldDeliveries:
 
 async def waiting_recv(
     conn: Connection,
-) -> tuple[asyncio.Task[bytes], shim._RecvWaiter]:
+) -> tuple[asyncio.Task[bytes], _aio_bridge.AsyncWaiter[Any]]:
     """A recv() task that waits in ``conn``'s inbox, and its waiter."""
     task = asyncio.create_task(conn.recv())
-    inbox = conn._conn._inbox
-    # Its first step enlists it, or (if the worker held the inbox lock for a
-    # batch) has the worker enlist it.
+    inbox = conn._core.inbox
     await until(lambda: inbox._waiters, "recv() waits in the inbox")
     [waiter] = inbox._waiters
-    assert waiter.state == shim._WAITING
+    assert isinstance(waiter, _aio_bridge.AsyncWaiter)
+    assert state_of(conn, waiter) == WAITING
     return task, waiter
 
 
-def assert_withdrawn(conn: Connection, waiter: shim._RecvWaiter, state: int) -> None:
-    """``waiter`` (cancelled) is in ``state``, or was left for the next
-    recv() to finish because the worker held the inbox lock just then."""
-    assert waiter.state == state or list(conn._limbo) == [waiter]
+WAITING, CLAIMED, WITHDRAWN, RECLAIMED = "waiting", "claimed", "withdrawn", "reclaimed"
+
+
+def state_of(conn: Connection, waiter: _aio_bridge.AsyncWaiter[Any]) -> str:
+    """Where ``waiter`` is: in the inbox, handed a datagram, withdrawn
+    before it was handed one, or cancelled after (its datagram given back)."""
+    if waiter in conn._core.inbox._waiters:
+        return WAITING
+    if waiter.item is None and waiter.error is None:
+        return WITHDRAWN
+    return RECLAIMED if waiter.cancelled else CLAIMED
+
+
+def assert_withdrawn(
+    conn: Connection, waiter: _aio_bridge.AsyncWaiter[Any], state: str
+) -> None:
+    """``waiter`` (cancelled) is in ``state``."""
+    assert state_of(conn, waiter) == state
 
 
 def test_recv_cancelled_before_the_worker_came() -> None:
@@ -1058,11 +981,11 @@ def test_recv_cancelled_before_the_worker_came() -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert_withdrawn(b, waiter, shim._WITHDRAWN)
+            assert_withdrawn(b, waiter, WITHDRAWN)
             await a.send(b"next")
             assert await asyncio.wait_for(b.recv(), GUARD) == b"next"
-            assert waiter.state == shim._WITHDRAWN
-            assert not b._conn._inbox._waiters
+            assert state_of(b, waiter) == WITHDRAWN
+            assert not b._core.inbox._waiters
 
     run(main())
 
@@ -1079,15 +1002,15 @@ def test_recv_cancelled_after_the_worker_claimed_it(
             task, waiter = await waiting_recv(b)
             await a.send(b"first")
             await until(lambda: hold_deliveries.waiters, "the worker claims it")
-            assert waiter.state == shim._CLAIMED
+            assert state_of(b, waiter) == CLAIMED
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert_withdrawn(b, waiter, shim._RECLAIMED)
+            assert_withdrawn(b, waiter, RECLAIMED)
             hold_deliveries.release()  # too late: nothing to deliver
             await a.send(b"second")
             assert await asyncio.wait_for(b.recv(), GUARD) == b"first"
-            assert waiter.state == shim._RECLAIMED
+            assert state_of(b, waiter) == RECLAIMED
             assert await asyncio.wait_for(b.recv(), GUARD) == b"second"
 
     run(main())
@@ -1110,9 +1033,9 @@ def test_recv_cancelled_after_its_result_was_set(
             loop.call_soon(task.cancel)
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert_withdrawn(b, waiter, shim._RECLAIMED)
+            assert_withdrawn(b, waiter, RECLAIMED)
             assert await asyncio.wait_for(b.recv(), GUARD) == b"only"
-            assert waiter.state == shim._RECLAIMED
+            assert state_of(b, waiter) == RECLAIMED
 
     run(main())
 
@@ -1240,7 +1163,7 @@ def test_event_loops_in_several_threads_share_the_worker() -> None:
 
     async def run_pair(n: int) -> int:
         async with shim_pair() as (a, b):
-            worker = a._conn._worker()
+            worker = a._core._worker()
             workers.add(id(worker))
             received = 0
             for i in range(count):
@@ -1301,7 +1224,7 @@ def test_no_event_loop_is_kept_alive() -> None:
             run(receive(i))
         gc.collect()
         assert [ref for ref in loops if ref() is not None] == []
-        assert not shim._bridges
+        assert not _aio_bridge.bridges
     finally:
         run(close())
 
@@ -1373,7 +1296,7 @@ def test_close_awaits_the_turn_release_without_blocking(coturn: TurnService) -> 
         ticking = asyncio.create_task(ticker())
         await asyncio.sleep(0)
         before = ticks
-        session = conn._conn._session()
+        session = conn._core._session()
         assert session is not None
         assert session.released is not None
         await conn.close()
@@ -1454,7 +1377,7 @@ def test_attributes_are_the_blocking_connections() -> None:
     conn.ice_controlling = True
     assert conn.ice_controlling is True
     conn.remote_is_lite = True
-    assert conn._conn.remote_is_lite is True
+    assert conn.remote_is_lite is True
 
 
 def test_close_before_gathering() -> None:

@@ -18,7 +18,7 @@ from syncice import (
     NotConnectedError,
     TransportPolicy,
 )
-from syncice.connection import _check_type
+from syncice._facade import check_type as _check_type
 
 LOOPBACK = ["127.0.0.1"]
 

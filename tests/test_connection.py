@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import pytest
 
+import syncice._session
 from syncice import (
     Candidate,
     ConnectionClosed,
@@ -40,8 +41,10 @@ from syncice import (
 )
 from syncice import _gather as gather_module
 from syncice import _worker as worker_module
-from syncice import connection as connection_module
+from syncice._inbox import Mailbox
+from syncice._lifecycle import TRANSITIONS, Lifecycle, LifecycleError, Phase
 from syncice.connection import Connection
+from syncice.events import GatheringCompleted
 from syncice.stun import Class, Message, Method, parse_message
 from tests.conftest import (
     ConnectionPairs,
@@ -79,7 +82,7 @@ class _WatchedDeque(collections.deque[Any]):
 def watch_queued(conn: Connection) -> threading.Event:
     """An event set once the worker queues a datagram that no ``recv()``
     was waiting for."""
-    inbox = conn._inbox
+    inbox = conn._core.inbox
     watched = _WatchedDeque()
     with inbox._lock:
         assert not inbox._items
@@ -431,7 +434,7 @@ def test_a_failed_gather_start_leaks_no_socket(
     def no_worker() -> worker_module.Worker:
         raise RuntimeError("no worker today")
 
-    monkeypatch.setattr(connection_module, "acquire_worker", no_worker)
+    monkeypatch.setattr(worker_module, "acquire_worker", no_worker)
     fds = fd_list()
     conn = Connection(True, components=2, local_addresses=LOOPBACK)
     with pytest.raises(RuntimeError, match="no worker today"):
@@ -515,7 +518,7 @@ def test_ice_controlling_can_be_set_before_connect(
     a = connection_pairs.connection(False)
     a.ice_controlling = True  # before gathering: on the agent directly
     assert a.ice_controlling is True
-    assert a._agent.controlling is True
+    assert a._core._agent.controlling is True
     b = connection_pairs.connection(True)
     exchange_candidates(a, b)
     b.ice_controlling = False  # after gathering: through the worker
@@ -873,14 +876,14 @@ class _FailingSocket:
 
 def test_send_errors(connected_pair: tuple[Connection, Connection]) -> None:
     a, _ = connected_pair
-    published = a._published
+    published = a._core._published
     real = published.routes
     sock = _FailingSocket(
         BlockingIOError(errno.EAGAIN, "full"),  # a full buffer drops
         OSError(errno.ENOBUFS, "no buffers"),  # so does a transient error
         OSError(errno.EBADF, "closed"),  # a socket closed meanwhile
     )
-    route = connection_module._Route(cast(socket.socket, sock), ("127.0.0.1", 9))
+    route = syncice._session.Route(cast(socket.socket, sock), ("127.0.0.1", 9))
     published.routes = {1: route}
     try:
         a.send(b"dropped")
@@ -1013,7 +1016,7 @@ def test_close_twice() -> None:
 def test_close_on_the_worker_thread() -> None:
     conn = Connection(True, local_addresses=LOOPBACK)
     conn.gather_candidates(timeout=GUARD)
-    worker = conn._worker()
+    worker = conn._core._worker()
     assert worker is not None
     worker.submit(conn.close).result(GUARD)  # as a callback would
     worker._thread.join(GUARD)  # the last release, from the worker: it ends
@@ -1124,7 +1127,7 @@ def test_blocking_call_on_the_worker_thread_raises(
     connected_pair: tuple[Connection, Connection],
 ) -> None:
     a, _ = connected_pair
-    worker = a._worker()
+    worker = a._core._worker()
     assert worker is not None
     with pytest.raises(RuntimeError, match="worker thread"):
         worker.submit(a.get_stats).result(GUARD)
@@ -1133,58 +1136,83 @@ def test_blocking_call_on_the_worker_thread_raises(
 # --- the inbox (no worker: its contract with the worker, step by step) ---------
 
 
+def get(inbox: Mailbox[tuple[bytes, int]], timeout: float | None) -> tuple[bytes, int]:
+    """What recv() does with a mailbox: a future waiter, withdrawn on timeout."""
+    fut: concurrent.futures.Future[tuple[bytes, int]] = concurrent.futures.Future()
+    inbox.wait(fut)
+    try:
+        return fut.result(timeout)
+    except concurrent.futures.TimeoutError:
+        if inbox.withdraw(fut):
+            raise IceTimeoutError("recv timed out") from None
+        return fut.result()
+
+
 def test_inbox_drops_when_full() -> None:
-    inbox = connection_module._Inbox(2)
+    inbox: Mailbox[tuple[bytes, int]] = Mailbox(2)
     for n in range(3):
         inbox.put((b"%d" % n, 1))
     assert inbox.dropped == 1
-    assert inbox.get(0) == (b"0", 1)
-    assert inbox.get(0) == (b"1", 1)
+    assert get(inbox, 0) == (b"0", 1)
+    assert inbox.get_nowait() == (True, (b"1", 1))
+    assert inbox.get_nowait() == (False, None)
     with pytest.raises(IceTimeoutError):
-        inbox.get(0)
+        get(inbox, 0)
 
 
 def test_inbox_close_keeps_the_first_error_and_maybe_the_data() -> None:
-    inbox = connection_module._Inbox(8)
+    inbox: Mailbox[tuple[bytes, int]] = Mailbox(8)
     inbox.put((b"kept", 2))
     first = ConnectionClosedError("consent", "consent expired")
-    inbox.close(first, discard=False)
-    inbox.close(ConnectionClosedError("later"), discard=False)
-    assert inbox.get(None) == (b"kept", 2)
+    inbox.end(first, discard=False)
+    inbox.end(ConnectionClosedError("later"), discard=False)
+    assert get(inbox, None) == (b"kept", 2)
     with pytest.raises(ConnectionClosedError) as info:
-        inbox.get(None)
+        get(inbox, None)
     assert info.value is first
+    inbox.end(first, discard=True)
     inbox.put((b"late", 1))  # (the worker puts nothing after a close)
-    inbox.close(first, discard=True)
+    inbox.put_back((b"given back", 1))
     with pytest.raises(ConnectionClosedError):
-        inbox.get(0)
+        get(inbox, 0)
 
 
 def test_inbox_waiter_futures() -> None:
-    inbox = connection_module._Inbox(8)
+    inbox: Mailbox[tuple[bytes, int]] = Mailbox(8)
     inbox.put((b"queued", 1))
     assert inbox.waiter().result(0) == (b"queued", 1)
     pending = inbox.waiter()
     cancelled = inbox.waiter()
-    assert cancelled.cancel()  # an asyncio caller gave up: skipped by put()
+    assert cancelled.cancel()  # a caller gave up without withdrawing: skipped
     later = inbox.waiter()
-    inbox.put((b"first", 1))
-    inbox.put((b"second", 1))
+    inbox.put_many([(b"first", 1), (b"second", 1), (b"third", 1)])
     assert pending.result(0) == (b"first", 1)
     assert later.result(0) == (b"second", 1)
+    assert len(inbox) == 1
+    inbox.put_back((b"back", 2))  # first again
+    assert inbox.get_nowait() == (True, (b"back", 2))
     error = ConnectionClosedError("closed")
+    inbox.end(error, discard=False)  # the queued one is still to be read
     waiting = inbox.waiter()
-    inbox.close(error, discard=True)
-    assert waiting.exception(0) is error
+    assert waiting.result(0) == (b"third", 1)
     assert inbox.waiter().exception(0) is error
+    assert inbox.ended
 
 
-def test_inbox_timeout_keeps_a_datagram_claimed_meanwhile(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_inbox_end_wakes_waiters_once_drained() -> None:
+    events: Mailbox[str | None] = Mailbox()
+    first, second = events.waiter(), events.waiter()
+    events.put("closed")
+    events.end(None, discard=False)
+    assert first.result(0) == "closed"
+    assert second.result(0) is None  # nothing comes after the last event
+    assert events.get_nowait() == (True, None)
+
+
+def test_inbox_timeout_keeps_a_datagram_claimed_meanwhile() -> None:
     # The wait runs out just as the worker hands the waiter a datagram: the
     # caller gets it rather than a timeout, and it is not lost.
-    inbox = connection_module._Inbox(8)
+    inbox: Mailbox[tuple[bytes, int]] = Mailbox(8)
 
     class LateFuture(concurrent.futures.Future[tuple[bytes, int]]):
         def result(self, timeout: float | None = None) -> tuple[bytes, int]:
@@ -1193,11 +1221,16 @@ def test_inbox_timeout_keeps_a_datagram_claimed_meanwhile(
                 raise concurrent.futures.TimeoutError
             return super().result(timeout)
 
-    monkeypatch.setattr(concurrent.futures, "Future", LateFuture)
-    assert inbox.get(0.05) == (b"just in time", 1)
-    monkeypatch.undo()
+    fut = LateFuture()
+    inbox.wait(fut)
+    try:
+        got = fut.result(0.05)
+    except concurrent.futures.TimeoutError:
+        assert not inbox.withdraw(fut)
+        got = fut.result()
+    assert got == (b"just in time", 1)
     with pytest.raises(IceTimeoutError):
-        inbox.get(0)
+        get(inbox, 0)
 
 
 # --- the shared worker and cleanup --------------------------------------------
@@ -1211,7 +1244,7 @@ def test_worker_is_shared() -> None:
         for conn in conns:
             conn.gather_candidates(timeout=GUARD)
             assert worker_module.active_worker_threads() == 1
-        workers = {id(conn._worker()) for conn in conns}
+        workers = {id(conn._core._worker()) for conn in conns}
         assert len(workers) == 1
         assert len(worker_threads()) == 1
         for conn in conns[:-1]:
@@ -1278,7 +1311,7 @@ def test_dropped_connection_is_finalized_while_the_worker_is_busy(
     fds = fd_list()
     conn = Connection(True, local_addresses=LOOPBACK)
     conn.gather_candidates(timeout=GUARD)
-    worker = conn._worker()
+    worker = conn._core._worker()
     assert worker is not None
     busy, go = threading.Event(), threading.Event()
     original_stop = worker_module.Worker.stop
@@ -1312,12 +1345,12 @@ def test_fault_in_one_connection_closes_only_it(
 ) -> None:
     a1, b1 = connection_pairs.pair()
     a2, b2 = connection_pairs.pair()
-    assert len({id(c._worker()) for c in (a1, b1, a2, b2)}) == 1
+    assert len({id(c._core._worker()) for c in (a1, b1, a2, b2)}) == 1
 
     def boom(*args: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(b1._agent, "receive_datagram", boom)
+    monkeypatch.setattr(b1._core._agent, "receive_datagram", boom)
     caplog.set_level(logging.ERROR, logger="syncice")
     # A STUN message goes to the agent on the worker thread, even when a
     # recv() caller is the one that reads it off the socket.
@@ -1355,7 +1388,7 @@ def test_fault_during_connect_closes_the_connection(
     def boom(now: float) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(a._agent, method, boom)
+    monkeypatch.setattr(a._core._agent, method, boom)
     with pytest.raises(ConnectionClosedError) as info:
         a.connect(timeout=GUARD)
     assert info.value.reason == "internal error"
@@ -1480,3 +1513,88 @@ def test_silent_turn_server_ends_gathering_at_the_bound(transport: str) -> None:
             assert [c.type for c in conn.local_candidates] == ["host"]
         finally:
             conn.close()
+
+
+# --- the life cycle (syncice._lifecycle) ------------------------------------------
+
+
+@pytest.mark.parametrize("start", list(Phase))
+@pytest.mark.parametrize("to", list(Phase))
+def test_lifecycle_table(start: Phase, to: Phase) -> None:
+    """Every (phase, move) pair: allowed moves happen, CLOSED ignores all,
+    anything else is an internal error."""
+    lifecycle = Lifecycle()
+    lifecycle.phase = start
+    if start is Phase.CLOSED:
+        assert lifecycle.advance(to) is False
+        assert lifecycle.phase is Phase.CLOSED
+    elif to in TRANSITIONS[start]:
+        assert lifecycle.advance(to) is True
+        assert lifecycle.phase is to
+    else:
+        with pytest.raises(LifecycleError, match=f"{start.name} -> {to.name}"):
+            lifecycle.advance(to)
+        assert lifecycle.phase is start
+
+
+def test_lifecycle_every_phase_is_reached_and_every_phase_closes() -> None:
+    seen, todo = {Phase.NEW}, [Phase.NEW]
+    while todo:
+        for nxt in TRANSITIONS[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    assert seen == set(Phase)
+    assert all(Phase.CLOSED in TRANSITIONS[p] for p in Phase if p is not Phase.CLOSED)
+
+
+def test_lifecycle_expect_and_reach() -> None:
+    lifecycle = Lifecycle()
+    assert lifecycle.advance(Phase.GATHERED, expect=Phase.GATHERING) is False
+    assert lifecycle.advance(Phase.GATHERING) is True
+    assert lifecycle.advance(Phase.GATHERED) is True
+    assert lifecycle.reach(Phase.CONNECTED) is True
+    assert lifecycle.reach(Phase.CONNECTED) is False  # already there: no error
+    with pytest.raises(LifecycleError):
+        lifecycle.advance(Phase.CONNECTED)
+
+
+def test_a_connection_walks_its_life_cycle(
+    connection_pairs: ConnectionPairs,
+) -> None:
+    a = Connection(True, local_addresses=LOOPBACK)
+    phases = [a._core.phase]
+    a.gather_candidates(timeout=GUARD)
+    phases.append(a._core.phase)
+    a.close()
+    phases.append(a._core.phase)
+    assert phases == [Phase.NEW, Phase.GATHERED, Phase.CLOSED]
+    b, c = connection_pairs.pair()
+    assert b._core.phase is c._core.phase is Phase.CONNECTED
+
+
+def test_an_illegal_move_on_the_worker_is_an_internal_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A second GatheringCompleted would move GATHERED -> GATHERED: the
+    session closes the connection with reason "internal error"."""
+    conn = Connection(True, local_addresses=LOOPBACK)
+    try:
+        conn.gather_candidates(timeout=GUARD)
+        session, worker = conn._core._session(), conn._core._worker()
+        assert session is not None
+        assert worker is not None
+        with caplog.at_level(logging.ERROR, logger="syncice"):
+            worker.submit(
+                lambda: session._guard(session._dispatch, GatheringCompleted())
+            ).result(GUARD)
+        assert conn.get_event(timeout=GUARD) == ConnectionClosed()
+        assert conn.get_event(timeout=GUARD) is None
+        conn.remote_username, conn.remote_password = "peer", "p" * 22
+        with pytest.raises(ConnectionClosedError) as info:
+            conn.connect(timeout=GUARD)
+        assert info.value.reason == "internal error"
+        [record] = [r for r in caplog.records if r.exc_info]
+        assert record.exc_info is not None
+        assert "GATHERED -> GATHERED" in str(record.exc_info[1])
+    finally:
+        conn.close()

@@ -1,8 +1,9 @@
 """The sans-IO ICE agent (``syncice.ice``), layer 1: no sockets, threads or clocks.
 
-Two agents talk over :class:`tests.helpers.VirtualNet` (1 ms per datagram) in
-virtual time, or one agent is fed hand-made datagrams. Times, event orders and
-the datagrams on the wire are asserted exactly.
+Two agents talk over :class:`syncice.testing.VirtualNet` (built by
+:func:`tests.helpers.exact_net`: 1 ms per datagram) in virtual time, or one
+agent is fed hand-made datagrams. Times, event orders and the datagrams on the
+wire are asserted exactly.
 """
 
 from __future__ import annotations
@@ -37,18 +38,19 @@ from syncice.stun import (
     parse_message,
     short_term_key,
 )
+from syncice.testing import StunServer, VirtualNet
 from tests.helpers import (
+    DELAY,
     Address,
-    VirtualNet,
     agent_pair,
     check_request,
     connect_pair,
     drain,
+    exact_net,
     exchange_candidates,
     link_down,
     make_agent,
     password_of,
-    stun_server,
 )
 
 HOST_PRIORITY = candidate_priority(1, "host", 65535)  # 2130706431
@@ -84,7 +86,7 @@ def kinds(events: list[IceEvent]) -> list[str]:
 def requests_of(
     net: VirtualNet, agent: IceAgent
 ) -> list[tuple[float, Address, Address, Message]]:
-    return net.messages(agent, Class.REQUEST)
+    return net.sent_messages(agent, Class.REQUEST)
 
 
 # --- a lone agent, fed by hand ------------------------------------------------
@@ -184,7 +186,7 @@ def test_connect_completes_after_four_link_delays(a_controls: bool) -> None:
     assert end == pytest.approx(0.004)
     assert net.first(controlling, IceCompleted) == pytest.approx(0.004)
     assert net.first(controlled, IceCompleted) == pytest.approx(0.003)
-    assert kinds(net.events[id(controlling)]) == [
+    assert kinds(net.events(controlling)) == [
         "CandidateGathered",
         "1:waiting",
         "1:in-progress",
@@ -194,7 +196,7 @@ def test_connect_completes_after_four_link_delays(a_controls: bool) -> None:
         "selected:1",
         "IceCompleted",
     ]
-    assert kinds(net.events[id(controlled)]) == [
+    assert kinds(net.events(controlled)) == [
         "CandidateGathered",
         "1:waiting",
         "1:in-progress",
@@ -285,7 +287,7 @@ def test_success_unfreezes_pairs_of_the_same_foundation() -> None:
     connect_pair(net, a, b)
     timeline = [
         (round(t, 3), k)
-        for (t, _), k in zip(net.timeline(a), kinds(net.events[id(a)]), strict=True)
+        for (t, _), k in zip(net.timeline(a), kinds(net.events(a)), strict=True)
     ]
     # Component 2's pair shares component 1's foundation: it is unfrozen when
     # that pair succeeds (2 ms), and checked at the next Ta tick.
@@ -408,15 +410,15 @@ def test_pair_priority_formula() -> None:
 
 
 def test_both_agents_compute_the_same_pair_priorities() -> None:
-    net = VirtualNet()
+    net = exact_net()
     a = make_agent(True, seed=1, ufrag="aaaa")
     b = make_agent(False, seed=2, ufrag="bbbb")
     net.attach(a)
     net.attach(b)
     for i, pref in enumerate((65535, 30000, 100)):
-        net.add_endpoint(a, i, 1, (f"10.0.{i}.1", 1000 + i), local_pref=pref)
+        net.peer(a).add_host(i, 1, (f"10.0.{i}.1", 1000 + i), local_pref=pref)
     for i, pref in enumerate((50000, 200)):
-        net.add_endpoint(b, i, 1, (f"10.0.{i}.2", 2000 + i), local_pref=pref)
+        net.peer(b).add_host(i, 1, (f"10.0.{i}.2", 2000 + i), local_pref=pref)
     a.set_remote_credentials("bbbb", password_of("bbbb"))
     b.set_remote_credentials("aaaa", password_of("aaaa"))
     exchange_candidates(net, a, b)
@@ -436,8 +438,8 @@ def test_srflx_candidates_never_form_pairs() -> None:
     # RFC 8445 §6.1.2.4: a server-reflexive local candidate is redundant with
     # the host candidate of its base, so checks leave from hosts only.
     net, a, b = agent_pair(exchange=False)
-    net.nat[A_ADDR] = ("203.0.113.1", 61000)
-    net.add_server(STUN_SERVER, stun_server())
+    net.add_static_nat(A_ADDR, ("203.0.113.1", 61000))
+    StunServer(net, STUN_SERVER)
     a.gather(0.0, [STUN_SERVER])
     net.run(0.01)
     assert [c.type for c in a.local_candidates] == ["host", "srflx"]
@@ -461,7 +463,7 @@ def test_two_components_both_selected_and_completed_once() -> None:
     for agent in (a, b):
         assert agent.state == "completed"
         assert sorted(agent.selected) == [1, 2]
-        events = net.events[id(agent)]
+        events = net.events(agent)
         assert [type(e) for e in events].count(IceCompleted) == 1
         assert type(events[-1]) is IceCompleted
         selected = [e.component for e in events if isinstance(e, SelectedPairChanged)]
@@ -505,8 +507,8 @@ def test_role_conflict_487_path(controlling: bool) -> None:
     changes = [(t, e) for t, e in net.timeline(a) if isinstance(e, RoleChanged)]
     assert [e for _, e in changes] == [RoleChanged(controlling=not controlling)]
     assert [t for t, _ in changes] == [pytest.approx(0.002)]
-    assert not any(isinstance(e, RoleChanged) for e in net.events[id(b)])
-    (t, _, _, error), *_ = net.messages(b, Class.ERROR)
+    assert not any(isinstance(e, RoleChanged) for e in net.events(b))
+    (t, _, _, error), *_ = net.sent_messages(b, Class.ERROR)
     assert t == pytest.approx(0.001)
     assert error.error_code == 487
     assert error.check_integrity(short_term_key(b.local_password))
@@ -529,8 +531,8 @@ def test_role_conflict_switch_path(controlling: bool) -> None:
     changes = [(t, e) for t, e in net.timeline(b) if isinstance(e, RoleChanged)]
     assert [e for _, e in changes] == [RoleChanged(controlling=not controlling)]
     assert [t for t, _ in changes] == [pytest.approx(0.001)]
-    assert not any(isinstance(e, RoleChanged) for e in net.events[id(a)])
-    assert net.messages(b, Class.ERROR) == []
+    assert not any(isinstance(e, RoleChanged) for e in net.events(a))
+    assert net.sent_messages(b, Class.ERROR) == []
 
 
 def test_role_conflict_when_both_connect_at_once() -> None:
@@ -540,11 +542,11 @@ def test_role_conflict_when_both_connect_at_once() -> None:
     # b answers a's check with a 487; a, with the lower tie-breaker, also
     # switched when b's check arrived, so the 487 only makes it check again.
     assert (a.controlling, b.controlling) == (False, True)
-    assert [e for e in net.events[id(a)] if isinstance(e, RoleChanged)] == [
+    assert [e for e in net.events(a) if isinstance(e, RoleChanged)] == [
         RoleChanged(controlling=False)
     ]
     assert net.first(a, RoleChanged) == pytest.approx(0.001)
-    assert [m.error_code for *_, m in net.messages(b, Class.ERROR)] == [487]
+    assert [m.error_code for *_, m in net.sent_messages(b, Class.ERROR)] == [487]
     assert end == pytest.approx(0.004)
     assert (a.state, b.state) == ("completed", "completed")
 
@@ -608,7 +610,7 @@ def test_remote_and_local_prflx_behind_a_nat() -> None:
     # is not its base (local prflx, RFC 8445 §7.2.5.3.1).
     public = ("203.0.113.2", 62000)
     net, a, b = agent_pair()
-    net.nat[B_ADDR] = public
+    net.add_static_nat(B_ADDR, public)
     net.filters.append(lambda src, dst, data: dst != B_ADDR)  # private: unreachable
     connect_pair(net, a, b, until=5.0)
     assert (a.state, b.state) == ("completed", "completed")
@@ -625,7 +627,7 @@ def test_remote_and_local_prflx_behind_a_nat() -> None:
     stats = {(s.local.type, s.remote.type): s for s in b.pair_stats()}
     assert stats[("prflx", "host")].selected
     # The selected-pair event reports the peer-reflexive candidate.
-    (event,) = [e for e in net.events[id(b)] if isinstance(e, SelectedPairChanged)]
+    (event,) = [e for e in net.events(b) if isinstance(e, SelectedPairChanged)]
     assert event.local == local
     # Not a candidate to signal: the local candidates are unchanged.
     assert [c.type for c in b.local_candidates] == ["host"]
@@ -1152,7 +1154,7 @@ def test_consent_checks_every_5_s_plus_or_minus_20_percent() -> None:
             for t, *_, m in requests_of(net, agent)
             if t > done
         )
-    assert not any(isinstance(e, ConsentExpired) for e in net.events[id(a)])
+    assert not any(isinstance(e, ConsentExpired) for e in net.events(a))
     # Every consent check was answered and counted on the selected pair.
     stats = a.pair_stats()[0]
     assert stats.responses_received == stats.requests_sent
@@ -1168,9 +1170,9 @@ def test_consent_expires_30_s_after_the_last_response(down_at: float) -> None:
     for agent, other in ((a, b), (b, a)):
         # The last authenticated response this agent got from the other.
         answers = [
-            t + net.delay
-            for t, _, dst, m in net.messages(other, Class.SUCCESS)
-            if t + net.delay <= down_at + net.delay
+            t + DELAY
+            for t, _, dst, m in net.sent_messages(other, Class.SUCCESS)
+            if t + DELAY <= down_at + DELAY
             and dst in {(c.host, c.port) for c in agent.local_candidates}
         ]
         last = max(answers)
@@ -1230,14 +1232,14 @@ def better_pair_unreachable(
 ) -> tuple[VirtualNet, IceAgent, IceAgent]:
     """a (controlling) has two hosts; the better one cannot reach b. b
     answers checks but never connects (an ICE-lite agent behaves so)."""
-    net = VirtualNet()
+    net = exact_net()
     a = make_agent(True, seed=1, ufrag="aaaa", config=config)
     b = make_agent(False, seed=2, ufrag="bbbb", config=config)
     net.attach(a)
     net.attach(b)
-    net.add_endpoint(a, 0, 1, A_ADDR, local_pref=65535)
-    net.add_endpoint(a, 1, 1, ("10.0.1.1", 1001), local_pref=1000)
-    net.add_endpoint(b, 0, 1, B_ADDR)
+    net.peer(a).add_host(0, 1, A_ADDR, local_pref=65535)
+    net.peer(a).add_host(1, 1, ("10.0.1.1", 1001), local_pref=1000)
+    net.peer(b).add_host(0, 1, B_ADDR)
     a.set_remote_credentials("bbbb", password_of("bbbb"))
     b.set_remote_credentials("aaaa", password_of("aaaa"))
     a.set_remote_lite(lite)
@@ -1573,13 +1575,14 @@ def test_remote_candidates_ignored_once_closed_or_failed() -> None:
 def gathering_net(
     *hosts: Address, nat: dict[Address, Address] | None = None
 ) -> tuple[VirtualNet, IceAgent]:
-    net = VirtualNet()
+    net = exact_net()
     agent = make_agent(True, seed=1, ufrag="aaaa")
     net.attach(agent)
     for i, addr in enumerate(hosts):
-        net.add_endpoint(agent, i, 1, addr)
-    net.nat.update(nat or {})
-    net.add_server(STUN_SERVER, stun_server())
+        net.peer(agent).add_host(i, 1, addr)
+    for private, public in (nat or {}).items():
+        net.add_static_nat(private, public)
+    StunServer(net, STUN_SERVER)
     net.flush()
     return net, agent
 
@@ -1589,7 +1592,7 @@ def test_gather_srflx_candidate() -> None:
     net, agent = gathering_net(A_ADDR, nat={A_ADDR: public})
     agent.gather(0.0, [STUN_SERVER])
     net.run(10.0)
-    (request,) = net.messages(agent, Class.REQUEST)
+    (request,) = net.sent_messages(agent, Class.REQUEST)
     assert (request[0], request[2]) == (0.0, STUN_SERVER)
     assert request[3].attributes == {}  # a plain Binding request
     assert request[3].has_fingerprint
@@ -1634,16 +1637,16 @@ def test_gather_drops_a_srflx_already_gathered() -> None:
 
 def test_gather_completes_at_gather_timeout_when_the_server_is_unreachable() -> None:
     net, agent = gathering_net(A_ADDR)
-    net.servers.clear()
+    net.unbind(STUN_SERVER)
     agent.gather(0.0, [STUN_SERVER])
     net.run(60.0)
     # Sent on the RFC 8489 schedule with the interval capped at
     # gather_rto_max (0.5 s): ten tries, cut short at gather_timeout (5 s).
-    assert [t for t, *_ in net.messages(agent, Class.REQUEST)] == [
+    assert [t for t, *_ in net.sent_messages(agent, Class.REQUEST)] == [
         0.5 * i for i in range(10)
     ]
     assert net.timeline(agent)[-1] == (5.0, GatheringCompleted())
-    assert [type(e) for e in net.events[id(agent)]].count(GatheringCompleted) == 1
+    assert [type(e) for e in net.events(agent)].count(GatheringCompleted) == 1
 
 
 def test_gather_timeout_is_configurable() -> None:
@@ -1916,12 +1919,84 @@ def test_pair_stats_counters_and_rtt() -> None:
     # a: its ordinary check and its nomination; b's check answered.
     assert (sa.requests_sent, sa.responses_received) == (2, 2)
     assert (sa.requests_received, sa.responses_sent) == (1, 1)
-    assert (sa.datagrams_sent, sa.bytes_sent) == (0, 0)  # counted by the caller
+    assert (sa.datagrams_sent, sa.bytes_sent) == (0, 0)  # no data sent yet
     assert sa.rtt == pytest.approx(0.002)
     (sb,) = b.pair_stats()
     assert (sb.requests_sent, sb.responses_received) == (1, 1)
     assert (sb.requests_received, sb.responses_sent) == (2, 2)
     assert sb.rtt == pytest.approx(0.002)
+
+
+def test_data_is_counted_on_its_pair_and_component_both_ways() -> None:
+    config = IceConfig(consent_interval=100.0, consent_timeout=1000.0)
+    net, a, b = agent_pair(config=config, components=2)
+    connect_pair(net, a, b)
+    assert a.send(1, b"one", net.now)
+    assert a.send(2, b"two!", net.now)
+    assert a.send(2, b"2", net.now)
+    net.run(net.now + 1.0)
+    assert sorted(data for data, _ in net.data(b)) == [b"2", b"one", b"two!"]
+    sent = {s.component: s for s in a.pair_stats() if s.selected}
+    assert (sent[1].datagrams_sent, sent[1].bytes_sent) == (1, 3)
+    assert (sent[2].datagrams_sent, sent[2].bytes_sent) == (2, 5)
+    received = {s.component: s for s in b.pair_stats() if s.selected}
+    assert (received[1].datagrams_received, received[1].bytes_received) == (1, 3)
+    assert (received[2].datagrams_received, received[2].bytes_received) == (2, 5)
+    # Pairs that carried nothing count nothing.
+    assert all(
+        (s.datagrams_sent, s.datagrams_received) == (0, 0)
+        for s in a.pair_stats() + b.pair_stats()
+        if not s.selected
+    )
+
+
+def test_data_the_caller_moves_itself_is_credited_to_its_pair() -> None:
+    config = IceConfig(consent_interval=100.0, consent_timeout=1000.0)
+    net, a, b = agent_pair(config=config, components=2)
+    connect_pair(net, a, b)
+    route = a.route(2)
+    assert route is not None
+    endpoint, addr = route
+    # Written straight to the route's socket, read straight from it.
+    assert a.count_sent(2, 1200, count=3)
+    assert a.count_received(endpoint, addr, 500, count=2) == 2
+    assert a.count_received(endpoint, addr, 7) == 2
+    (stats,) = [s for s in a.pair_stats() if s.selected and s.component == 2]
+    assert (stats.datagrams_sent, stats.bytes_sent) == (3, 1200)
+    assert (stats.datagrams_received, stats.bytes_received) == (3, 507)
+    (other,) = [s for s in a.pair_stats() if s.selected and s.component == 1]
+    assert (other.datagrams_sent, other.datagrams_received) == (0, 0)
+    # Not an authenticated peer, or no endpoint, or no pair: nothing counted.
+    assert a.count_received(endpoint, STRANGER, 9) is None
+    assert a.count_received(99, addr, 9) is None
+    assert sum(s.bytes_received for s in a.pair_stats()) == 507
+    assert not b.count_sent(3, 10)
+    lone_agent = lone(connect=False, remotes=())
+    assert not lone_agent.count_sent(1, 10)
+
+
+def test_data_from_a_peer_without_a_pair_yet_is_not_credited() -> None:
+    agent = lone(connect=False, remotes=())
+    agent.receive_datagram(0, peer_check(), STRANGER, 0.0)
+    assert agent.count_received(0, STRANGER, 5) == 1
+    assert agent.pair_stats() == []
+
+
+def test_a_consent_answer_after_the_pair_was_chosen_by_hand_is_ignored() -> None:
+    config = IceConfig(consent_interval=1.0, consent_timeout=3.0)
+    net, a, b = agent_pair(config=config)
+    done = connect_pair(net, a, b)
+    net.run(done + 5.0, stop=lambda: bool(consent_checks(net, a, done)))
+    (check_at,) = consent_checks(net, a, done)
+    pair = a.selected[1]
+    # Its answer is in flight when the same pair is chosen by hand.
+    a.set_selected_pair(1, pair.local.foundation, pair.remote.foundation)
+    net.run(check_at + 1.0)
+    assert a.state == "completed"
+    assert consent_checks(net, a, done) == [check_at]
+    link_down(net)
+    net.run(net.now + 10.0)
+    assert a.state == "completed"  # no consent to lose
 
 
 def test_rtt_only_from_first_sends() -> None:
@@ -2223,7 +2298,7 @@ def test_consent_answer_from_another_address_is_ignored() -> None:
     net, a, b = agent_pair()
     connect_pair(net, a, b)
     # Redirect b's answers to a's consent checks to come from elsewhere.
-    net.nat[B_ADDR] = ("10.0.0.2", 2999)
+    net.add_static_nat(B_ADDR, ("10.0.0.2", 2999))
     net.run(100.0)
     assert a.state == "closed"  # no valid answer: consent lost
     assert a.pairs[0].state is PairState.SUCCEEDED
@@ -2285,7 +2360,7 @@ def test_consent_answer_for_a_pair_no_longer_selected() -> None:
     assert old.responses_received == answered + 1
     assert len(requests_of(net, a)) == sent_before + 1
     assert a.state == "completed"
-    assert not any(isinstance(e, ConsentExpired) for e in net.events[id(a)])
+    assert not any(isinstance(e, ConsentExpired) for e in net.events(a))
 
 
 def test_set_selected_pair_before_connect_keeps_the_pair_in_the_check_list() -> None:

@@ -22,12 +22,13 @@ from hypothesis.stateful import (
 from syncice._checklist import CandidatePair, PairState
 from syncice.ice import IceAgent, IceConfig
 from syncice.stun import Class, Message, Method, parse_message, short_term_key
+from syncice.testing import VirtualNet
 from tests.helpers import (
     Address,
-    VirtualNet,
     agent_pair,
     check_request,
     connect_pair,
+    exact_net,
     link_down,
     password_of,
 )
@@ -61,7 +62,7 @@ def addresses(pair: CandidatePair) -> tuple[Address, Address]:
 class IcePairMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.net = VirtualNet()
+        self.net = exact_net()
         self.a: IceAgent
         self.b: IceAgent
         self.to_give: dict[int, list[object]] = {}
@@ -103,7 +104,7 @@ class IcePairMachine(RuleBasedStateMachine):
         if nat:
             # b's first socket is behind a NAT: its checks come from a public
             # address a has never been told about (peer-reflexive candidates).
-            self.net.nat[("10.0.0.2", 2000)] = B_PUBLIC
+            self.net.add_static_nat(("10.0.0.2", 2000), B_PUBLIC)
         # The candidates each agent has yet to learn (the other's), in order.
         self.to_give = {
             id(self.a): list(self.b.local_candidates),

@@ -1,6 +1,7 @@
 """Relay candidates in the ICE agent (``syncice.ice`` with ``syncice.turn``),
-layer 1: agents and a TURN server (:class:`tests.helpers.TurnNode`) on a
-:class:`tests.helpers.VirtualNet`, in virtual time."""
+layer 1: agents and a TURN server (:class:`syncice.testing.TurnServer`) on a
+:class:`syncice.testing.VirtualNet` (:func:`tests.helpers.exact_net`), in
+virtual time."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ from syncice.events import (
 )
 from syncice.ice import IceAgent, IceConfig, IceState
 from syncice.stun import Class, Method, parse_message
+from syncice.testing import TurnServer, VirtualNet
 from syncice.turn import TurnAllocation, TurnState
 from tests.helpers import (
     Address,
-    TurnNode,
-    VirtualNet,
     agent_pair,
     connect_pair,
+    exact_net,
     exchange_candidates,
 )
 
@@ -31,6 +32,12 @@ SERVER = ("198.51.100.1", 3478)
 A_TRANSPORT = ("10.0.0.1", 1500)
 A_RELAY = 10  # the relay endpoint of agent a
 A_PATH = 9  # its transport endpoint
+
+
+def turn_server(net: VirtualNet, addr: Address = SERVER) -> TurnServer:
+    """A TURN server at ``addr``; its relayed addresses are ``(host, 50000)``,
+    ``(host, 50001)``..."""
+    return TurnServer(net, addr, realm="test", relay_port=50000)
 
 
 def add_relay(
@@ -43,7 +50,11 @@ def add_relay(
     server: Address = SERVER,
     password: str = "secret",
     kind: str = "udp",
+    connect: bool = True,
 ) -> TurnAllocation:
+    """Give ``agent`` a relay on ``server`` from ``addr``; over TCP, the
+    stream is opened unless ``connect`` is false (the caller then tells the
+    agent the transport is lost, as a refused connect would)."""
     allocation = TurnAllocation(
         server=server,
         username="user",
@@ -53,17 +64,20 @@ def add_relay(
         name=agent.name,
     )
     agent.add_relay(transport, endpoint, 1, allocation)
-    net.add_transport(agent, transport, addr)
+    if kind == "udp":
+        net.peer(agent).add_transport(transport, addr)
+    elif connect:
+        net.peer(agent).add_transport(transport, addr, stream_to=server)
     return allocation
 
 
 def relayed_pair(
     *, a_hosts: tuple[str, ...] = ("10.0.0.1",), config: IceConfig | None = None
-) -> tuple[VirtualNet, IceAgent, IceAgent, TurnNode, TurnAllocation]:
+) -> tuple[VirtualNet, IceAgent, IceAgent, TurnServer, TurnAllocation]:
     """Agent a with a relay (and the given hosts), agent b with a host;
     gathered, candidates not exchanged yet."""
-    net = VirtualNet()
-    node = TurnNode(net, SERVER)
+    net = exact_net()
+    node = turn_server(net)
     net, a, b = agent_pair(net=net, a_hosts=a_hosts, exchange=False, config=config)
     allocation = add_relay(net, a)
     a.gather(net.now)
@@ -77,7 +91,7 @@ def test_relay_candidate_is_gathered_with_the_mapped_address_as_related() -> Non
     relay = [c for c in a.local_candidates if c.type == "relay"]
     assert len(relay) == 1
     candidate = relay[0]
-    assert (candidate.host, candidate.port) == node.relayed[A_TRANSPORT]
+    assert (candidate.host, candidate.port) == node.allocations[A_TRANSPORT].relayed
     assert (candidate.related_address, candidate.related_port) == A_TRANSPORT
     assert candidate.priority == candidate_priority(1, "relay")
     assert candidate.foundation == candidate_foundation("relay", "udp", SERVER[0])
@@ -108,17 +122,17 @@ def test_relayed_agent_connects_and_data_goes_through_the_server(
         assert pair.endpoint == A_RELAY
         assert pair.local.type == "relay"
         # b saw the checks come from the relayed address.
-        assert b.selected[1].remote_addr == node.relayed[A_TRANSPORT]
+        assert b.selected[1].remote_addr == node.allocations[A_TRANSPORT].relayed
         # The first check waited for the permission, not for a retransmission.
         assert net.first(a, IceCompleted) < 0.1
         assert a.send(1, b"through the relay", net.now)
         net.run(net.now + 1.0)
-        assert net.data[id(b)][-1] == (b"through the relay", 1)
+        assert net.data(b)[-1] == (b"through the relay", 1)
         route = b.route(1)
         assert route is not None
         net.inject(("10.0.0.2", 2000), route[1], b"back")
         net.run(net.now + 1.0)
-        assert net.data[id(a)][-1] == (b"back", 1)
+        assert net.data(a)[-1] == (b"back", 1)
         assert allocation.channels  # bound meanwhile: ChannelData both ways
     else:
         assert pair.local.type == "host"
@@ -130,8 +144,8 @@ def test_send_without_a_selected_pair_returns_false() -> None:
 
 
 def test_refused_allocation_leaves_the_other_candidates() -> None:
-    net = VirtualNet()
-    node = TurnNode(net, SERVER)
+    net = exact_net()
+    node = turn_server(net)
     node.refuse[Method.ALLOCATE] = 486
     net, a, _ = agent_pair(net=net, exchange=False)
     allocation = add_relay(net, a)
@@ -169,11 +183,10 @@ def test_stream_bytes_for_an_unknown_transport_are_counted() -> None:
 
 
 def test_relay_over_a_stream_transport() -> None:
-    net = VirtualNet()
-    node = TurnNode(net, SERVER)
+    net = exact_net()
+    node = turn_server(net)
     net, a, b = agent_pair(net=net, a_hosts=(), exchange=False)
     add_relay(net, a, kind="tcp")
-    net.streams.add((id(a), A_PATH))
     a.gather(net.now)
     b.gather(net.now)
     net.run(1.0)
@@ -185,13 +198,13 @@ def test_relay_over_a_stream_transport() -> None:
     assert route is not None
     net.inject(("10.0.0.2", 2000), route[1], b"over tcp")
     net.run(net.now + 1.0)
-    assert net.data[id(a)][-1] == (b"over tcp", 1)
-    assert node.relayed
+    assert net.data(a)[-1] == (b"over tcp", 1)
+    assert node.allocations
 
 
 def test_close_releases_the_allocation() -> None:
     net, a, _, node, allocation = relayed_pair()
-    assert A_TRANSPORT in node.relayed
+    assert A_TRANSPORT in node.allocations
     a.close(net.now)
     releasing_after_close = a.releasing
     assert releasing_after_close
@@ -199,7 +212,7 @@ def test_close_releases_the_allocation() -> None:
     assert a.get_timer() is not None  # the Refresh's retransmission
     net.run(net.now + 1.0, stop=lambda: not a.releasing)
     assert not a.releasing
-    assert A_TRANSPORT not in node.relayed
+    assert A_TRANSPORT not in node.allocations
     refresh = [m for _, m in node.requests if m.method == Method.REFRESH]
     assert refresh[-1].attributes["LIFETIME"] == 0
     assert allocation.state == TurnState.CLOSED
@@ -211,12 +224,12 @@ def test_close_without_now_leaves_the_allocation_alone() -> None:
     a.close()
     assert not a.releasing
     net.run(net.now + 1.0)
-    assert A_TRANSPORT in node.relayed
+    assert A_TRANSPORT in node.allocations
 
 
 def test_allocation_finishing_after_close_adds_no_candidate() -> None:
-    net = VirtualNet()
-    TurnNode(net, SERVER)
+    net = exact_net()
+    turn_server(net)
     net, a, _ = agent_pair(net=net, exchange=False)
     add_relay(net, a)
     a.gather(net.now)
@@ -226,8 +239,8 @@ def test_allocation_finishing_after_close_adds_no_candidate() -> None:
 
 
 def test_allocation_finishing_after_connect_pairs_the_relay_at_once() -> None:
-    net = VirtualNet()
-    TurnNode(net, SERVER)
+    net = exact_net()
+    turn_server(net)
     net, a, _b = agent_pair(net=net, exchange=True)
     add_relay(net, a)
     a.connect(net.now)
@@ -237,9 +250,9 @@ def test_allocation_finishing_after_connect_pairs_the_relay_at_once() -> None:
 
 
 def test_lost_transport_before_allocation_ends_it() -> None:
-    net = VirtualNet()
+    net = exact_net()
     net, a, _ = agent_pair(net=net, exchange=False)
-    allocation = add_relay(net, a, kind="tcp")
+    allocation = add_relay(net, a, kind="tcp", connect=False)
     a.gather(net.now)
     a.transport_lost(A_PATH, "connection refused", net.now)
     net.flush()
@@ -270,7 +283,7 @@ def test_lost_relay_of_the_selected_pair_closes_the_agent() -> None:
     assert a.selected[1].endpoint == A_RELAY
     a.transport_lost(A_PATH, "reset", net.now)
     net.flush()
-    assert net.events[id(a)][-1] == RelayLost(component=1, reason="reset")
+    assert net.events(a)[-1] == RelayLost(component=1, reason="reset")
     assert a.state == IceState.CLOSED
 
 
@@ -328,15 +341,13 @@ def test_messages_the_server_got_are_well_formed() -> None:
 @pytest.mark.parametrize("kind", ["udp", "tcp"])
 def test_alternate_server_is_followed(kind: str) -> None:
     other = ("198.51.100.2", 3478)
-    net = VirtualNet()
-    TurnNode(net, SERVER).alternate = other
-    second = TurnNode(net, other)
+    net = exact_net()
+    turn_server(net).alternate = other
+    second = turn_server(net, other)
     net, a, _ = agent_pair(net=net, a_hosts=(), exchange=False)
     allocation = add_relay(net, a, kind=kind)
-    if kind == "tcp":
-        net.streams.add((id(a), A_PATH))
     a.gather(net.now)
-    net.run(1.0, stop=lambda: kind == "tcp" and bool(a._reconnect))
+    net.run(1.0, stop=lambda: kind == "tcp" and a.turn_server(A_PATH) == other)
     if kind == "tcp":
         # A stream must be connected anew: the caller is told, and then
         # sends what the allocation queued for the new server.
@@ -346,13 +357,13 @@ def test_alternate_server_is_followed(kind: str) -> None:
         net.run(2.0)
     assert GatheringCompleted in net.types(a)
     [relay] = a.local_candidates
-    assert (relay.host, relay.port) == second.relayed[A_TRANSPORT]
+    assert (relay.host, relay.port) == second.allocations[A_TRANSPORT].relayed
     assert allocation.server == other
 
 
 def test_allocation_refused_with_437_is_retried_from_a_new_transport() -> None:
-    net = VirtualNet()
-    node = TurnNode(net, SERVER)
+    net = exact_net()
+    node = turn_server(net)
     node.refuse[Method.ALLOCATE] = 437
     net, a, _ = agent_pair(net=net, a_hosts=(), exchange=False)
     first = add_relay(net, a)
@@ -365,7 +376,7 @@ def test_allocation_refused_with_437_is_retried_from_a_new_transport() -> None:
     assert a.transports_to_renew() == []
     del node.refuse[Method.ALLOCATE]
     second = TurnAllocation(server=SERVER, username="user", password="secret")
-    net.add_transport(a, 11, ("10.0.0.1", 1501))
+    net.peer(a).add_transport(11, ("10.0.0.1", 1501))
     with pytest.raises(ValueError, match="unknown"):
         a.renew_transport(99, 12, second, net.now)
     with pytest.raises(ValueError, match="unknown"):
@@ -380,8 +391,8 @@ def test_allocation_refused_with_437_is_retried_from_a_new_transport() -> None:
 
 def refused_with_437() -> tuple[VirtualNet, IceAgent, int]:
     """Agent a, relay only, its Allocate refused with 437 (every time)."""
-    net = VirtualNet()
-    node = TurnNode(net, SERVER)
+    net = exact_net()
+    node = turn_server(net)
     node.refuse[Method.ALLOCATE] = 437
     net, a, _ = agent_pair(net=net, a_hosts=(), exchange=False)
     add_relay(net, a)
@@ -393,7 +404,7 @@ def refused_with_437() -> tuple[VirtualNet, IceAgent, int]:
 
 def test_a_second_437_ends_the_relay() -> None:
     net, a, old = refused_with_437()
-    net.add_transport(a, 11, ("10.0.0.1", 1501))
+    net.peer(a).add_transport(11, ("10.0.0.1", 1501))
     second = TurnAllocation(server=SERVER, username="user", password="secret")
     a.renew_transport(old, 11, second, net.now)
     net.run(2.0)
@@ -414,7 +425,7 @@ def test_remote_candidates_get_permissions_before_checks() -> None:
     exchange_candidates(net, a, b, end=False)
     net.run(net.now + 0.01)
     # No connect() yet: the permissions were asked for the remote candidates.
-    assert node.permissions[A_TRANSPORT] == {"10.0.0.2"}
+    assert set(node.allocations[A_TRANSPORT].permissions) == {"10.0.0.2"}
     assert set(allocation.channels) == {("10.0.0.2", 2000)}
     # A candidate added after the allocation succeeded gets one too, unless
     # it cannot pair with the relay (another family).
@@ -422,7 +433,7 @@ def test_remote_candidates_get_permissions_before_checks() -> None:
     a.add_remote_candidate(b_late, net.now)
     a.add_remote_candidate(make_candidate("2001:db8::3", 2002), net.now)
     net.run(net.now + 0.01)
-    assert node.permissions[A_TRANSPORT] == {"10.0.0.2", "10.0.0.3"}
+    assert set(node.allocations[A_TRANSPORT].permissions) == {"10.0.0.2", "10.0.0.3"}
 
 
 def make_candidate(host: str, port: int) -> Candidate:

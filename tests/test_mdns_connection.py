@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from syncice import Candidate, Connection, _mdns_socket
-from syncice.connection import _mdns_shown
+from syncice._session import mdns_shown as _mdns_shown
 from syncice.exceptions import NegotiationFailedError
 from tests.conftest import PAIR_TIMEOUT
 

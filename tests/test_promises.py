@@ -34,7 +34,6 @@ from syncice import (
     IceConfig,
     IceTimeoutError,
 )
-from syncice.connection import _EVENT_READY
 
 from .conftest import ConnectionPairs, exchange_candidates, requires, spawn
 
@@ -87,7 +86,7 @@ class Arrivals:
 def watch_waiting(conn: Connection) -> Arrivals:
     """Count the callers that start waiting in ``conn``'s inbox from now on."""
     arrivals = Arrivals()
-    conn._inbox.watch = arrivals  # type: ignore[assignment]
+    conn._core.inbox.watch = arrivals  # type: ignore[assignment]
     return arrivals
 
 
@@ -216,8 +215,7 @@ def test_close_wakes_every_blocked_receiver(
     if sender is not None:
         sender.mark()
     # close() returned: every reader has left the sockets, and they are closed.
-    assert b._inbox.direct == 0
-    assert not b._inbox._waiters
+    assert not b._core.inbox._waiters
     assert not ports & bound_udp_ports()
     after = []
     for reader in readers:
@@ -297,20 +295,19 @@ def dropped_in_a_cycle() -> set[int]:
 @needs_proc_net
 def test_a_collection_on_the_worker_inside_its_event_lock_does_not_deadlock() -> None:
     """The collector runs the finalizer where it interrupts: here, on the
-    worker thread while it holds the (process-wide) event lock. The finalizer
+    worker thread while it holds mailbox locks. The finalizer
     queues the close for a later turn, so the worker goes on and closes it."""
     keep = Connection(True, local_addresses=LOOPBACK)  # keeps the worker alive
     keep.gather_candidates(timeout=GUARD)
-    worker = keep._worker()
+    worker = keep._core._worker()
     assert worker is not None
     gc.disable()
     try:
         ports = dropped_in_a_cycle()
 
         def collect_holding_the_event_lock() -> None:
-            with _EVENT_READY:
+            with keep._core.events._lock, keep._core.inbox._lock:
                 gc.collect()
-                _EVENT_READY.notify_all()
 
         worker.submit(collect_holding_the_event_lock).result(GUARD)
         worker.submit(lambda: None).result(GUARD)  # the queued close has run
@@ -353,7 +350,7 @@ def test_connections_dropped_in_cycles_under_frequent_collections(
     # connection of our own (commands run in order).
     probe = connection_pairs.connection(True)
     probe.gather_candidates(timeout=GUARD)
-    worker = probe._worker()
+    worker = probe._core._worker()
     assert worker is not None
     worker.submit(lambda: None).result(GUARD)
     assert not ports & bound_udp_ports()
@@ -457,7 +454,7 @@ def test_fork_while_a_thread_holds_the_connection_locks(
     release = threading.Event()
 
     def hold() -> None:
-        with b._lock, b._inbox._lock, _EVENT_READY:
+        with b._core._lock, b._core.inbox._lock, b._core.events._lock:
             held.set()
             release.wait(GUARD)
 

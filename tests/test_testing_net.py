@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncice.ice import IceState
+from syncice.events import IceCompleted, IceFailed
+from syncice.ice import IceAgent, IceState
 from syncice.stun import (
     ChannelData,
     Class,
@@ -671,3 +672,204 @@ def test_routing_errors_and_messages() -> None:
     assert (src, dst, message) == (("203.0.113.1", 40000), S1, request)
     assert net.messages(src=S1) == []
     assert net.link(PRIVATE[0]) == (net.default_link, net.default_link)
+
+
+# --- what white-box tests use: exact delays, filters, forged datagrams --------------
+
+
+def exact() -> VirtualNet:
+    """1 ms up, nothing down: every datagram between public hosts takes 1 ms."""
+    return VirtualNet(up=Link(delay=0.001), down=Link())
+
+
+def test_default_up_and_down_links_and_the_host_list() -> None:
+    net = exact()
+    net.add_host("192.0.2.1")
+    assert net.link("192.0.2.1") == (Link(delay=0.001), Link())
+    assert net.hosts == {"192.0.2.1"}
+    net.set_link("192.0.2.1", down=Link(delay=0.5))
+    assert net.link("192.0.2.1") == (Link(delay=0.001), Link(delay=0.5))
+    one = VirtualNet(link=Link(delay=0.2), down=Link())
+    one.add_host("192.0.2.2")
+    assert one.link("192.0.2.2") == (Link(delay=0.2), Link())
+
+
+def test_filters_drop_and_are_counted_and_see_the_static_nat_source() -> None:
+    net = exact()
+    net.add_host("10.0.0.1")
+    net.add_host("192.0.2.9")
+    a = net.socket(("10.0.0.1", 1000))
+    b = net.socket(("192.0.2.9", 2000))
+    public = ("203.0.113.7", 7000)
+    net.add_static_nat(a.addr, public)
+    seen: list[tuple[Address, Address, bytes]] = []
+
+    def spy(src: Address, dst: Address, data: bytes) -> bool:
+        seen.append((src, dst, data))
+        return True
+
+    net.filters.append(spy)
+    net.filters.append(lambda src, dst, data: data != b"drop me")
+    a.send(b.addr, b"hello")
+    a.send(b.addr, b"drop me")
+    net.run(1.0)
+    assert b.received == [(0.001, public, b"hello")]
+    assert seen[0] == (public, b.addr, b"hello")
+    assert net.stats.filtered == 1
+    # What is sent to the public address reaches the private one.
+    b.send(public, b"back")
+    net.run(2.0)
+    assert a.received == [(1.001, b.addr, b"back")]
+
+
+def test_inject_forges_any_source_with_the_sender_link_delay_or_a_given_one() -> None:
+    net = exact()
+    net.add_host("192.0.2.9")
+    b = net.socket(("192.0.2.9", 2000))
+    net.inject(("192.0.2.9", 1), b.addr, b"from a host")  # its 1 ms up link
+    net.inject(("198.51.100.77", 5), b.addr, b"forged")  # no host: no delay
+    net.inject(("198.51.100.78", 5), b.addr, b"later", delay=0.25)
+    net.filters.append(lambda src, dst, data: data != b"filtered")
+    net.inject(("198.51.100.79", 5), b.addr, b"filtered")
+    net.run(1.0)
+    assert b.received == [
+        (0.0, ("198.51.100.77", 5), b"forged"),
+        (0.001, ("192.0.2.9", 1), b"from a host"),
+        (0.25, ("198.51.100.78", 5), b"later"),
+    ]
+
+
+def attached(net: VirtualNet, name: str, controlling: bool) -> IceAgent:
+    agent = IceAgent(
+        controlling=controlling,
+        local_username=name * 4,
+        local_password=name * 22,
+        rng=random.Random(name),
+        name=name,
+    )
+    net.attach(agent)
+    return agent
+
+
+def test_an_attached_agent_connects_and_its_views_are_per_agent() -> None:
+    net = exact()
+    a = attached(net, "a", True)
+    b = attached(net, "b", False)
+    net.peer(a).add_host(0, 1, ("10.0.0.1", 1000), local_pref=100)
+    net.peer(b).add_host(0, 1, ("10.0.0.2", 2000))
+    assert net.peer(a).ip == "10.0.0.1"
+    assert net.peer(a).addresses == {("10.0.0.1", 1000)}
+    assert net.peer(net.peer(b)) is net.peer(b)
+    with pytest.raises(ValueError, match="already on the network"):
+        net.attach(a)
+    net.exchange(net.peer(a), net.peer(b))
+    a.connect(net.now)
+    b.connect(net.now)
+    net.run(10.0, stop=lambda: a.state != IceState.CHECKING != b.state)
+    assert a.state == b.state == IceState.COMPLETED
+    # One round trip of 1 ms each way: b answers a's first check at 1 ms, a
+    # has a valid pair at 2 ms and nominates at once.
+    assert net.first(a, IceCompleted) == 0.004
+    assert net.types(a)[-1] is IceCompleted
+    assert net.events(a) == [e for _, e in net.timeline(a)]
+    assert {name for _, name, _ in net.timeline()} == {"a", "b"}
+    with pytest.raises(LookupError, match="no IceFailed"):
+        net.first(a, IceFailed)
+    requests = net.sent_messages(a, Class.REQUEST)
+    assert requests[0][:3] == (0.0, ("10.0.0.1", 1000), ("10.0.0.2", 2000))
+    assert all(src == ("10.0.0.1", 1000) for _, src, _, _ in requests)
+    assert len(net.sent_messages()) > len(net.sent_messages(a))
+    assert net.peer(a).send(b"data")
+    net.run(net.now + 1.0)
+    assert net.data(b) == [(b"data", 1)]
+    # Application data is in the log of what was sent, not in the messages.
+    assert net.sent[-1].data == b"data"
+    assert all(m.transaction_id for *_, m in net.sent_messages(a))
+    assert net.stuck_timers == []
+    other = IceAgent(controlling=True, local_username="zzzz", local_password="z" * 22)
+    with pytest.raises(KeyError, match="not on the network"):
+        net.peer(other)
+
+
+def test_a_timer_still_due_after_handle_timer_is_recorded() -> None:
+    class Stuck(IceAgent):
+        def get_timer(self) -> float | None:
+            return 0.5
+
+    net = exact()
+    agent = Stuck(controlling=True, local_username="ssss", local_password="s" * 22)
+    net.attach(agent)
+    net.step()
+    assert net.stuck_timers == [(agent.name, 0.5, 0.5)]
+
+
+def test_turn_server_refuses_a_method_and_redirects_allocates() -> None:
+    net, server, client, _ = turn_net()
+    server.refuse[Method.ALLOCATE] = 486
+    refused = ask(net, client, request(Method.ALLOCATE, {"REQUESTED-TRANSPORT": 17}))
+    assert (refused.message_class, refused.error_code) == (Class.ERROR, 486)
+    server.alternate = ("198.51.100.10", 3478)
+    moved = ask(
+        net, client, request(Method.ALLOCATE, {"REQUESTED-TRANSPORT": 17}, tid=2)
+    )
+    assert moved.error_code == 300
+    assert moved.attributes["ALTERNATE-SERVER"] == ("198.51.100.10", 3478)
+    assert server.allocations == {}
+    server.alternate = None
+    del server.refuse[Method.ALLOCATE]
+    assert allocate(net, client)[0] == TURN[0]
+    numbered = TurnServer(net, ("198.51.100.11", 3478), relay_port=50000)
+    client.send(numbered.addr, request(Method.ALLOCATE, {"REQUESTED-TRANSPORT": 17}))
+    net.run(net.now + 1.0)
+    answer = parse_message(client.received[-1][2])
+    assert answer.attributes["XOR-RELAYED-ADDRESS"] == ("198.51.100.11", 50000)
+
+
+def test_a_stream_transport_reconnects_to_the_address_its_agent_sends_to() -> None:
+    net = exact()
+    first = TurnServer(net, ("198.51.100.1", 3478))
+    second = TurnServer(net, ("198.51.100.2", 3478))
+    first.alternate = second.addr
+    agent = attached(net, "t", True)
+    allocation = TurnAllocation(
+        server=first.addr,
+        username="user",
+        password="secret",
+        transport="tcp",
+        rng=random.Random(3),
+    )
+    agent.add_relay(9, 10, 1, allocation)
+    net.peer(agent).add_transport(9, ("10.0.0.1", 1500), stream_to=first.addr)
+    assert net.peer(agent).addresses == {("10.0.0.1", 1500)}
+    agent.gather(net.now)
+    net.run(1.0)
+    assert agent.transports_to_reconnect() == [9]
+    assert [c.type for c in agent.local_candidates] == ["relay"]
+    assert list(second.allocations) == [("10.0.0.1", 1500)]
+    assert first.allocations == {}
+    # Every datagram is logged from the transport's own address.
+    assert {d.src for d in net.sent} == {("10.0.0.1", 1500)}
+    assert {d.dst for d in net.sent} == {first.addr, second.addr}
+
+
+def test_stream_bytes_and_datagrams_due_together_go_in_the_order_sent() -> None:
+    net = exact()
+    server = TurnServer(net, ("198.51.100.1", 3478))
+    net.add_host("10.0.0.1")
+    stream = net.open_stream(("10.0.0.1", 1), server.addr, lambda data: None)
+    allocate = Message(Method.ALLOCATE, Class.REQUEST, bytes(12)).encode()
+    for first_by_stream in (True, False):
+        if first_by_stream:
+            stream.send(allocate)
+        net.send(("10.0.0.1", 2), server.addr, allocate)
+        if not first_by_stream:
+            net.run(net.now + 0.0005)
+            stream.send(allocate)
+        net.run(net.now + 1.0)
+    # Both at 1 ms the first time: the stream's bytes were sent first.
+    assert [client for client, _ in server.requests] == [
+        ("10.0.0.1", 1),
+        ("10.0.0.1", 2),
+        ("10.0.0.1", 2),
+        ("10.0.0.1", 1),
+    ]

@@ -192,14 +192,32 @@ def test_fake_clock_tells_its_listeners_when_it_moves() -> None:
     c.advance(1)
     c.jump_to(3)
     c.autojump_threshold = 0.1
-    c._autojump(2)  # behind: no move, no call
-    c._autojump(3)
-    c._autojump(4)
+    _, epoch = c._autojump_plan()
+    assert not c._autojump(2, epoch)  # behind: no move, no call
+    assert not c._autojump(3, epoch)
+    assert c._autojump(4, epoch)
     assert seen == [1.0, 3.0, 3.0, 4.0]
     c._remove_listener(listener)
     c._remove_listener(listener)  # no error
     c.advance(1)
     assert seen == [1.0, 3.0, 3.0, 4.0]
+
+
+def test_a_jump_planned_before_the_threshold_changed_is_refused() -> None:
+    # The worker reads the threshold, waits that long, then jumps; a test
+    # that pauses the clock meanwhile (threshold None) must find it still
+    # once the setter returns, even if the worker's wait had already ended.
+    c = FakeClock(autojump_threshold=0.0)
+    threshold, before = c._autojump_plan()
+    assert threshold == 0.0
+    c.autojump_threshold = None
+    assert not c._autojump(30.0, before)
+    assert c.now() == 0.0
+    c.autojump_threshold = 0.0  # back: a plan of the old epoch still fails
+    assert not c._autojump(30.0, before)
+    _, after = c._autojump_plan()
+    assert c._autojump(30.0, after)
+    assert c.now() == 30.0
 
 
 def test_fake_clock_is_thread_safe() -> None:
@@ -878,6 +896,7 @@ def test_after_fork_the_child_forgets_the_shared_worker(
     monkeypatch.setattr(_worker, "_workers", {inherited})
     monkeypatch.setattr(_worker, "_lock", _worker._lock)
     monkeypatch.setattr(_worker, "_registry_lock", _worker._registry_lock)
+    monkeypatch.setattr(_worker, "_lent_released", _worker._lent_released)
     _worker._after_fork_in_child()
     assert _worker._shared is None
     assert _worker._refcount == 0
@@ -919,3 +938,230 @@ def test_a_forked_child_starts_its_own_worker() -> None:
         assert run(parent, lambda: "parent") == "parent"
     finally:
         release_worker(parent)
+
+
+# --- lending a worker (lend_worker) --------------------------------------------
+
+
+def lend(
+    worker: Worker, body: Callable[[], None] = lambda: None, **kwargs: float
+) -> None:
+    """Run ``body`` in a :func:`~syncice._worker.lend_worker` block."""
+    with _worker.lend_worker(worker, **kwargs):
+        body()
+
+
+@pytest.fixture
+def lent() -> Iterator[Worker]:
+    """A fake-clock worker of the test's own, stopped at the end."""
+    w = Worker(FakeClock(), name="test-lent-worker")
+    yield w
+    w.stop()
+
+
+def test_a_lent_worker_is_handed_out_inside_the_block_only(lent: Worker) -> None:
+    assert _worker._shared is None, "a test left the shared worker acquired"
+    with _worker.lend_worker(lent) as given:
+        assert given is lent
+        first, second = acquire_worker(), acquire_worker()
+        assert first is second is lent
+        release_worker(first)
+        release_worker(second)
+        # The lender owns it: the last release does not stop it.
+        assert run(lent, lambda: "still running") == "still running"
+        assert _worker._shared is None  # no shared worker was started
+    after = acquire_worker()
+    again = acquire_worker()
+    release_worker(again)
+    release_worker(after)
+    assert after is not lent
+    assert again is after  # the shared worker again
+    assert run(lent, lambda: "not stopped") == "not stopped"
+
+
+def test_a_shared_worker_acquired_before_the_block_stays_shared(
+    lent: Worker,
+) -> None:
+    shared = acquire_worker()
+    with _worker.lend_worker(lent):
+        assert acquire_worker() is lent
+        release_worker(lent)
+        # Released inside the block, the shared worker stops as usual.
+        release_worker(shared)
+        shared._thread.join(HANG)
+        assert not shared._thread.is_alive()
+        assert _worker._shared is None
+
+
+def test_lend_worker_blocks_do_not_nest(lent: Worker) -> None:
+    other = Worker(FakeClock())
+    try:
+        with _worker.lend_worker(lent):
+            with pytest.raises(RuntimeError, match="do not nest"):
+                lend(other)
+            assert acquire_worker() is lent  # the first loan goes on
+            release_worker(lent)
+    finally:
+        other.stop()
+
+
+def test_a_stopped_or_shared_worker_cannot_be_lent() -> None:
+    stopped = Worker()
+    stopped.stop()
+    with pytest.raises(RuntimeError, match="cannot lend"):
+        lend(stopped)
+    shared = acquire_worker()
+    try:
+        with pytest.raises(RuntimeError, match="cannot lend"):
+            lend(shared)
+    finally:
+        release_worker(shared)
+    assert _worker._lent is None
+
+
+@pytest.mark.parametrize("wait", [-1.0, math.inf, math.nan])
+def test_lend_worker_refuses_a_bad_release_wait(lent: Worker, wait: float) -> None:
+    with pytest.raises(ValueError, match="release_wait"):
+        lend(lent, release_wait=wait)
+
+
+def test_an_acquisition_left_at_the_end_of_the_block_is_an_error(
+    lent: Worker,
+) -> None:
+    def leak_one() -> None:
+        acquire_worker()
+        acquire_worker()
+        release_worker(lent)
+
+    with pytest.raises(RuntimeError, match=r"^1 connection\(s\) started on .* open"):
+        lend(lent, leak_one, release_wait=0)
+    assert _worker._lent is None
+    # The leaked connection's late release does nothing, again and again.
+    release_worker(lent)
+    release_worker(lent)
+    assert acquire_worker() is not lent
+    release_worker(_worker._shared)  # type: ignore[arg-type]
+
+
+def test_the_end_of_the_block_waits_for_a_release_under_way(
+    lent: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A connection closing on the worker (an asyncio close(), a TURN release)
+    # releases it a little later: the block's end waits for that.
+    gate = threading.Event()
+    waited: list[bool] = []
+
+    class Condition(threading.Condition):
+        def wait_for(
+            self, predicate: Callable[[], T], timeout: float | None = None
+        ) -> T:
+            waited.append(bool(predicate()))
+            gate.set()  # the release may come now, while we wait
+            return super().wait_for(predicate, timeout)
+
+    monkeypatch.setattr(_worker, "_lent_released", Condition(_worker._lock))
+    with _worker.lend_worker(lent, release_wait=HANG):
+        w = acquire_worker()
+
+        def release_later() -> None:
+            assert gate.wait(HANG)
+            release_worker(w)
+
+        lent.post(release_later)
+    assert waited == [False]  # it had to wait, and did not raise
+    assert _worker._lent is None
+
+
+def test_a_block_that_raises_ends_the_loan_without_waiting(lent: Worker) -> None:
+    def fail() -> None:
+        acquire_worker()
+        raise KeyError("the test's own")  # not hidden by the leak
+
+    with pytest.raises(KeyError, match="the test's own"):
+        lend(lent, fail, release_wait=HANG)
+    assert _worker._lent is None
+    release_worker(lent)  # after the loan: nothing
+
+
+def test_lent_releases_must_match_acquisitions(lent: Worker) -> None:
+    with _worker.lend_worker(lent):
+        release_worker(acquire_worker())
+        with pytest.raises(RuntimeError, match="more times than"):
+            release_worker(lent)
+
+
+def test_after_fork_the_child_forgets_the_loan(
+    lent: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As test_after_fork_the_child_forgets_the_shared_worker: the hook run here.
+    for name in ("_lock", "_registry_lock", "_lent_released"):
+        monkeypatch.setattr(_worker, name, getattr(_worker, name))
+    monkeypatch.setattr(_worker, "_workers", set())  # none to forget here
+    with _worker.lend_worker(lent):
+        acquire_worker()
+        _worker._after_fork_in_child()
+        assert _worker._lent is None
+        child = acquire_worker()  # the child's own shared worker
+        assert child is not lent
+        release_worker(child)
+    # The block's end, in the child, finds its loan over: no leak error.
+    assert _worker._lent is None
+
+
+# --- autojump and traffic between the worker's own sockets -----------------------
+
+
+def test_autojump_never_overtakes_a_ping_pong_between_the_workers_sockets(
+    clock: FakeClock,
+) -> None:
+    # Loopback delivery is synchronous: a datagram one callback sends is
+    # readable on the next turn, so a turn that sees it is not idle. With a
+    # threshold of 0, 200 round trips all happen before a timer at 30 s.
+    clock.autojump_threshold = 0.0
+    w = Worker(clock)
+    seen: list[float] = []
+    done: concurrent.futures.Future[float] = concurrent.futures.Future()
+    try:
+        with udp_pair() as (left, right):
+            right.setblocking(False)
+            right.bind(("127.0.0.1", 0))
+
+            def bounce(rx: socket.socket, tx_to: socket.socket) -> Callable[[], None]:
+                def on_readable() -> None:
+                    data = rx.recv(2048)
+                    seen.append(clock.now())
+                    if len(seen) < 400:
+                        rx.sendto(data, tx_to.getsockname())
+
+                return on_readable
+
+            def setup() -> None:
+                w.add_reader(left, bounce(left, right))
+                w.add_reader(right, bounce(right, left))
+                w.call_at(30.0, lambda: done.set_result(clock.now()))
+                right.sendto(b"ping", left.getsockname())
+
+            run(w, setup)
+            assert done.result(HANG) == 30.0
+        assert len(seen) == 400
+        assert set(seen) == {0.0}
+    finally:
+        w.stop()
+
+
+def test_autojump_waits_for_every_command_queued_from_another_thread(
+    clock: FakeClock,
+) -> None:
+    clock.autojump_threshold = 0.0
+    w = Worker(clock)
+    try:
+        fired: concurrent.futures.Future[float] = concurrent.futures.Future()
+        times: list[float] = []
+        with busy(w):
+            w.submit(lambda: w.call_at(30.0, lambda: fired.set_result(clock.now())))
+            for _ in range(100):
+                w.post(lambda: times.append(clock.now()))
+        assert fired.result(HANG) == 30.0
+        assert times == [0.0] * 100
+    finally:
+        w.stop()

@@ -46,6 +46,19 @@ A whole negotiation, a cone NAT against a symmetric one::
     outcome = net.connect(a, b)
     assert outcome.connected and outcome.relayed
 
+White-box tests of the agent itself (syncice's layer-1 tests) use the same
+network with exact delays (``VirtualNet(up=Link(delay=0.001), down=Link())``:
+1 ms per datagram), agents built elsewhere (:meth:`VirtualNet.attach`),
+:attr:`VirtualNet.filters`, forged datagrams (:meth:`VirtualNet.inject`), a
+static NAT (:meth:`VirtualNet.add_static_nat`), the log of what agents sent
+(:attr:`VirtualNet.sent`) and per-agent views (:meth:`VirtualNet.events`,
+:meth:`VirtualNet.first`, :meth:`VirtualNet.data`).
+
+Whole connections in virtual time: :func:`virtual_time` (from
+``syncice.testing``, imported on first use, so that the network above stays
+free of threads) runs every :class:`syncice.Connection` started in its block
+on a worker driven by a fake clock, over real loopback sockets.
+
 TCP is modelled only where TURN needs it: :meth:`VirtualNet.open_stream`
 gives a reliable, ordered byte stream from a host to a :class:`TurnServer`
 (through the host's NAT, which maps its source address), with the path's
@@ -55,8 +68,10 @@ time out and streams cannot be opened towards NATed hosts.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from syncice.stun import Address
-from syncice.testing._link import Link
+from syncice.testing._link import Datagram, Link
 from syncice.testing._nat import (
     ADDRESS_AND_PORT_DEPENDENT,
     ADDRESS_DEPENDENT,
@@ -67,7 +82,7 @@ from syncice.testing._nat import (
     NatStats,
 )
 from syncice.testing._net import (
-    Datagram,
+    Filter,
     NetStats,
     Receiver,
     Socket,
@@ -77,12 +92,16 @@ from syncice.testing._net import (
 from syncice.testing._peer import Outcome, Peer
 from syncice.testing._servers import StunServer, TurnAllocationState, TurnServer
 
+if TYPE_CHECKING:
+    from syncice.testing._virtual_time import VirtualTime, virtual_time
+
 __all__ = [
     "ADDRESS_AND_PORT_DEPENDENT",
     "ADDRESS_DEPENDENT",
     "ENDPOINT_INDEPENDENT",
     "Address",
     "Datagram",
+    "Filter",
     "Link",
     "Nat",
     "NatBehavior",
@@ -98,4 +117,18 @@ __all__ = [
     "TurnAllocationState",
     "TurnServer",
     "VirtualNet",
+    "VirtualTime",
+    "virtual_time",
 ]
+
+#: Names imported on first use (PEP 562): they need the worker, its thread
+#: and the clock, which the virtual network does not.
+_LAZY = {"VirtualTime", "virtual_time"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from syncice.testing import _virtual_time
+
+        return getattr(_virtual_time, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import NamedTuple
+
+from syncice.stun import Address
+
+
+class Datagram(NamedTuple):
+    """A datagram on the network: when (sent, or delivered), from where (as
+    the receiver sees it, for one delivered), to where, what."""
+
+    at: float
+    src: Address
+    dst: Address
+    data: bytes
 
 
 @dataclass(frozen=True)

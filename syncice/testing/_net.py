@@ -7,13 +7,13 @@ import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, overload
 
 from syncice.events import IceEvent
 from syncice.exceptions import StunParseError
-from syncice.ice import IceConfig, IceState
-from syncice.stun import Address, Message, parse_message
-from syncice.testing._link import PERFECT, Link
+from syncice.ice import IceAgent, IceConfig, IceState
+from syncice.stun import Address, Class, Message, parse_message
+from syncice.testing._link import PERFECT, Datagram, Link
 from syncice.testing._nat import Nat, NatBehavior
 from syncice.testing._peer import Outcome, Peer
 
@@ -24,15 +24,9 @@ if TYPE_CHECKING:
 #: an address it is bound to.
 Receiver = Callable[[Address, Address, bytes], None]
 
-
-class Datagram(NamedTuple):
-    """A datagram delivered: when, from where (as the receiver sees it), to
-    where, what."""
-
-    at: float
-    src: Address
-    dst: Address
-    data: bytes
+#: A filter sees ``(source, destination, data)`` of every datagram sent and
+#: returns ``False`` to drop it (see :attr:`VirtualNet.filters`).
+Filter = Callable[[Address, Address, bytes], bool]
 
 
 @dataclass
@@ -45,6 +39,7 @@ class NetStats:
     lost: int = 0
     duplicated: int = 0
     unroutable: int = 0
+    filtered: int = 0
 
 
 @dataclass
@@ -64,10 +59,20 @@ class VirtualNet:
     :param core: the link profile between the access links (both ways).
     :param link: the default access link profile (both ways) of hosts and
         NATs added without one.
+    :param up: the default access link towards the internet, if not ``link``.
+    :param down: the default access link from the internet, if not ``link``.
+        ``VirtualNet(up=Link(delay=0.001), down=Link())`` makes every datagram
+        between two public hosts take exactly 1 ms.
     """
 
     def __init__(
-        self, *, seed: int = 0, core: Link = PERFECT, link: Link | None = None
+        self,
+        *,
+        seed: int = 0,
+        core: Link = PERFECT,
+        link: Link | None = None,
+        up: Link | None = None,
+        down: Link | None = None,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -76,11 +81,28 @@ class VirtualNet:
         #: The link profile of the core, between the access links.
         self.core = core
         self.default_link = link if link is not None else Link(delay=0.005)
+        self.default_up = up if up is not None else self.default_link
+        self.default_down = down if down is not None else self.default_link
         self.stats = NetStats()
         #: Every datagram delivered, in order (for :meth:`messages`).
         self.delivered: list[Datagram] = []
+        #: Every datagram an agent handed out, when it did, from the address
+        #: it sent from (for :meth:`sent_messages`).
+        self.sent: list[Datagram] = []
         #: The agents, in the order they were added.
         self.peers: list[Peer] = []
+        #: Filters every datagram sent (or injected) goes through, after
+        #: static NAT of its source: one returning ``False`` drops it (counted
+        #: in :attr:`NetStats.filtered`). Tests append and clear them.
+        self.filters: list[Filter] = []
+        #: Static one-to-one NAT: private address -> public address (see
+        #: :meth:`add_static_nat`).
+        self.static_nat: dict[Address, Address] = {}
+        #: ``(agent name, now, timer)`` whenever an agent's
+        #: :meth:`~syncice.ice.IceAgent.get_timer` was not after ``now`` right
+        #: after :meth:`~syncice.ice.IceAgent.handle_timer`: a driver would
+        #: spin. Tests assert it stays empty.
+        self.stuck_timers: list[tuple[str, float, float]] = []
         self._hosts: dict[str, _Host] = {}
         self._nats: dict[str, Nat] = {}
         self._links: dict[str, tuple[Link, Link]] = {}
@@ -159,11 +181,19 @@ class VirtualNet:
         for a direction left out."""
         if ip not in self._hosts and ip not in self._nats:
             raise ValueError(f"no host or NAT at {ip}")
-        both = link if link is not None else self.default_link
         self._links[ip] = (
-            up if up is not None else both,
-            down if down is not None else both,
+            up if up is not None else link if link is not None else self.default_up,
+            down
+            if down is not None
+            else link
+            if link is not None
+            else self.default_down,
         )
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        """The IP addresses of the hosts on the network."""
+        return frozenset(self._hosts)
 
     def link(self, ip: str) -> tuple[Link, Link]:
         """The access link of a host or NAT: ``(up, down)``."""
@@ -206,6 +236,9 @@ class VirtualNet:
             raise ValueError(f"no host {src[0]}")
         self.stats.sent += 1
         up = self._links[src[0]][0]
+        src = self.static_nat.get(src, src)
+        if not self._passes(src, dst, data):
+            return
         if host.nat is None:
             self._cross((up, self.core), "edge", src, dst, data)
         elif dst[0] in host.nat.private:
@@ -213,6 +246,45 @@ class VirtualNet:
             self._cross((up, down), "deliver", src, dst, data)
         else:
             self._cross((up,), "nat_out", src, dst, data)
+
+    def _passes(self, src: Address, dst: Address, data: bytes) -> bool:
+        if all(f(src, dst, data) for f in self.filters):
+            return True
+        self.stats.filtered += 1
+        return False
+
+    def inject(
+        self, src: Address, dst: Address, data: bytes, *, delay: float | None = None
+    ) -> None:
+        """Put a datagram in flight from any address (forged ones included)
+        to ``dst``, arriving ``delay`` seconds from now: by default after the
+        up link delay of ``src``'s host (if it is one) and the core's. It
+        goes through :attr:`static_nat` and :attr:`filters` as sent ones do,
+        but through no link (no loss, no jitter) and no dynamic NAT on the
+        way out.
+        """
+        if delay is None:
+            link = self._links.get(src[0])
+            delay = (0.0 if link is None else link[0].delay) + self.core.delay
+        src = self.static_nat.get(src, src)
+        if self._passes(src, dst, data):
+            item: tuple[float, int, _Stage, Address, Address, bytes] = (
+                self.now + delay,
+                next(self._seq),
+                "edge",
+                src,
+                dst,
+                data,
+            )
+            heapq.heappush(self._queue, item)
+
+    def add_static_nat(self, private: Address, public: Address) -> None:
+        """Map ``private`` to ``public`` one to one, for every peer: what a
+        public host sends from ``private`` leaves with ``public`` as its
+        source, and what is sent to ``public`` reaches ``private``. No
+        filtering, no timeout, no port allocation: for tests that need one
+        exact mapped address (dynamic NATs are :meth:`add_nat`)."""
+        self.static_nat[private] = public
 
     def _cross(
         self,
@@ -247,6 +319,7 @@ class VirtualNet:
             up = self._links[nat.public_ip][0]
             self._cross((up, self.core), "edge", public, dst, data)
         elif stage == "edge":
+            dst = next((p for p, pub in self.static_nat.items() if pub == dst), dst)
             if dst[0] in self._nats:
                 down = self._links[dst[0]][1]
                 self._cross((down,), "nat_in", src, dst, data)
@@ -395,6 +468,32 @@ class VirtualNet:
         self.peers.append(peer)
         return peer
 
+    def attach(self, agent: IceAgent, *, stun: Address | None = None) -> Peer:
+        """Put an agent built elsewhere on the network, with no address yet:
+        give it some with :meth:`Peer.add_host` and :meth:`Peer.add_transport`.
+        Its name names the :class:`Peer`.
+
+        :param stun: the STUN server :meth:`gather` gathers from.
+        :raises ValueError: if the agent is on the network already.
+        """
+        if any(p.agent is agent for p in self.peers):
+            raise ValueError(f"agent {agent.name} is already on the network")
+        peer = Peer(self, agent.name, "", agent.controlling, 0, None, stun, agent=agent)
+        self.peers.append(peer)
+        return peer
+
+    def peer(self, agent: IceAgent | Peer) -> Peer:
+        """The :class:`Peer` holding ``agent`` (or ``agent`` itself).
+
+        :raises KeyError: if the agent is not on the network.
+        """
+        if isinstance(agent, Peer):
+            return agent
+        for peer in self.peers:
+            if peer.agent is agent:
+                return peer
+        raise KeyError(f"agent {agent.name} is not on the network")
+
     def gather(self, *peers: Peer, until: float | None = None) -> None:
         """Start gathering on ``peers`` and run until they have all gathered
         (or until ``until``, by default their configs' gather timeout)."""
@@ -463,7 +562,10 @@ class VirtualNet:
         while (self._queue and self._queue[0][0] <= self.now) or (
             self._streams and self._streams[0][0] <= self.now
         ):
-            if self._queue and self._queue[0][0] <= self.now:
+            # Datagrams and stream bytes due together go in the order sent.
+            if not self._streams or (
+                self._queue and self._queue[0][:2] < self._streams[0][:2]
+            ):
                 _, _, stage, src, dst, data = heapq.heappop(self._queue)
                 self._arrive(stage, src, dst, data)
             else:
@@ -472,6 +574,9 @@ class VirtualNet:
             timer = peer.agent.get_timer()
             if timer is not None and timer <= self.now:
                 peer.agent.handle_timer(self.now)
+                after = peer.agent.get_timer()
+                if after is not None and after <= self.now:
+                    self.stuck_timers.append((peer.name, self.now, after))
         self.flush()
         return True
 
@@ -491,13 +596,67 @@ class VirtualNet:
 
     # --- reading ---------------------------------------------------------------------
 
-    def timeline(self) -> list[tuple[float, str, IceEvent]]:
+    @overload
+    def timeline(self) -> list[tuple[float, str, IceEvent]]: ...
+
+    @overload
+    def timeline(self, agent: IceAgent | Peer) -> list[tuple[float, IceEvent]]: ...
+
+    def timeline(
+        self, agent: IceAgent | Peer | None = None
+    ) -> list[tuple[float, str, IceEvent]] | list[tuple[float, IceEvent]]:
         """Every agent's events so far: ``(time, agent name, event)``, in
-        time order."""
+        time order; or, given an agent, its own: ``(time, event)``."""
         self.flush()
+        if agent is not None:
+            return list(self.peer(agent).timeline)
         merged = [(t, p.name, e) for p in self.peers for t, e in p.timeline]
         merged.sort(key=lambda item: item[0])
         return merged
+
+    def events(self, agent: IceAgent | Peer) -> list[IceEvent]:
+        """The events ``agent`` has queued so far, oldest first."""
+        return [e for _, e in self.timeline(agent)]
+
+    def types(self, agent: IceAgent | Peer) -> list[type[IceEvent]]:
+        """The types of :meth:`events`."""
+        return [type(e) for e in self.events(agent)]
+
+    def first(self, agent: IceAgent | Peer, kind: type[IceEvent]) -> float:
+        """When ``agent``'s first event of type ``kind`` came out.
+
+        :raises LookupError: if it has queued none.
+        """
+        when = self.peer(agent).first(kind)
+        if when is None:
+            raise LookupError(f"{self.peer(agent).name} queued no {kind.__name__}")
+        return when
+
+    def data(self, agent: IceAgent | Peer) -> list[tuple[bytes, int]]:
+        """The application data ``agent`` received so far: ``(data,
+        component)``, oldest first (:attr:`Peer.received` has the times)."""
+        return [(data, component) for _, data, component in self.peer(agent).received]
+
+    def sent_messages(
+        self, agent: IceAgent | Peer | None = None, message_class: Class | None = None
+    ) -> list[tuple[float, Address, Address, Message]]:
+        """The STUN messages agents handed out (``agent``'s, of
+        ``message_class``), parsed: ``(time, source, destination, message)``,
+        oldest first. Sources are the agents' own addresses (before NAT);
+        ChannelData and application data are left out."""
+        self.flush()
+        mine = None if agent is None else self.peer(agent).addresses
+        out = []
+        for at, src, dst, data in self.sent:
+            if mine is not None and src not in mine:
+                continue
+            try:
+                message = parse_message(data)
+            except StunParseError:
+                continue
+            if message_class is None or message.message_class == message_class:
+                out.append((at, src, dst, message))
+        return out
 
     def messages(
         self, *, dst: Address | None = None, src: Address | None = None

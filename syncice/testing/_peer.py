@@ -10,6 +10,7 @@ from syncice.candidate import Candidate
 from syncice.events import GatheringCompleted, IceCompleted, IceEvent, IceFailed
 from syncice.ice import IceAgent, IceConfig, IceState
 from syncice.stun import Address
+from syncice.testing._link import Datagram
 from syncice.turn import TurnAllocation
 
 if TYPE_CHECKING:
@@ -21,8 +22,11 @@ class Peer:
     """An ICE agent on the network (made by :meth:`VirtualNet.add_agent`).
 
     Its credentials and random choices come from the network's seed and its
-    name. Every event the agent queues goes, with the virtual time, into
-    :attr:`timeline`; application data it returns goes into :attr:`received`.
+    name, unless the agent was built elsewhere and attached
+    (:meth:`VirtualNet.attach`). Every event the agent queues goes, with the
+    virtual time, into :attr:`timeline`; application data it returns goes
+    into :attr:`received`; every datagram it hands out goes into
+    :attr:`VirtualNet.sent`.
     """
 
     def __init__(
@@ -34,20 +38,26 @@ class Peer:
         components: int,
         config: IceConfig | None,
         stun: Address | None,
+        *,
+        agent: IceAgent | None = None,
     ) -> None:
         self.net = net
         self.name = name
         self.ip = ip
         self.stun = stun
         self.rng = random.Random(f"{net.seed}:{name}")
-        self.agent = IceAgent(
-            controlling=controlling,
-            local_username=f"{self.rng.getrandbits(32):08x}",
-            local_password=f"{self.rng.getrandbits(128):032x}",
-            components=components,
-            config=config,
-            rng=self.rng,
-            name=name,
+        self.agent = (
+            agent
+            if agent is not None
+            else IceAgent(
+                controlling=controlling,
+                local_username=f"{self.rng.getrandbits(32):08x}",
+                local_password=f"{self.rng.getrandbits(128):032x}",
+                components=components,
+                config=config,
+                rng=self.rng,
+                name=name,
+            )
         )
         #: ``(time, event)`` of every event the agent queued.
         self.timeline: list[tuple[float, IceEvent]] = []
@@ -61,13 +71,57 @@ class Peer:
     def __repr__(self) -> str:
         return f"Peer({self.name}, {self.ip}, {self.agent.state})"
 
-    def add_host(self, endpoint: int, component: int, addr: Address) -> Candidate:
-        """Bind ``addr`` and give the agent a host candidate there."""
+    @property
+    def addresses(self) -> set[Address]:
+        """The addresses its endpoints send from (host candidates and TURN
+        transports)."""
+        return {*self._udp.values(), *(s.client for s in self._streams.values())}
+
+    def add_host(
+        self,
+        endpoint: int,
+        component: int,
+        addr: Address,
+        *,
+        local_pref: int = 65535,
+    ) -> Candidate:
+        """Bind ``addr`` and give the agent a host candidate there (RFC 8445
+        §5.1.2.1 ``local_pref``). The host is added to the network, public,
+        if it is not on it."""
+        self.add_transport(endpoint, addr)
+        return self.agent.add_host_candidate(
+            endpoint, component, addr, local_pref=local_pref
+        )
+
+    def add_transport(
+        self, endpoint: int, addr: Address, *, stream_to: Address | None = None
+    ) -> None:
+        """Give the agent's ``endpoint`` an address on the network, for a
+        relay added with :meth:`~syncice.ice.IceAgent.add_relay` (or a
+        renewed transport): a UDP socket bound to ``addr``, or, with
+        ``stream_to``, a TCP connection from ``addr`` to the
+        :class:`TurnServer` there. The host is added to the network, public,
+        if it is not on it.
+
+        A stream endpoint whose agent sends to another address (after an
+        ALTERNATE-SERVER redirect, RFC 8656 §6.1) is connected anew there.
+        """
+        if addr[0] not in self.net.hosts:
+            self.net.add_host(addr[0])
+        if not self.ip:
+            self.ip = addr[0]
+        if stream_to is not None:
+            self._streams[endpoint] = self._open(endpoint, addr, stream_to)
+            return
         self.net.bind(
             addr, lambda src, dst, data: self._on_datagram(endpoint, src, data)
         )
         self._udp[endpoint] = addr
-        return self.agent.add_host_candidate(endpoint, component, addr)
+
+    def _open(self, endpoint: int, addr: Address, server: Address) -> Stream:
+        return self.net.open_stream(
+            addr, server, lambda data: self._on_stream(endpoint, data)
+        )
 
     def add_turn(
         self,
@@ -90,15 +144,9 @@ class Peer:
         )
         self.agent.add_relay(transport, endpoint, component, allocation)
         self.allocations[transport] = allocation
-        if kind == "udp":
-            self.net.bind(
-                addr, lambda src, dst, data: self._on_datagram(transport, src, data)
-            )
-            self._udp[transport] = addr
-        else:
-            self._streams[transport] = self.net.open_stream(
-                addr, server.addr, lambda data: self._on_stream(transport, data)
-            )
+        self.add_transport(
+            transport, addr, stream_to=None if kind == "udp" else server.addr
+        )
         return allocation
 
     def _on_datagram(self, endpoint: int, src: Address, data: bytes) -> None:
@@ -118,9 +166,18 @@ class Peer:
         for tx in self.agent.datagrams_to_send():
             stream = self._streams.get(tx.endpoint)
             if stream is not None:
+                self.net.sent.append(
+                    Datagram(self.net.now, stream.client, tx.addr, tx.data)
+                )
+                if stream.server != tx.addr:
+                    stream.close()
+                    stream = self._open(tx.endpoint, stream.client, tx.addr)
+                    self._streams[tx.endpoint] = stream
                 stream.send(tx.data)
             elif tx.endpoint in self._udp:
-                self.net.send(self._udp[tx.endpoint], tx.addr, tx.data)
+                src = self._udp[tx.endpoint]
+                self.net.sent.append(Datagram(self.net.now, src, tx.addr, tx.data))
+                self.net.send(src, tx.addr, tx.data)
         while (event := self.agent.next_event()) is not None:
             self.timeline.append((self.net.now, event))
 

@@ -44,7 +44,7 @@ class StunServer:
     """
 
     def __init__(self, net: VirtualNet, addr: Address) -> None:
-        if addr[0] not in net._hosts:
+        if addr[0] not in net.hosts:
             net.add_host(addr[0])
         self.net = net
         self.addr = addr
@@ -99,7 +99,9 @@ class TurnServer:
     as by :class:`StunServer`. Permissions last 300 s, channels 600 s,
     allocations their LIFETIME (capped at ``max_lifetime``): all are checked
     when used, so an expired one drops traffic. Data from a peer without a
-    permission is dropped (counted in :attr:`dropped`).
+    permission is dropped (counted in :attr:`dropped`). Tests can make it
+    refuse a method (:attr:`refuse`) or redirect Allocates
+    (:attr:`alternate`).
 
     :param net: the network; the host is added if it is not there.
     :param addr: where it listens (UDP and TCP).
@@ -108,6 +110,8 @@ class TurnServer:
     :param realm: the realm.
     :param max_allocations: Allocate gets 486 beyond this.
     :param max_lifetime: the longest lifetime granted, in seconds.
+    :param relay_port: the port of the first relayed address; the next ones
+        count up.
     """
 
     def __init__(
@@ -120,8 +124,9 @@ class TurnServer:
         realm: str = "syncice.test",
         max_allocations: int = 64,
         max_lifetime: int = 3600,
+        relay_port: int = 49152,
     ) -> None:
-        if addr[0] not in net._hosts:
+        if addr[0] not in net.hosts:
             net.add_host(addr[0])
         self.net = net
         self.addr = addr
@@ -140,7 +145,13 @@ class TurnServer:
         #: no allocation, no permission.
         self.dropped = 0
         self._by_relayed: dict[Address, TurnAllocationState] = {}
-        self._ports = itertools.count(49152)
+        #: Authenticated requests refused: method -> the error code to answer
+        #: them with (after :attr:`alternate`). Tests set and clear it.
+        self.refuse: dict[int, int] = {}
+        #: Where to send clients instead: every authenticated Allocate gets
+        #: 300 with this ALTERNATE-SERVER (RFC 8489 §10), or ``None``.
+        self.alternate: Address | None = None
+        self._ports = itertools.count(relay_port)
         net.bind(addr, self._on_udp)
         net._stream_servers[addr] = self
 
@@ -299,7 +310,17 @@ class TurnServer:
             Method.CHANNEL_BIND: self._channel_bind,
         }
         handler = handlers.get(message.method)
-        if handler is None:
+        refused = self.refuse.get(message.method, 0)
+        if self.alternate is not None and message.method == Method.ALLOCATE:
+            answer = self._answer(
+                message,
+                {"ALTERNATE-SERVER": self.alternate},
+                code=300,
+                reason="Try Alternate",
+            )
+        elif refused:
+            answer = self._answer(message, {}, code=refused, reason="Refused")
+        elif handler is None:
             answer = self._answer(message, {}, code=400, reason="Bad Request")
         else:
             answer = handler(client, message, stream)

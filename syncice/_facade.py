@@ -1,0 +1,809 @@
+"""The facade core: what both facades do, as calls that return at once.
+
+:class:`ConnectionCore` holds a connection's caller-side state and turns each
+operation into a command for the worker (:mod:`syncice._session`) and a
+*completion* (a :class:`concurrent.futures.Future`) or a waiter enlisted in
+a mailbox (:mod:`syncice._inbox`). The blocking :class:`syncice.Connection`
+waits on them with a timeout; :class:`syncice.asyncio.Connection` bridges
+them to its loop. Nothing here waits: :attr:`ConnectionCore._lock` is held
+for a few statements, never across I/O (gathering's binds and lookups run
+in :meth:`ConnectionCore.gather`'s job, outside it) nor a wait.
+
+Arguments are checked here, at the call, by both facades alike
+(:func:`check_options`); peer faults stay on the worker.
+
+Locks, in the order they may be taken (none is held while calling out):
+
+1. ``ConnectionCore._lock``: the agent before the worker has it, the
+   session and worker references, the remote candidates, the close flag.
+   Callers of either facade; never the worker.
+2. ``Lifecycle._lock`` (:mod:`syncice._lifecycle`): the phase. Callers and
+   the worker, a few statements.
+3. ``Mailbox._lock`` (:mod:`syncice._inbox`), one per mailbox: its queue
+   and waiters; for the inbox, also its :class:`~syncice._inbox.Lease`
+   (who owns the sockets, the reading caller's token, what readers leave
+   for the worker). The worker putting or moving the sockets, callers
+   taking, reading or withdrawing.
+4. ``Worker``'s command queue and wakeup locks (:mod:`syncice._worker`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import enum
+import errno
+import itertools
+import logging
+import os
+import secrets
+import string
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import _gather, _worker
+from ._checklist import PairStats
+from ._inbox import INBOX_SIZE, Inbox, Mailbox, Waiter
+from ._lifecycle import Phase
+from ._session import Published, Session, closed_error
+from ._sockets import Plan, open_paths
+from .candidate import Candidate
+from .events import ConnectionClosed, ConnectionEvent
+from .exceptions import ComponentError, ConnectionClosedError, NotConnectedError
+from .ice import IceAgent, IceConfig, validate_password, validate_username
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ._worker import Worker
+
+__all__ = [
+    "FORKED",
+    "Closing",
+    "ConnectionCore",
+    "TransportPolicy",
+    "check_timeout",
+    "check_type",
+]
+
+logger = logging.getLogger("syncice.connection")
+
+T = TypeVar("T")
+Item = tuple[bytes, int]
+
+#: Why a connection inherited across fork() is closed in the child.
+FORKED = "inherited across fork()"
+_ids = itertools.count(1)
+_ICE_CHARS = string.ascii_letters + string.digits + "+/"
+
+
+class TransportPolicy(enum.Enum):
+    """Which candidates to gather and check (RFC 9429 §3.5.3, aioice's enum)."""
+
+    #: All candidates: host, server-reflexive and relay.
+    ALL = 0
+    #: Only relay candidates.
+    RELAY = 1
+
+
+def _random_string(length: int) -> str:
+    return "".join(secrets.choice(_ICE_CHARS) for _ in range(length))
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """A ``timeout=`` argument, checked: ``None`` (or infinity, or more than
+    the platform can wait) waits forever, ``0`` polls.
+
+    :raises TypeError: not ``None`` nor a number.
+    :raises ValueError: negative or NaN.
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be None or a number, not {timeout!r}")
+    if timeout != timeout or timeout < 0:
+        raise ValueError(f"timeout must be None or non-negative, not {timeout!r}")
+    if timeout >= threading.TIMEOUT_MAX:
+        return None
+    return float(timeout)
+
+
+def _check_server(name: str, server: object) -> tuple[str, int] | None:
+    if server is None:
+        return None
+    if (
+        not isinstance(server, tuple)
+        or len(server) != 2
+        or not isinstance(server[0], str)
+        or isinstance(server[1], bool)
+        or not isinstance(server[1], int)
+    ):
+        raise TypeError(f"{name} must be a (host, port) tuple or None, not {server!r}")
+    if not server[0] or not 0 < server[1] < 65536:
+        raise ValueError(
+            f"{name} must be a (host, port) tuple with a host and a port"
+            f" from 1 to 65535, not {server!r}"
+        )
+    return (server[0], server[1])
+
+
+def check_type(name: str, value: object, kind: type | tuple[type, ...]) -> None:
+    """``TypeError`` naming the parameter unless ``value`` is a ``kind``."""
+    if not isinstance(value, kind):
+        names = (
+            " or ".join("None" if k is type(None) else k.__name__ for k in kind)
+            if isinstance(kind, tuple)
+            else kind.__name__
+        )
+        raise TypeError(f"{name} must be {names}, not {type(value).__name__}")
+
+
+class Closing:
+    """The completions of one :meth:`ConnectionCore.close`.
+
+    :ivar closed: done once the sockets are closed and every waiter woken
+        (a caller that was reading the sockets closes them as it leaves).
+    :ivar released: done after :attr:`closed`, once the TURN allocations
+        are released and the worker given back (with
+        ``release_on_worker``), or at once if there is nothing to release;
+        :meth:`finish` gives the worker back otherwise.
+    :ivar inline: the close ran on the worker thread, which must not wait.
+    """
+
+    __slots__ = ("_worker", "closed", "inline", "released")
+
+    def __init__(self, worker: Worker | None) -> None:
+        self._worker = worker
+        self.inline = False
+        self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.released: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def finish(self) -> None:
+        """Give the worker back (the last one stops, and this waits for its
+        thread to end); idempotent."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            _worker.release_worker(worker)
+
+
+def _done(fut: concurrent.futures.Future[Any]) -> None:
+    if fut.set_running_or_notify_cancel():
+        fut.set_result(None)
+
+
+def _finalize(worker_box: list[Worker], session_box: list[Session]) -> None:
+    """Close a connection that was dropped without close().
+
+    A finalizer may run on any thread in the middle of anything (a garbage
+    collection: the worker's own thread too, holding any lock), so it only
+    queues work and takes no lock: the worker closes the session on a later
+    turn, then releases itself.
+    """
+    if worker_box and session_box:
+        worker, session = worker_box[0], session_box[0]
+        worker_box.clear()
+        session_box.clear()
+
+        def close_and_release() -> None:
+            try:
+                session.close()
+            finally:
+                session.when_released(lambda: _worker.release_worker(worker))
+
+        # A worker inherited through fork(), or already stopped, refuses it.
+        with contextlib.suppress(RuntimeError):
+            worker.call_soon(close_and_release)
+
+
+#: Every core not yet closed, for the fork() handler.
+_open: weakref.WeakSet[ConnectionCore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for core in list(_open):
+        core.forget_after_fork()
+    _open.clear()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch (not on Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class ConnectionCore:
+    """One connection's caller side, for both facades (see the module).
+
+    The parameters are :class:`syncice.Connection`'s, checked here.
+
+    :raises TypeError: for an argument of the wrong type.
+    :raises ValueError: for a wrong value (see :class:`syncice.Connection`).
+    """
+
+    def __init__(
+        self,
+        ice_controlling: bool,
+        components: int,
+        stun_server: tuple[str, int] | None,
+        turn_server: tuple[str, int] | None,
+        turn_username: str | None,
+        turn_password: str | None,
+        turn_ssl: bool | ssl.SSLContext,
+        turn_transport: str,
+        use_ipv4: bool,
+        use_ipv6: bool,
+        transport_policy: TransportPolicy,
+        local_username: str | None,
+        local_password: str | None,
+        *,
+        local_addresses: Sequence[str] | None,
+        config: IceConfig | None,
+        mdns_host_candidates: bool,
+        direct_reads: bool = False,
+    ) -> None:
+        #: The name in logs and ``repr()``, set first: a facade's repr()
+        #: works even when the checks below raise.
+        self.name = f"Connection({next(_ids)})"
+        none = type(None)
+        check_type("ice_controlling", ice_controlling, bool)
+        check_type("components", components, int)
+        if isinstance(components, bool) or not 1 <= components <= 256:
+            raise ValueError(f"components must be from 1 to 256, not {components!r}")
+        check_type("turn_username", turn_username, (str, none))
+        check_type("turn_password", turn_password, (str, none))
+        check_type("turn_transport", turn_transport, str)
+        if turn_transport not in ("udp", "tcp"):
+            raise ValueError(
+                f'turn_transport must be "udp" or "tcp", not {turn_transport!r}'
+            )
+        if not isinstance(turn_ssl, bool):
+            import ssl
+
+            if not isinstance(turn_ssl, ssl.SSLContext):
+                raise TypeError("turn_ssl must be a bool or an ssl.SSLContext")
+        check_type("use_ipv4", use_ipv4, bool)
+        check_type("use_ipv6", use_ipv6, bool)
+        check_type("transport_policy", transport_policy, TransportPolicy)
+        check_type("local_addresses", local_addresses, (list, tuple, none))
+        check_type("config", config, (IceConfig, none))
+        check_type("mdns_host_candidates", mdns_host_candidates, bool)
+        if not (use_ipv4 or use_ipv6):
+            raise ValueError("use_ipv4 and use_ipv6 are both False: no address to use")
+        self.stun_server = _check_server("stun_server", stun_server)
+        self.turn_server = _check_server("turn_server", turn_server)
+        if (
+            transport_policy is TransportPolicy.RELAY
+            and self.stun_server is None
+            and self.turn_server is None
+        ):
+            raise ValueError("The relay transport policy needs a STUN or TURN server")
+        if self.turn_server is not None and not (
+            isinstance(turn_username, str) and isinstance(turn_password, str)
+        ):
+            raise ValueError("turn_server needs turn_username and turn_password (str)")
+        if turn_ssl and turn_transport == "udp":
+            logger.warning("turn_ssl applies to turn_transport='tcp' only: ignored")
+        if local_username is None:
+            local_username = _random_string(4)
+        if local_password is None:
+            local_password = _random_string(22)
+        validate_username(local_username)
+        validate_password(local_password)
+        if local_addresses is not None:
+            # Checked and filtered now, so that a mistake shows at construction.
+            local_addresses = _gather.select_addresses(
+                local_addresses, use_ipv4=use_ipv4, use_ipv6=use_ipv6
+            )
+            if not local_addresses:
+                raise ValueError(
+                    "local_addresses leaves no address to gather on"
+                    " (empty, or every entry ruled out by use_ipv4/use_ipv6)"
+                )
+            foreign = _gather.unassigned(local_addresses)
+            if foreign:
+                raise ValueError(
+                    f"local_addresses: {', '.join(foreign)} is not an address"
+                    " of this host"
+                )
+        self.components = components
+        self.turn_username = turn_username
+        self.turn_password = turn_password
+        self.turn_ssl = turn_ssl
+        self.turn_transport = turn_transport
+        self.local_username = local_username
+        self.local_password = local_password
+        self.relay_only = transport_policy is TransportPolicy.RELAY
+        self.mdns_host_candidates = mdns_host_candidates
+        self._plan = Plan(
+            name=self.name,
+            components=components,
+            local_addresses=local_addresses,
+            use_ipv4=use_ipv4,
+            use_ipv6=use_ipv6,
+            relay_only=self.relay_only,
+            stun_server=self.stun_server,
+            turn_server=self.turn_server,
+            turn_username=turn_username or "",
+            turn_password=turn_password or "",
+            turn_transport=turn_transport,
+            turn_ssl=turn_ssl,
+        )
+        self._agent = IceAgent(
+            controlling=ice_controlling,
+            local_username=local_username,
+            local_password=local_password,
+            components=components,
+            config=config,
+            name=self.name,
+        )
+        self._lock = threading.Lock()
+        #: Received datagrams, ``(data, component)``.
+        self.inbox = Inbox(INBOX_SIZE)
+        #: Whether :meth:`receive_wait` callers may read the sockets
+        #: themselves once connected (:mod:`syncice._inbox`); read when
+        #: gathering starts.
+        self.direct_reads = direct_reads
+        #: Connection events; ``None`` once :class:`ConnectionClosed` was taken.
+        self.events: Mailbox[ConnectionEvent | None] = Mailbox()
+        self._published = Published(ice_controlling)
+        self._lifecycle = self._published.lifecycle
+        self._gathered: concurrent.futures.Future[None] | None = None
+        # A close() made while the gathering job binds: the job ends it.
+        self._closing: Closing | None = None
+        self._remote_candidates: list[Candidate] = []
+        self._pending_remote: list[Candidate | None] = []
+        self._remote_end = False
+        self._closed = False
+        self._worker_box: list[Worker] = []
+        self._session_box: list[Session] = []
+        self._finalizer = weakref.finalize(
+            self, _finalize, self._worker_box, self._session_box
+        )
+        #: Datagrams dropped by a full socket buffer in :meth:`send`.
+        self.send_drops = 0
+        self._inherited = False
+        _open.add(self)
+
+    # --- state ---------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        """Where the connection is in its life (:mod:`syncice._lifecycle`)."""
+        return self._lifecycle.phase
+
+    @property
+    def controlling(self) -> bool:
+        """The role in force (or asked for, until the worker applies it)."""
+        return self._published.controlling
+
+    @property
+    def local_candidates(self) -> tuple[Candidate, ...]:
+        """The local candidates, once gathered (as the user sees them)."""
+        return self._published.local_candidates
+
+    @property
+    def remote_candidates(self) -> list[Candidate]:
+        """The remote candidates added, as given."""
+        with self._lock:
+            return list(self._remote_candidates)
+
+    @property
+    def recv_drops(self) -> int:
+        """Datagrams dropped because the inbox was full."""
+        return self.inbox.dropped
+
+    def closed_error(self) -> ConnectionClosedError:
+        """The error of a call on this connection once it is closed."""
+        return closed_error(self._published.closed_reason or "closed")
+
+    def check_inherited(self) -> None:
+        """:raises ConnectionClosedError: in a child after ``fork()``."""
+        if self._inherited:
+            raise closed_error(FORKED)
+
+    def check_thread(self) -> None:
+        """:raises RuntimeError: on the worker thread, where a blocking
+        call would wait for itself."""
+        worker = self._worker()
+        if worker is not None and worker.in_worker_thread():
+            raise RuntimeError("blocking syncice call made on the worker thread")
+
+    def _session(self) -> Session | None:
+        return self._session_box[0] if self._session_box else None
+
+    def _worker(self) -> Worker | None:
+        return self._worker_box[0] if self._worker_box else None
+
+    def _submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        worker = self._worker()
+        if worker is None:
+            raise self.closed_error()
+        try:
+            return worker.submit(fn)
+        except RuntimeError:  # the worker stopped: close() won the race
+            raise self.closed_error() from None
+
+    # --- operations ------------------------------------------------------------
+
+    def set_role(self, controlling: bool) -> concurrent.futures.Future[bool]:
+        """Change the role before checks start.
+
+        :returns: the role in force, once the worker has applied it (at once
+            before gathering); :attr:`controlling` shows the role asked for
+            meanwhile.
+        """
+        self.check_inherited()
+        published = self._published
+        with self._lock:
+            session = self._session()
+            if session is None:  # the agent is still ours
+                agent = self._agent
+                if agent.controlling != controlling:
+                    agent.set_role(controlling)
+                    agent.next_event()  # RoleChanged: not a connection event
+                published.controlling = controlling
+                fut: concurrent.futures.Future[bool] = concurrent.futures.Future()
+                fut.set_result(controlling)
+                return fut
+        published.controlling = controlling
+
+        def set_role() -> bool:
+            # The worker says which role is in force (checks may have started).
+            published.controlling = session.set_role(controlling)
+            return published.controlling
+
+        return self._submit(set_role)
+
+    def gather(
+        self, run: Callable[[Callable[[], None]], object]
+    ) -> concurrent.futures.Future[None]:
+        """Start gathering, once; the outcome.
+
+        :param run: runs the job that binds the sockets and resolves the
+            servers (which may block) and then hands the agent to the
+            worker: in the calling thread, or an executor's. No lock is held.
+        :returns: done once gathering is complete (every server answered or
+            timed out); failed with what the job raised (the next call
+            starts over) or :exc:`ConnectionClosedError`.
+        :raises ConnectionClosedError: if the connection is closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise self.closed_error()
+            gathered = self._gathered
+            if gathered is not None:
+                return gathered
+            self._lifecycle.advance(Phase.GATHERING)
+            gathered = self._gathered = concurrent.futures.Future()
+        run(self._gather_job)
+        return gathered
+
+    def _gather_job(self) -> None:
+        gathered = self._gathered
+        assert gathered is not None
+        try:
+            paths = open_paths(self._plan)
+            try:
+                worker = _worker.acquire_worker()
+            except BaseException:
+                paths.close()
+                raise
+        except BaseException as exc:
+            with self._lock:
+                if self._lifecycle.advance(Phase.NEW, expect=Phase.GATHERING):
+                    self._gathered = None  # the next call starts over
+                closing, self._closing = self._closing, None
+            gathered.set_exception(exc)
+            if closing is not None:
+                _done(closing.closed)
+                _done(closing.released)
+            return
+        with self._lock:
+            if not self._closed:
+                session = Session(
+                    worker,
+                    self._agent,
+                    self.inbox,
+                    self.events,
+                    self._published,
+                    self.name,
+                )
+                session.gathered = gathered
+                session.mdns_host_candidates = self.mdns_host_candidates
+                session.relay_only = self.relay_only
+                session.direct_reads = self.direct_reads
+                self._worker_box.append(worker)
+                self._session_box.append(session)
+                remote, self._pending_remote = self._pending_remote, []
+                worker.post(
+                    lambda: session.start_gathering(
+                        paths.sockets, paths.stun, paths.turn, remote
+                    )
+                )
+                return
+            closing, self._closing = self._closing, None
+        # Closed while the sockets were being bound: close() waits for this.
+        paths.close()
+        _worker.release_worker(worker)
+        gathered.set_exception(self.closed_error())
+        if closing is not None:
+            _done(closing.closed)
+            _done(closing.released)
+
+    def add_remote_candidate(self, candidate: Candidate | None) -> None:
+        """Add a remote candidate, or end-of-candidates (``None``).
+
+        :raises TypeError: not a :class:`Candidate` or ``None``.
+        :raises ValueError: after end-of-candidates.
+        """
+        if candidate is not None and not isinstance(candidate, Candidate):
+            raise TypeError("remote_candidate must be a Candidate or None")
+        self.check_inherited()
+        with self._lock:
+            if self._remote_end:
+                raise ValueError("Cannot add remote candidate after end-of-candidates.")
+            if self._closed:
+                return
+            if candidate is None:
+                self._remote_end = True
+            else:
+                self._remote_candidates.append(candidate)
+            session = self._session()
+            if session is None:
+                self._pending_remote.append(candidate)
+                return
+            worker = self._worker()
+            assert worker is not None
+            worker.post(lambda: session.add_remote_candidate(candidate))
+
+    def default_candidate(self, component: int) -> Candidate | None:
+        """The local candidate of ``component`` with the lowest priority.
+
+        :raises TypeError: if ``component`` is not an ``int``.
+        """
+        if isinstance(component, bool) or not isinstance(component, int):
+            raise TypeError(f"component must be an int, not {type(component).__name__}")
+        self.check_inherited()
+        candidates = [c for c in self.local_candidates if c.component == component]
+        return min(candidates, key=lambda c: c.priority) if candidates else None
+
+    def connect(
+        self, username: object, password: object, lite: bool
+    ) -> concurrent.futures.Future[None]:
+        """Start the checks (once); their outcome.
+
+        :raises NotConnectedError: before gathering is done, or without the
+            remote username or password.
+        :raises TypeError: a credential that is not a ``str``.
+        :raises ValueError: an empty credential.
+        :raises ConnectionClosedError: if the connection is closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise self.closed_error()
+            session = self._session()
+            if session is None or not session.gathered.done():
+                raise NotConnectedError("Local candidates gathering was not performed")
+            if username is None or password is None:
+                raise NotConnectedError("Remote username or password is missing")
+            for name, value in (("username", username), ("password", password)):
+                if not isinstance(value, str):
+                    raise TypeError(
+                        f"remote_{name} must be a str, not {type(value).__name__}"
+                    )
+                if not value:
+                    raise ValueError(f"remote_{name} must not be empty")
+            assert isinstance(username, str)
+            assert isinstance(password, str)
+            worker = self._worker()
+            assert worker is not None
+            if not session.connected.done():
+                self._lifecycle.advance(Phase.CONNECTING, expect=Phase.GATHERED)
+                worker.post(lambda: session.connect(username, password, lite))
+            return session.connected
+
+    def select_pair(
+        self, component: int, local: str, remote: str, *, at_once: bool = False
+    ) -> concurrent.futures.Future[None]:
+        """Force the selected pair (RFC 8445 §8.1.1 skipped: no checks).
+
+        :param at_once: count the connection as connected now, rather than
+            once the worker has put the pair in place (the asyncio shim,
+            which checked the foundations itself).
+        :returns: done once the worker has put the pair in place; failed
+            with :exc:`ValueError` if there are no such candidates.
+        :raises NotConnectedError: if gathering was not performed.
+        """
+        session = self.check_gathered()
+        lifecycle = self._lifecycle
+
+        def select() -> None:
+            session.select_pair(component, local, remote)
+            if not at_once:
+                lifecycle.reach(Phase.CONNECTED)
+
+        fut = self._submit(select)
+        if at_once:
+            lifecycle.reach(Phase.CONNECTED)
+        return fut
+
+    def check_gathered(self) -> Session:
+        """:returns: the session, once gathering is done.
+
+        :raises ConnectionClosedError: if the connection is closed.
+        :raises NotConnectedError: if gathering was not performed.
+        """
+        with self._lock:
+            session = self._session()
+            if self._closed:
+                raise self.closed_error()
+            if session is None or not session.gathered.done():
+                raise NotConnectedError("Local candidates gathering was not performed")
+            return session
+
+    def stats(self) -> concurrent.futures.Future[list[PairStats]]:
+        """Every pair's stats, from the worker (``[]`` before gathering)."""
+        self.check_inherited()
+        with self._lock:
+            session = self._session()
+        if session is None:
+            fut: concurrent.futures.Future[list[PairStats]] = (
+                concurrent.futures.Future()
+            )
+            fut.set_result([])
+            return fut
+        return self._submit(session.pair_stats)
+
+    def close(self, *, release_on_worker: bool = False) -> Closing | None:
+        """Close the connection; ``None`` if it was closed before.
+
+        Every waiter is woken with :exc:`ConnectionClosedError` (on the
+        worker's next turn), the sockets are closed, the TURN allocations
+        released. Queues work only when called on the worker thread.
+
+        :param release_on_worker: give the worker back from the worker
+            thread once released (else :meth:`Closing.finish` does it).
+        """
+        with self._lock:
+            if self._closed:
+                return None
+            self._closed = True
+            session = self._session()
+            worker = self._worker()
+            self._finalizer.detach()
+            self._session_box.clear()
+            self._worker_box.clear()
+            _open.discard(self)
+            closing = Closing(None if release_on_worker else worker)
+            binding = session is None and self._lifecycle.phase is Phase.GATHERING
+            if binding:  # the gathering job finishes the close
+                self._closing = closing
+        if session is None or worker is None:
+            self._lifecycle.advance(Phase.CLOSED)
+            self._published.closed_reason = self._published.closed_reason or "closed"
+            self.inbox.end(self.closed_error(), discard=True)
+            self.events.put(ConnectionClosed())
+            self.events.end(None, discard=False)
+            if not binding:
+                _done(closing.closed)
+                _done(closing.released)
+            return closing
+
+        def released() -> None:
+            if release_on_worker:
+                _worker.release_worker(worker)  # from the worker: it never joins
+            _done(closing.released)
+
+        def closed() -> None:
+            _done(closing.closed)
+            session.when_released(released)
+
+        def close_and_release() -> None:
+            try:
+                session.close()
+            finally:
+                # At once, or once the caller reading the sockets has left
+                # them and closed them (syncice._inbox); released after.
+                session.when_closed(closed)
+
+        if worker.in_worker_thread():
+            closing.inline = True
+            close_and_release()
+        else:
+            try:
+                worker.post(close_and_release)
+            except RuntimeError:  # a worker left behind by fork(): nothing to close
+                _done(closing.closed)
+                _done(closing.released)
+        return closing
+
+    def receive(self, waiter: Waiter[Item]) -> None:
+        """Hand ``waiter`` the next datagram (the one receive of both facades).
+
+        :raises NotConnectedError: if the connection is not established.
+        """
+        if self._lifecycle.phase not in (Phase.CONNECTED, Phase.CLOSED):
+            self.check_inherited()
+            raise NotConnectedError("Cannot receive data, not connected")
+        self.inbox.wait(waiter)
+
+    def receive_wait(self, timeout: float | None) -> Item:
+        """The next datagram, waited for in the calling thread, which may
+        read the sockets itself meanwhile (the blocking facade's receive,
+        :meth:`syncice._inbox.Inbox.get`).
+
+        :raises NotConnectedError: if the connection is not established.
+        :raises TimeoutError: (the builtin) if ``timeout`` ran out.
+        :raises ConnectionClosedError: once closed and nothing is left.
+        """
+        if self._lifecycle.phase not in (Phase.CONNECTED, Phase.CLOSED):
+            self.check_inherited()
+            raise NotConnectedError("Cannot receive data, not connected")
+        return self.inbox.get(timeout)
+
+    def receive_nowait(self) -> Item | None:
+        """The next datagram if one is queued, else ``None``.
+
+        :raises NotConnectedError: if the connection is not established.
+        :raises ConnectionClosedError: once closed and nothing is left.
+        """
+        if self._lifecycle.phase not in (Phase.CONNECTED, Phase.CLOSED):
+            self.check_inherited()
+            raise NotConnectedError("Cannot receive data, not connected")
+        return self.inbox.get_nowait()[1]
+
+    def send(self, data: bytes, component: int) -> None:
+        """Write a datagram on ``component``'s route, from the calling thread.
+
+        :raises ComponentError: no such component.
+        :raises NotConnectedError: no route yet.
+        :raises ConnectionClosedError: if closed.
+        :raises ValueError: if the datagram is too large for the path.
+        """
+        route = self._published.routes.get(component)
+        if route is None:
+            if not isinstance(component, int) or not 1 <= component <= self.components:
+                raise ComponentError(
+                    f"component must be 1 to {self.components}, not {component!r}"
+                )
+            if self._closed or self._published.closed_reason is not None:
+                raise self.closed_error()
+            raise NotConnectedError("Cannot send data, not connected")
+        if route.relay is not None and len(data) > 0xFFFF:
+            raise ValueError(f"datagram of {len(data)} bytes is too large")
+        try:
+            route.send(data)
+        except (BlockingIOError, InterruptedError):
+            self.send_drops += 1
+        except OSError as exc:
+            if exc.errno == errno.EMSGSIZE:
+                raise ValueError(
+                    f"datagram of {len(data)} bytes is too large"
+                ) from None
+            sock = route.sock
+            if sock is None or sock.fileno() == -1:
+                raise self.closed_error() from None
+            self.send_drops += 1
+        except RuntimeError:  # the worker stopped: closed meanwhile
+            raise self.closed_error() from None
+
+    def forget_after_fork(self) -> None:
+        """In a child after ``fork()``: this connection is the parent's. It
+        becomes closed, with reason ``"inherited across fork()"``, without
+        a word to the peer (the parent still talks to it)."""
+        self._inherited = True
+        self._closed = True
+        self._finalizer.detach()
+        session = self._session()
+        self._session_box.clear()
+        self._worker_box.clear()
+        # Locks may have been held by threads that the child does not have.
+        self._lock = threading.Lock()
+        self._lifecycle.reset_after_fork()
+        published = self._published
+        published.routes = {}
+        published.closed_reason = FORKED
+        self.inbox.reset_after_fork(closed_error(FORKED))
+        self.events.reset_after_fork(None)
+        if session is not None:
+            session.forget_after_fork()

@@ -1,0 +1,839 @@
+"""Delivery to callers: the one receive implementation of both facades.
+
+A :class:`Mailbox` is a queue that the worker fills and callers empty, with
+the callers waiting for an item kept as *waiters*. The blocking facade's
+waiter is a :class:`concurrent.futures.Future` (it waits on ``result(timeout)``),
+the asyncio shim's one that resolves an :class:`asyncio.Future` on its loop;
+both follow the same protocol (``set_running_or_notify_cancel``,
+``set_result``, ``set_exception``), so there is one way to receive. A
+connection has two mailboxes: its datagrams (bounded, :data:`INBOX_SIZE`)
+and its events.
+
+The rules:
+
+- Every waiter is in :attr:`Mailbox._waiters` until it is handed an item or an
+  outcome, or withdraws: :meth:`Mailbox.end` resolves every one, so no caller
+  stays blocked after a close.
+- A waiter is handed an item only if ``set_running_or_notify_cancel()``
+  says it still waits, so an item is never lost to a timed-out or cancelled
+  caller; one that withdraws after it was handed an item gives it back
+  (:meth:`Mailbox.put_back`), first in the queue.
+- The lock is held for a few statements by whoever holds it (the worker
+  putting a batch of items, a caller taking one or withdrawing), never across
+  a wait, nor I/O but the one-byte non-blocking write that wakes a blocked
+  caller (:class:`_Wake`): so the asyncio shim may take it on its loop.
+- Once :meth:`Mailbox.end` has run, with ``discard=True``, nothing more is
+  handed out: no call returns a datagram after close() has returned.
+
+Direct reads. A blocking ``recv()`` that finds the queue empty
+(:meth:`Inbox.get`) may read the connection's sockets itself, which saves
+the two thread switches of a hop through the worker (bench/ice.py's round
+trip: 25 us against 60 us, raw UDP 18 us). Each connection's sockets have
+exactly one owner at a time, recorded in :attr:`Lease.owner` under the
+inbox's lock, and only the owner reads them:
+
+- ``WORKER``: the sockets are in the worker's selector and only the worker
+  reads them. A caller that starts waiting asks for them (one command,
+  :attr:`Lease.asked`): the worker takes them out of its selector
+  (``remove_reader``), then makes the owner ``LENT``.
+- ``LENT``: out of the selector; read only by :attr:`Lease.reader`, the one
+  waiting caller that holds the *token*. A caller that starts waiting takes
+  the token if nobody holds it, else waits like any other waiter; one that
+  leaves passes it to the next blocking waiter, or to nobody: the sockets
+  stay lent between two ``recv()`` calls, so a caller that calls again
+  reads again without asking. The reader hands what it reads to the
+  waiters in order, as the worker would (itself included), and sends
+  everything it does not accept to the worker (below).
+- ``RETURNING``: a reader gave the sockets back (they are busy, below); a
+  command is on its way for the worker to put them back in its selector
+  (``add_reader``), which makes the owner ``WORKER``. Nobody reads meanwhile.
+- The worker takes lent sockets back by itself, under the lock, when no
+  caller holds the token: when no caller came for a sweep period
+  (:data:`SWEEP`, idle), and at close (``CLOSED``). A close while a reader
+  holds the token leaves the closing of the sockets to that reader, as it
+  leaves (it was woken by :meth:`Mailbox.end`); whoever closes them runs the
+  close's callbacks (:meth:`Lease.when_closed`), so ``close()`` returns
+  with the sockets closed and no caller left on them.
+
+What a reader reads: application data (not STUN, RFC 7983) from an
+authenticated peer (:attr:`Lease.peers`, the agent's
+``authenticated_peers()`` as the worker last published it) is the
+caller's, and counted in :attr:`Lease.counts` under the lock; the worker
+credits the counts to their pairs (``IceAgent.count_received``) when it
+reports stats, sweeps or closes, never woken for them. Everything else,
+STUN above all, goes to the worker in batches (:attr:`Lease.forwarded`:
+one command per batch, bounded by :data:`FORWARD_MAX`), whose agent decides
+(``receive_datagram``: checks, consent, and data of peers not yet
+published).
+
+Busy sockets go back to the worker: a reader that forwards more than
+:data:`BUSY` datagrams within :data:`BUSY_WINDOW` (a STUN flood) gives the
+sockets back at once, and callers ask for them again only after
+:data:`HOLD`. The worker reads a busy socket in batches, and never loses
+more data to a flood than it would alone (bench/stun_flood.py: a reader
+that kept them lost up to 3 % of the data under 20,000 requests/s, the
+worker none); direct reads serve quiet sockets, where latency counts.
+
+Who is woken how: a blocking caller polls its thread's pipe (:class:`_Wake`)
+and, holding the token, the sockets; the worker, handing it an item or the
+end, and a leaving reader, passing it the token, write one byte to that
+pipe. The asyncio shim's waiters are never readers: its connections get no
+lease (its callers must never block), nor do connections with a TURN
+server (the worker unwraps relayed data). Lent sockets that nobody waits on
+hold what arrives in the kernel's buffer until the next caller or the
+sweep, where the worker would have queued it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import select
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, Protocol, TypeVar
+
+from ._demux import is_stun
+
+__all__ = ["INBOX_SIZE", "Inbox", "Lease", "Mailbox", "Owner", "Waiter"]
+
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+Address = tuple[str, int]
+Item = tuple[bytes, int]
+
+#: Bound of the receive queue of a connection, in datagrams.
+INBOX_SIZE = 8192
+#: Seconds between the worker's looks at lent sockets (idle ones go back).
+SWEEP = 0.05
+#: A reader that forwards more than this many datagrams to the worker
+#: within :data:`BUSY_WINDOW` seconds gives the sockets back...
+BUSY = 16
+BUSY_WINDOW = 0.1
+#: ... and callers ask for them again only this many seconds later.
+HOLD = 0.5
+#: At most this many datagrams read by callers wait for the worker.
+FORWARD_MAX = 1024
+
+
+class Waiter(Protocol[T_contra]):
+    """What a mailbox hands items to (a :class:`concurrent.futures.Future`
+    is one)."""
+
+    def set_running_or_notify_cancel(self) -> bool: ...  # pragma: no cover
+
+    def set_result(self, result: T_contra) -> None: ...  # pragma: no cover
+
+    def set_exception(
+        self, exception: BaseException | None
+    ) -> None: ...  # pragma: no cover
+
+
+class Mailbox(Generic[T]):
+    """A queue of items for callers, and the callers waiting for one.
+
+    :param maxlen: at most this many items wait; more are dropped and
+        counted in :attr:`dropped` (``None``: no bound).
+    """
+
+    __slots__ = (
+        "_discarded",
+        "_end",
+        "_ended",
+        "_items",
+        "_lock",
+        "_maxlen",
+        "_waiters",
+        "dropped",
+        "watch",
+    )
+
+    def __init__(self, maxlen: int | None = None) -> None:
+        self._lock = threading.Lock()
+        self._items: deque[T] = deque()
+        self._waiters: deque[Waiter[T]] = deque()
+        self._maxlen = maxlen
+        self._ended = False
+        self._discarded = False
+        # The outcome once ended and empty: an exception to raise, or a value.
+        self._end: BaseException | T | None = None
+        #: Items dropped because the queue was full.
+        self.dropped = 0
+        #: Set (by tests) when a caller starts waiting.
+        self.watch: threading.Event | None = None
+
+    # --- the worker ------------------------------------------------------------
+
+    def _hand(self, item: T) -> bool:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if waiter.set_running_or_notify_cancel():
+                waiter.set_result(item)
+                return True
+        return False
+
+    def put(self, item: T) -> None:
+        """Hand ``item`` to the first waiter, or queue it (or drop it, if full)."""
+        with self._lock:
+            if self._discarded:
+                return
+            if not self._hand(item):
+                self._queue(item)
+
+    def put_many(self, items: Iterable[T]) -> None:
+        """:meth:`put` each of ``items``, in order, under one lock."""
+        with self._lock:
+            if self._discarded:
+                return
+            hand = self._hand
+            for item in items:
+                if not self._waiters or not hand(item):
+                    self._queue(item)
+
+    def _queue(self, item: T) -> None:
+        if self._maxlen is not None and len(self._items) >= self._maxlen:
+            self.dropped += 1
+        else:
+            self._items.append(item)
+
+    def end(self, outcome: BaseException | T, *, discard: bool) -> None:
+        """No more items come: once the queue is empty, every wait ends with
+        ``outcome`` (raised if an exception, else returned). Idempotent: the
+        first outcome stays.
+
+        :param discard: drop the queued items too, and whatever comes later.
+        """
+        with self._lock:
+            if not self._ended:
+                self._ended = True
+                self._end = outcome
+            if discard:
+                self._discarded = True
+                self._items.clear()
+            if self._items:
+                return  # the waiters are waiting for an empty queue
+            waiters, self._waiters = self._waiters, deque()
+            for waiter in waiters:
+                self._resolve(waiter)
+
+    def _resolve(self, waiter: Waiter[T]) -> None:
+        """Hand ``waiter`` the end (the queue empty and ended)."""
+        if waiter.set_running_or_notify_cancel():
+            outcome = self._end
+            if isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)  # type: ignore[arg-type]
+
+    # --- callers -----------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        """Whether :meth:`end` has run."""
+        return self._ended
+
+    def get_nowait(self) -> tuple[bool, T | None]:
+        """The next item without waiting: ``(True, item)``, or ``(False,
+        None)`` if none is queued.
+
+        :raises BaseException: the end's exception, once ended and empty.
+        """
+        with self._lock:
+            if self._items:
+                return True, self._take()
+            if self._ended:
+                outcome = self._end
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                return True, outcome
+            return False, None
+
+    def _take(self) -> T:
+        item = self._items.popleft()
+        if not self._items and self._ended:
+            waiters, self._waiters = self._waiters, deque()
+            for waiter in waiters:
+                self._resolve(waiter)
+        return item
+
+    def wait(self, waiter: Waiter[T]) -> None:
+        """Hand ``waiter`` the next item: at once if one is queued (or the
+        mailbox ended), else when one comes."""
+        with self._lock:
+            if self._items:
+                if waiter.set_running_or_notify_cancel():
+                    waiter.set_result(self._take())
+            elif self._ended:
+                self._resolve(waiter)
+            else:
+                self._waiters.append(waiter)
+        if self.watch is not None:
+            self.watch.set()
+
+    def waiter(self) -> Any:
+        """A :class:`concurrent.futures.Future` given to :meth:`wait`."""
+        import concurrent.futures
+
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self.wait(fut)
+        return fut
+
+    def withdraw(self, waiter: Waiter[T]) -> bool:
+        """Take ``waiter`` out of the waiters, before it is handed anything.
+
+        :returns: ``True`` if it was still waiting; ``False`` if it was
+            handed an item or the end already (a caller that will not use
+            it gives an item back with :meth:`put_back`).
+        """
+        with self._lock:
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                return False
+            return True
+
+    def put_back(self, item: T) -> None:
+        """Return ``item``, handed to a waiter that does not want it any
+        more, to the front: to the next waiter, or first in the queue (even
+        if full). Dropped once discarded."""
+        with self._lock:
+            if self._discarded or self._hand(item):
+                return
+            self._items.appendleft(item)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def reset_after_fork(self, outcome: BaseException | T) -> None:
+        """In a child after ``fork()``: a new lock (the old one may be held
+        by a thread the child does not have), nothing queued, nobody
+        waiting, ended with ``outcome``."""
+        self._lock = threading.Lock()
+        self._items.clear()
+        self._waiters.clear()
+        self._ended = self._discarded = True
+        self._end = outcome
+
+
+# --- direct reads ---------------------------------------------------------------
+
+
+class Owner(enum.Enum):
+    """Who may read a connection's sockets (see the module)."""
+
+    #: In the worker's selector: the worker.
+    WORKER = "worker"
+    #: Out of it: the caller that holds the token (:attr:`Lease.reader`).
+    LENT = "lent"
+    #: On their way back into the worker's selector: nobody.
+    RETURNING = "returning"
+    #: Closed, or to be closed by the reader as it leaves: nobody.
+    CLOSED = "closed"
+
+
+Sockets = tuple[tuple[socket.socket, int], ...]
+Forwarded = tuple[int, bytes, Address]
+
+
+class _Wake:
+    """A pipe that a blocking caller polls, with the sockets it reads, so
+    that the worker or another caller can interrupt its ``poll()``.
+
+    One per thread (:func:`_thread_wake`), reused by every call the thread
+    makes, with a poller of the sockets it read last; its two descriptors
+    close with the thread.
+    """
+
+    __slots__ = (
+        "by_fd",
+        "pipe_poll",
+        "read_fd",
+        "sockets",
+        "sockets_poll",
+        "write_fd",
+    )
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self.pipe_poll = select.poll()
+        self.pipe_poll.register(self.read_fd, select.POLLIN)
+        self.sockets_poll = self.pipe_poll
+        self.sockets: Sockets = ()
+        #: The socket and endpoint of each descriptor of :attr:`sockets_poll`
+        #: but the pipe's.
+        self.by_fd: dict[int, tuple[socket.socket, int]] = {}
+
+    def set(self) -> None:
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+            os.write(self.write_fd, b"\0")
+
+    def clear(self) -> None:
+        with contextlib.suppress(OSError):
+            os.read(self.read_fd, 512)
+
+    def poller(self, sockets: Sockets) -> Any:
+        """A poller of ``sockets`` and the pipe, kept for the next call."""
+        if sockets is not self.sockets:
+            poll = select.poll()
+            poll.register(self.read_fd, select.POLLIN)
+            for sock, _ in sockets:
+                poll.register(sock, select.POLLIN)
+            self.by_fd = {sock.fileno(): (sock, endpoint) for sock, endpoint in sockets}
+            self.sockets_poll, self.sockets = poll, sockets
+        return self.sockets_poll
+
+    def __del__(self) -> None:
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+_local = threading.local()
+
+
+def _thread_wake() -> _Wake:
+    try:
+        wake: _Wake = _local.wake
+    except AttributeError:
+        wake = _local.wake = _Wake()
+    return wake
+
+
+def _after_fork_in_child() -> None:
+    # The pipes are shared with the parent, whose callers they wake: the
+    # child's threads make new ones (the old descriptors close with _local).
+    global _local
+    _local = threading.local()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch (not on Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_WAITING, _DONE, _LEFT = 0, 1, 2
+
+
+class _Reader:
+    """The waiter of a blocking :meth:`Inbox.get`, woken through its
+    thread's pipe. Its state moves under the inbox's lock: waiting, then
+    done (handed an item or the end; out of the waiters) or left (timed
+    out; still among them until it withdraws)."""
+
+    __slots__ = ("error", "item", "state", "wake")
+
+    def __init__(self, wake: _Wake) -> None:
+        self.wake = wake
+        self.state = _WAITING
+        self.item: Item | None = None
+        self.error: BaseException | None = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return self.state == _WAITING
+
+    def set_result(self, result: Item) -> None:
+        self.item = result
+        self.state = _DONE
+        self.wake.set()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self.error = exception
+        self.state = _DONE
+        self.wake.set()
+
+    def result(self) -> Item:
+        if self.error is not None:
+            raise self.error
+        assert self.item is not None
+        return self.item
+
+
+class Lease:
+    """Who reads a connection's sockets, and what reading callers leave for
+    the worker (see the module). Every field is guarded by the inbox's lock.
+
+    Made by the worker's session once connected and given to
+    :meth:`Inbox.offer`. The methods under "the worker" run on the worker
+    thread; the session's commands call them.
+
+    :param sockets: the sockets that callers may read, each with its endpoint.
+    :param post: queues a command for the worker (``Worker.post``).
+    :param lend: the worker's command that takes the sockets out of its
+        selector, then calls :meth:`lent`.
+    :param reclaim: the worker's command that calls :meth:`reclaim` and, if
+        it says so, puts the sockets back in its selector.
+    :param take: the worker's command that hands what :meth:`take` returns
+        to the agent.
+    """
+
+    __slots__ = (
+        "_inbox",
+        "_lend",
+        "_post",
+        "_reclaim",
+        "_take",
+        "asked",
+        "closed",
+        "counts",
+        "dropped",
+        "entries",
+        "forwarded",
+        "given_back",
+        "hold_until",
+        "kept",
+        "owner",
+        "peers",
+        "reader",
+        "seen",
+        "sockets",
+        "window_at",
+        "window_count",
+    )
+
+    def __init__(
+        self,
+        sockets: Sockets,
+        *,
+        post: Callable[[Callable[[], None]], None],
+        lend: Callable[[], None],
+        reclaim: Callable[[], None],
+        take: Callable[[], None],
+    ) -> None:
+        self._inbox: Inbox | None = None
+        self._post = post
+        self._lend = lend
+        self._reclaim = reclaim
+        self._take = take
+        self.sockets = sockets
+        self.owner = Owner.WORKER
+        #: The caller that holds the token: the only one that reads, and
+        #: only while the owner is ``LENT``.
+        self.reader: _Reader | None = None
+        #: A lend command is on its way to the worker.
+        self.asked = False
+        #: Callers ask for the sockets only from this time on (monotonic).
+        self.hold_until = 0.0
+        #: Authenticated peers: the component of each ``(endpoint, address)``
+        #: whose data a reader keeps (replaced by the worker, never changed).
+        self.peers: dict[tuple[int, Address], int] = {}
+        #: Datagrams readers read and did not keep, for the worker's agent.
+        self.forwarded: list[Forwarded] = []
+        #: Datagrams readers kept, ``[count, bytes]`` by ``(endpoint, address)``.
+        self.counts: dict[tuple[int, Address], list[int]] = {}
+        #: Datagrams readers dropped because :attr:`forwarded` was full.
+        self.dropped = 0
+        #: Data datagrams readers kept, and times they gave the sockets
+        #: back, ever (figures for benchmarks and tests).
+        self.kept = 0
+        self.given_back = 0
+        #: Calls that started waiting, and their number at the last sweep.
+        self.entries = 0
+        self.seen = 0
+        self.window_at = 0.0
+        self.window_count = 0
+        #: Callbacks for once the sockets are closed (``None``: they are).
+        self.closed: list[Callable[[], None]] | None = []
+
+    def _send(self, command: Callable[[], None]) -> None:
+        with contextlib.suppress(RuntimeError):  # the worker stopped: closing
+            self._post(command)
+
+    # --- callers (under the inbox's lock) --------------------------------------
+
+    def _enter(self, reader: _Reader) -> bool:
+        """``reader`` starts waiting: it takes the token if the sockets are
+        lent and nobody holds it. :returns: whether to ask for them."""
+        self.entries += 1
+        owner = self.owner
+        if owner is Owner.LENT:
+            if self.reader is None:
+                self.reader = reader
+            return False
+        if owner is Owner.WORKER and not self.asked:
+            if self.hold_until and time.monotonic() < self.hold_until:
+                return False  # busy not long ago: the worker reads them
+            self.asked = True
+            return True
+        return False
+
+    def _forward(
+        self, reader: _Reader, items: list[Forwarded], now: float
+    ) -> tuple[bool, bool]:
+        """Keep ``items`` for the worker. :returns: whether to post the take
+        command (the first of a batch), and whether ``reader`` gave the
+        sockets back (busy)."""
+        forwarded = self.forwarded
+        take = not forwarded
+        room = FORWARD_MAX - len(forwarded)
+        forwarded += items[:room]
+        self.dropped += max(0, len(items) - room)
+        take = take and bool(forwarded)
+        if now - self.window_at > BUSY_WINDOW:
+            self.window_at, self.window_count = now, 0
+        self.window_count += len(items)
+        if self.window_count > BUSY and self.reader is reader:
+            self.reader = None
+            self.owner = Owner.RETURNING
+            self.hold_until = now + HOLD
+            self.given_back += 1
+            return take, True
+        return take, False
+
+    def _release(self, waiters: Iterable[Waiter[Item]]) -> bool:
+        """The reader leaves: the token goes to the next blocking waiter.
+        :returns: whether the reader is to close the sockets (a close came
+        while it read them: :meth:`_closed_now`)."""
+        self.reader = None
+        if self.owner is Owner.CLOSED:
+            return True
+        if self.owner is Owner.LENT:
+            for waiter in waiters:
+                if isinstance(waiter, _Reader) and waiter.state == _WAITING:
+                    self.reader = waiter
+                    waiter.wake.set()
+                    break
+        return False
+
+    # --- the worker ------------------------------------------------------------
+
+    def lent(self) -> None:
+        """The worker took the sockets out of its selector: they are lent,
+        and the first blocking waiter gets the token."""
+        inbox = self._inbox
+        assert inbox is not None
+        with inbox._lock:
+            self.asked = False
+            if self.owner is not Owner.WORKER:  # pragma: no cover - closed first
+                return
+            self.owner = Owner.LENT
+            self.seen = self.entries
+            self._release(inbox._waiters)
+
+    def reclaim(self) -> bool:
+        """Take the sockets back if nobody reads them: :returns: whether the
+        worker is to put them back in its selector."""
+        inbox = self._inbox
+        assert inbox is not None
+        with inbox._lock:
+            if self.owner is Owner.RETURNING or (
+                self.owner is Owner.LENT and self.reader is None
+            ):
+                self.owner = Owner.WORKER
+                return True
+            return False
+
+    def sweep(self) -> bool | None:
+        """The worker's look at lent sockets: take them back if no caller
+        came since the last look and nobody holds the token.
+
+        :returns: ``None`` if they came back (into the selector with them)
+            or are not lent; else whether callers came since the last look.
+        """
+        inbox = self._inbox
+        assert inbox is not None
+        with inbox._lock:
+            if self.owner is not Owner.LENT:
+                return None
+            came = self.entries != self.seen
+            if self.reader is None and not came:
+                self.owner = Owner.WORKER
+                return None
+            self.seen = self.entries
+            return came
+
+    def take(self) -> tuple[list[Forwarded], dict[tuple[int, Address], list[int]]]:
+        """What readers left for the worker: the datagrams to hand to the
+        agent, and the counts of those they kept."""
+        inbox = self._inbox
+        assert inbox is not None
+        with inbox._lock:
+            forwarded, self.forwarded = self.forwarded, []
+            counts, self.counts = self.counts, {}
+        return forwarded, counts
+
+    def close(self) -> None:
+        """Nobody reads the sockets from now on: close them now, or leave
+        them to the caller reading them, which closes them as it leaves
+        (out of the selector already, either way)."""
+        inbox = self._inbox
+        assert inbox is not None
+        with inbox._lock:
+            self.owner = Owner.CLOSED
+            if self.reader is not None:
+                return
+        self._closed_now()
+
+    def _closed_now(self) -> None:
+        """Close the sockets, then run the close's callbacks: by the one
+        that closes them (nobody reads them, nor will)."""
+        inbox = self._inbox
+        assert inbox is not None
+        for sock, _ in self.sockets:
+            sock.close()
+        with inbox._lock:
+            callbacks, self.closed = self.closed, None
+        for callback in callbacks or ():
+            callback()
+
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the sockets are closed: at once if they
+        are, else in the thread that closes them."""
+        inbox = self._inbox
+        assert inbox is not None
+        with inbox._lock:
+            closed = self.closed
+            if closed is not None:
+                closed.append(callback)
+                return
+        callback()
+
+
+class Inbox(Mailbox[Item]):
+    """The mailbox of a connection's datagrams, ``(data, component)``, with
+    the blocking receive that may read the sockets itself (see the module).
+
+    :param maxlen: as :class:`Mailbox`'s.
+    """
+
+    __slots__ = ("lease",)
+
+    def __init__(self, maxlen: int | None = None) -> None:
+        super().__init__(maxlen)
+        #: The hand-over of the sockets, once the worker offered it.
+        self.lease: Lease | None = None
+
+    def offer(self, lease: Lease) -> None:
+        """The worker lets blocking callers read ``lease``'s sockets."""
+        with self._lock:
+            lease._inbox = self
+            if not self._ended:
+                self.lease = lease
+
+    def get(self, timeout: float | None) -> Item:
+        """The next datagram, waited for in the calling thread at most
+        ``timeout`` seconds (``None``: without bound). While it holds the
+        lease's token, the caller reads the sockets itself.
+
+        :raises TimeoutError: ``timeout`` ran out; nothing was taken.
+        :raises BaseException: the end's exception, once ended and empty.
+        """
+        wake = _thread_wake()
+        reader = _Reader(wake)
+        lock = self._lock
+        with lock:
+            if self._items:
+                return self._take()
+            if self._ended:
+                outcome = self._end
+                assert isinstance(outcome, BaseException)
+                raise outcome
+            self._waiters.append(reader)
+            lease = self.lease
+            ask = lease is not None and lease._enter(reader)
+        if self.watch is not None:
+            self.watch.set()
+        if lease is not None and ask:
+            lease._send(lease._lend)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wait = -1
+        polled = False
+        # Whether this caller is to close the sockets (a close came).
+        closes = False
+        try:
+            while True:
+                if reader.state != _WAITING:
+                    return reader.result()
+                if deadline is not None:
+                    # Rounded up: poll() never wakes before the deadline.
+                    wait = int((deadline - time.monotonic()) * 1000 + 0.999)
+                    if wait <= 0:
+                        if polled:
+                            with lock:
+                                if reader.state == _WAITING:
+                                    reader.state = _LEFT
+                                    raise TimeoutError("timed out")
+                            return reader.result()
+                        wait = 0  # timeout=0: one look at the sockets first
+                polled = True
+                if lease is None or lease.reader is not reader:
+                    if wake.pipe_poll.poll(wait):
+                        wake.clear()
+                    continue
+                for fd, _ in wake.poller(lease.sockets).poll(wait):
+                    entry = wake.by_fd.get(fd)
+                    if entry is None:
+                        wake.clear()
+                        continue
+                    if lease.reader is not reader:
+                        break  # given back meanwhile
+                    # One datagram at a time: a caller that is behind finds
+                    # the next one at once (the latency path is this one).
+                    sock, endpoint = entry
+                    try:
+                        data, addr = sock.recvfrom(65536)
+                    except OSError:  # taken already, or an ICMP error
+                        continue
+                    if len(addr) != 2:
+                        addr = (addr[0], addr[1])
+                    key = (endpoint, addr)
+                    component = None if is_stun(data) else lease.peers.get(key)
+                    if component is None:
+                        self._forward(lease, reader, [(endpoint, data, addr)])
+                        continue
+                    item = (data, component)
+                    with lock:
+                        lease.kept += 1
+                        count = lease.counts.get(key)
+                        if count is None:
+                            lease.counts[key] = [1, len(data)]
+                        else:
+                            count[0] += 1
+                            count[1] += len(data)
+                        if self._discarded:
+                            continue  # closed: dropped
+                        waiters = self._waiters
+                        if reader.state == _WAITING and waiters[0] is reader:
+                            waiters.popleft()
+                            reader.state = _DONE
+                            closes = lease._release(waiters)
+                            return item
+                        if not self._hand(item):
+                            self._queue(item)
+        finally:
+            if reader.state != _DONE or (lease is not None and lease.reader is reader):
+                closes = self._leave(reader, lease)
+            if closes:
+                # A close came while this caller read the sockets: it left
+                # them to us, the last one to touch them.
+                assert lease is not None
+                lease._closed_now()
+
+    def _forward(self, lease: Lease, reader: _Reader, items: list[Forwarded]) -> None:
+        """Hand ``items``, read by ``reader``, to the worker."""
+        now = time.monotonic()
+        with self._lock:
+            take, busy = lease._forward(reader, items, now)
+        if take:
+            lease._send(lease._take)
+        if busy:
+            lease._send(lease._reclaim)
+
+    def _leave(self, reader: _Reader, lease: Lease | None) -> bool:
+        """``reader`` leaves the waiters, and gives up the token if it holds
+        it. :returns: whether it is to close the sockets."""
+        with self._lock:
+            if reader.state != _DONE:  # still among the waiters
+                reader.state = _LEFT
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(reader)
+            if lease is not None and lease.reader is reader:
+                return lease._release(self._waiters)
+        return False
+
+    def reset_after_fork(self, outcome: BaseException | Item) -> None:
+        super().reset_after_fork(outcome)
+        self.lease = None
