@@ -408,6 +408,35 @@ class ConnectionCore:
         if worker is not None and worker.in_worker_thread():
             raise RuntimeError("blocking syncice call made on the worker thread")
 
+    # --- introspection, for white-box tests (docs/design.rst) --------------
+
+    @property
+    def worker(self) -> Worker | None:
+        """The worker this connection runs on, once gathering started."""
+        return self._worker()
+
+    @property
+    def session(self) -> Session | None:
+        """The worker-side session, once gathering started."""
+        return self._session()
+
+    @property
+    def agent(self) -> IceAgent:
+        """The sans-IO agent (the worker's once gathering started: read it
+        there, or only what a test knows to be settled)."""
+        return self._agent
+
+    @property
+    def published(self) -> Published:
+        """What the worker publishes to callers (routes, peers, the reason
+        of a close)."""
+        return self._published
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The core's lock: a test holds it to provoke a race."""
+        return self._lock
+
     def _session(self) -> Session | None:
         return self._session_box[0] if self._session_box else None
 

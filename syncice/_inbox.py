@@ -149,6 +149,7 @@ class Mailbox(Generic[T]):
         "_maxlen",
         "_waiters",
         "dropped",
+        "queued_watch",
         "watch",
     )
 
@@ -165,6 +166,8 @@ class Mailbox(Generic[T]):
         self.dropped = 0
         #: Set (by tests) when a caller starts waiting.
         self.watch: threading.Event | None = None
+        #: Set (by tests) when an item is queued, no caller waiting for it.
+        self.queued_watch: threading.Event | None = None
 
     # --- the worker ------------------------------------------------------------
 
@@ -200,6 +203,8 @@ class Mailbox(Generic[T]):
             self.dropped += 1
         else:
             self._items.append(item)
+            if self.queued_watch is not None:
+                self.queued_watch.set()
 
     def end(self, outcome: BaseException | T, *, discard: bool) -> None:
         """No more items come: once the queue is empty, every wait ends with
@@ -308,6 +313,17 @@ class Mailbox(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    # --- introspection, for white-box tests ----------------------------------
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The mailbox's lock: a test holds it to provoke a race."""
+        return self._lock
+
+    def waiters(self) -> tuple[Waiter[T], ...]:
+        """The callers waiting now, oldest first."""
+        return tuple(self._waiters)
 
     def reset_after_fork(self, outcome: BaseException | T) -> None:
         """In a child after ``fork()``: a new lock (the old one may be held

@@ -225,7 +225,7 @@ def test_recv_of_a_queued_datagram_does_not_suspend() -> None:
             await a.send(b"queued")
             inbox = b._core.inbox
             deadline = asyncio.get_running_loop().time() + GUARD
-            while not inbox._items:  # the worker queues it: wait, bounded
+            while not len(inbox):  # the worker queues it: wait, bounded
                 assert asyncio.get_running_loop().time() < deadline
                 await asyncio.sleep(0.001)
             coro = b.recv()
@@ -618,7 +618,7 @@ def test_guard_fails_the_blocking_facade_on_the_loop() -> None:
         gc.collect()
         conn.gather_candidates(timeout=GUARD)
 
-        worker = conn._core._worker()
+        worker = conn._core.worker
         assert worker is not None
 
         def busy_worker() -> queue.SimpleQueue[None]:
@@ -730,7 +730,7 @@ def test_gathering_binds_in_a_thread_and_calls_meanwhile_never_wait(
             assert conn.remote_candidates == [peer]
             assert conn.ice_controlling is False
             await conn.get_stats()  # a turn of the worker: the role is applied
-            assert conn._core._agent.controlling is False
+            assert conn._core.agent.controlling is False
             assert conn.ice_controlling is False
         finally:
             await conn.close()
@@ -798,7 +798,7 @@ def test_role_set_after_gathering_shows_at_once_and_the_worker_applies_it() -> N
             conn.ice_controlling = False
             assert conn.ice_controlling is False
             await conn.get_stats()  # the worker ran the command before this
-            assert conn._core._agent.controlling is False
+            assert conn._core.agent.controlling is False
             assert conn.ice_controlling is False
         finally:
             await conn.close()
@@ -947,8 +947,8 @@ async def waiting_recv(
     """A recv() task that waits in ``conn``'s inbox, and its waiter."""
     task = asyncio.create_task(conn.recv())
     inbox = conn._core.inbox
-    await until(lambda: inbox._waiters, "recv() waits in the inbox")
-    [waiter] = inbox._waiters
+    await until(lambda: inbox.waiters(), "recv() waits in the inbox")
+    [waiter] = inbox.waiters()
     assert isinstance(waiter, _aio_bridge.AsyncWaiter)
     assert state_of(conn, waiter) == WAITING
     return task, waiter
@@ -960,7 +960,7 @@ WAITING, CLAIMED, WITHDRAWN, RECLAIMED = "waiting", "claimed", "withdrawn", "rec
 def state_of(conn: Connection, waiter: _aio_bridge.AsyncWaiter[Any]) -> str:
     """Where ``waiter`` is: in the inbox, handed a datagram, withdrawn
     before it was handed one, or cancelled after (its datagram given back)."""
-    if waiter in conn._core.inbox._waiters:
+    if waiter in conn._core.inbox.waiters():
         return WAITING
     if waiter.item is None and waiter.error is None:
         return WITHDRAWN
@@ -985,7 +985,7 @@ def test_recv_cancelled_before_the_worker_came() -> None:
             await a.send(b"next")
             assert await asyncio.wait_for(b.recv(), GUARD) == b"next"
             assert state_of(b, waiter) == WITHDRAWN
-            assert not b._core.inbox._waiters
+            assert not b._core.inbox.waiters()
 
     run(main())
 
@@ -1163,7 +1163,7 @@ def test_event_loops_in_several_threads_share_the_worker() -> None:
 
     async def run_pair(n: int) -> int:
         async with shim_pair() as (a, b):
-            worker = a._core._worker()
+            worker = a._core.worker
             workers.add(id(worker))
             received = 0
             for i in range(count):
@@ -1296,7 +1296,7 @@ def test_close_awaits_the_turn_release_without_blocking(coturn: TurnService) -> 
         ticking = asyncio.create_task(ticker())
         await asyncio.sleep(0)
         before = ticks
-        session = conn._core._session()
+        session = conn._core.session
         assert session is not None
         assert session.released is not None
         await conn.close()

@@ -11,7 +11,6 @@ in the inbox, a check sent to a silent peer) rather than hoping it got there.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import errno
 import functools
@@ -67,27 +66,15 @@ needs_ipv6 = requires(has_ipv6_loopback(), "this host has no IPv6 loopback (::1)
 # --- helpers ------------------------------------------------------------------
 
 
-class _WatchedDeque(collections.deque[Any]):
-    """One of an inbox's queues, telling when something is appended."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.appended = threading.Event()
-
-    def append(self, item: Any) -> None:
-        super().append(item)
-        self.appended.set()
-
-
 def watch_queued(conn: Connection) -> threading.Event:
     """An event set once the worker queues a datagram that no ``recv()``
     was waiting for."""
     inbox = conn._core.inbox
-    watched = _WatchedDeque()
-    with inbox._lock:
-        assert not inbox._items
-        inbox._items = watched
-    return watched.appended
+    queued = threading.Event()
+    with inbox.lock:
+        assert not len(inbox)
+        inbox.queued_watch = queued
+    return queued
 
 
 @pytest.fixture
@@ -518,7 +505,7 @@ def test_ice_controlling_can_be_set_before_connect(
     a = connection_pairs.connection(False)
     a.ice_controlling = True  # before gathering: on the agent directly
     assert a.ice_controlling is True
-    assert a._core._agent.controlling is True
+    assert a._core.agent.controlling is True
     b = connection_pairs.connection(True)
     exchange_candidates(a, b)
     b.ice_controlling = False  # after gathering: through the worker
@@ -876,7 +863,7 @@ class _FailingSocket:
 
 def test_send_errors(connected_pair: tuple[Connection, Connection]) -> None:
     a, _ = connected_pair
-    published = a._core._published
+    published = a._core.published
     real = published.routes
     sock = _FailingSocket(
         BlockingIOError(errno.EAGAIN, "full"),  # a full buffer drops
@@ -1016,7 +1003,7 @@ def test_close_twice() -> None:
 def test_close_on_the_worker_thread() -> None:
     conn = Connection(True, local_addresses=LOOPBACK)
     conn.gather_candidates(timeout=GUARD)
-    worker = conn._core._worker()
+    worker = conn._core.worker
     assert worker is not None
     worker.submit(conn.close).result(GUARD)  # as a callback would
     worker._thread.join(GUARD)  # the last release, from the worker: it ends
@@ -1127,7 +1114,7 @@ def test_blocking_call_on_the_worker_thread_raises(
     connected_pair: tuple[Connection, Connection],
 ) -> None:
     a, _ = connected_pair
-    worker = a._core._worker()
+    worker = a._core.worker
     assert worker is not None
     with pytest.raises(RuntimeError, match="worker thread"):
         worker.submit(a.get_stats).result(GUARD)
@@ -1244,7 +1231,7 @@ def test_worker_is_shared() -> None:
         for conn in conns:
             conn.gather_candidates(timeout=GUARD)
             assert worker_module.active_worker_threads() == 1
-        workers = {id(conn._core._worker()) for conn in conns}
+        workers = {id(conn._core.worker) for conn in conns}
         assert len(workers) == 1
         assert len(worker_threads()) == 1
         for conn in conns[:-1]:
@@ -1311,7 +1298,7 @@ def test_dropped_connection_is_finalized_while_the_worker_is_busy(
     fds = fd_list()
     conn = Connection(True, local_addresses=LOOPBACK)
     conn.gather_candidates(timeout=GUARD)
-    worker = conn._core._worker()
+    worker = conn._core.worker
     assert worker is not None
     busy, go = threading.Event(), threading.Event()
     original_stop = worker_module.Worker.stop
@@ -1345,12 +1332,12 @@ def test_fault_in_one_connection_closes_only_it(
 ) -> None:
     a1, b1 = connection_pairs.pair()
     a2, b2 = connection_pairs.pair()
-    assert len({id(c._core._worker()) for c in (a1, b1, a2, b2)}) == 1
+    assert len({id(c._core.worker) for c in (a1, b1, a2, b2)}) == 1
 
     def boom(*args: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(b1._core._agent, "receive_datagram", boom)
+    monkeypatch.setattr(b1._core.agent, "receive_datagram", boom)
     caplog.set_level(logging.ERROR, logger="syncice")
     # A STUN message goes to the agent on the worker thread, even when a
     # recv() caller is the one that reads it off the socket.
@@ -1388,7 +1375,7 @@ def test_fault_during_connect_closes_the_connection(
     def boom(now: float) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(a._core._agent, method, boom)
+    monkeypatch.setattr(a._core.agent, method, boom)
     with pytest.raises(ConnectionClosedError) as info:
         a.connect(timeout=GUARD)
     assert info.value.reason == "internal error"
@@ -1580,7 +1567,7 @@ def test_an_illegal_move_on_the_worker_is_an_internal_error(
     conn = Connection(True, local_addresses=LOOPBACK)
     try:
         conn.gather_candidates(timeout=GUARD)
-        session, worker = conn._core._session(), conn._core._worker()
+        session, worker = conn._core.session, conn._core.worker
         assert session is not None
         assert worker is not None
         with caplog.at_level(logging.ERROR, logger="syncice"):

@@ -109,7 +109,7 @@ def test_reader_times_out_and_loses_nothing(
         b.recvfrom(timeout=0.02)
     a.sendto(b"after the timeout", 2)
     assert b.recvfrom(timeout=GUARD) == (b"after the timeout", 2)
-    assert not b._core.inbox._waiters  # the timed-out waiter withdrew
+    assert not b._core.inbox.waiters()  # the timed-out waiter withdrew
 
 
 def test_close_wakes_a_reader(connection_pairs: ConnectionPairs) -> None:
@@ -179,7 +179,7 @@ def test_stun_a_reader_reads_goes_to_the_agent(
 ) -> None:
     a, b = connected_pair
     got = reading(b, lent, "recv")
-    agent = b._core._agent
+    agent = b._core.agent
     before = agent.stats.unexpected
     seen = threading.Event()
     original = agent.receive_datagram
@@ -202,7 +202,7 @@ def test_a_reader_drops_strangers_data_through_the_agent(
 ) -> None:
     a, b = connected_pair
     got = reading(b, lent, "recv")
-    stats = b._core._agent.stats
+    stats = b._core.agent.stats
     before = stats.unknown_peer_data
     intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with intruder:
@@ -212,7 +212,7 @@ def test_a_reader_drops_strangers_data_through_the_agent(
         intruder.sendto(b"\x80 nor this", target)
         a.send(b"from the peer")
         assert got.result(GUARD) == b"from the peer"
-    worker = b._core._worker()
+    worker = b._core.worker
     assert worker is not None
     worker.submit(lambda: None).result(GUARD)  # the forwarded batch has run
     assert stats.unknown_peer_data == before + 2  # counted by the core
@@ -371,7 +371,7 @@ def test_a_reader_forwards_stun_and_strangers_and_times_out_on_time(
     with pytest.raises(TimeoutError):
         late.result(GUARD)
     assert holder(setup.lease) is None
-    assert not setup.inbox._waiters
+    assert not setup.inbox.waiters()
 
 
 def test_a_busy_socket_goes_back_to_the_worker(setup: Setup) -> None:

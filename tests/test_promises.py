@@ -215,7 +215,7 @@ def test_close_wakes_every_blocked_receiver(
     if sender is not None:
         sender.mark()
     # close() returned: every reader has left the sockets, and they are closed.
-    assert not b._core.inbox._waiters
+    assert not b._core.inbox.waiters()
     assert not ports & bound_udp_ports()
     after = []
     for reader in readers:
@@ -299,14 +299,14 @@ def test_a_collection_on_the_worker_inside_its_event_lock_does_not_deadlock() ->
     queues the close for a later turn, so the worker goes on and closes it."""
     keep = Connection(True, local_addresses=LOOPBACK)  # keeps the worker alive
     keep.gather_candidates(timeout=GUARD)
-    worker = keep._core._worker()
+    worker = keep._core.worker
     assert worker is not None
     gc.disable()
     try:
         ports = dropped_in_a_cycle()
 
         def collect_holding_the_event_lock() -> None:
-            with keep._core.events._lock, keep._core.inbox._lock:
+            with keep._core.events.lock, keep._core.inbox.lock:
                 gc.collect()
 
         worker.submit(collect_holding_the_event_lock).result(GUARD)
@@ -350,7 +350,7 @@ def test_connections_dropped_in_cycles_under_frequent_collections(
     # connection of our own (commands run in order).
     probe = connection_pairs.connection(True)
     probe.gather_candidates(timeout=GUARD)
-    worker = probe._core._worker()
+    worker = probe._core.worker
     assert worker is not None
     worker.submit(lambda: None).result(GUARD)
     assert not ports & bound_udp_ports()
@@ -454,7 +454,7 @@ def test_fork_while_a_thread_holds_the_connection_locks(
     release = threading.Event()
 
     def hold() -> None:
-        with b._core._lock, b._core.inbox._lock, b._core.events._lock:
+        with b._core.lock, b._core.inbox.lock, b._core.events.lock:
             held.set()
             release.wait(GUARD)
 

@@ -476,7 +476,7 @@ def test_losing_the_relay_of_the_selected_pair_closes_the_connection(
     exchange_candidates(a, b)
     a.connect(timeout=PAIR_TIMEOUT)
     b.connect(timeout=PAIR_TIMEOUT)
-    session, worker = a._core._session(), a._core._worker()
+    session, worker = a._core.session, a._core.worker
     assert session is not None
     assert worker is not None
     [stream] = session.streams.values()
