@@ -66,6 +66,14 @@ one command per batch, bounded by :data:`FORWARD_MAX`), whose agent decides
 (``receive_datagram``: checks, consent, and data of peers not yet
 published).
 
+Read ahead: a reader that finds more datagrams waiting behind the one it
+read (it looks every :data:`READ_PROBE` reads, and after every read while
+it finds some) reads up to :data:`READ_AHEAD` more at once, outside the lock,
+and queues them in order: a caller behind a fast sender then takes them
+from the queue without a poll() each (bench/ice.py: throughput from 0.82-0.95x
+to 1.06-1.12x aioice at 100 B), while a ping-pong pays one empty read in
+:data:`READ_PROBE`.
+
 Busy sockets go back to the worker: a reader that forwards more than
 :data:`BUSY` datagrams within :data:`BUSY_WINDOW` (a STUN flood) gives the
 sockets back at once, and callers ask for them again only after
@@ -118,6 +126,11 @@ BUSY_WINDOW = 0.1
 HOLD = 0.5
 #: At most this many datagrams read by callers wait for the worker.
 FORWARD_MAX = 1024
+#: A reader that finds more datagrams waiting after its own reads up to this
+#: many more at once, without a poll() each, and queues them in order.
+READ_AHEAD = 32
+#: ... and, when the last look found none, looks again every this many reads.
+READ_PROBE = 16
 
 
 class Waiter(Protocol[T_contra]):
@@ -366,9 +379,11 @@ class _Wake:
     """
 
     __slots__ = (
+        "burst",
         "by_fd",
         "pipe_poll",
         "read_fd",
+        "reads",
         "sockets",
         "sockets_poll",
         "write_fd",
@@ -385,6 +400,11 @@ class _Wake:
         #: The socket and endpoint of each descriptor of :attr:`sockets_poll`
         #: but the pipe's.
         self.by_fd: dict[int, tuple[socket.socket, int]] = {}
+        #: Whether the last read found more datagrams waiting (read ahead),
+        #: and how many reads this thread made (every READ_PROBE-th one
+        #: looks for more, so a burst is noticed).
+        self.burst = False
+        self.reads = 0
 
     def set(self) -> None:
         with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
@@ -786,8 +806,8 @@ class Inbox(Mailbox[Item]):
                         continue
                     if lease.reader is not reader:
                         break  # given back meanwhile
-                    # One datagram at a time: a caller that is behind finds
-                    # the next one at once (the latency path is this one).
+                    # One datagram (the latency path is this one), and,
+                    # when a sender is ahead of us, those waiting behind it.
                     sock, endpoint = entry
                     try:
                         data, addr = sock.recvfrom(65536)
@@ -796,10 +816,23 @@ class Inbox(Mailbox[Item]):
                     if len(addr) != 2:
                         addr = (addr[0], addr[1])
                     key = (endpoint, addr)
-                    component = None if is_stun(data) else lease.peers.get(key)
+                    peers = lease.peers
+                    component = None if is_stun(data) else peers.get(key)
                     if component is None:
                         self._forward(lease, reader, [(endpoint, data, addr)])
                         continue
+                    more: list[tuple[bytes, int, tuple[int, Address]]] = []
+                    wake.reads += 1
+                    if wake.burst or not wake.reads % READ_PROBE:
+                        # More may be waiting (a sender ahead of us): read
+                        # them now, outside the lock, and queue them in order.
+                        room = READ_AHEAD
+                        if self._maxlen is not None:  # never past the bound
+                            room = min(room, self._maxlen - len(self._items) - 1)
+                        forwarded = self._read_ahead(sock, endpoint, peers, more, room)
+                        wake.burst = bool(more or forwarded)
+                        if forwarded:
+                            self._forward(lease, reader, forwarded)
                     item = (data, component)
                     with lock:
                         lease.kept += 1
@@ -809,16 +842,22 @@ class Inbox(Mailbox[Item]):
                         else:
                             count[0] += 1
                             count[1] += len(data)
+                        if more:
+                            self._count_kept(lease, more)
                         if self._discarded:
                             continue  # closed: dropped
                         waiters = self._waiters
                         if reader.state == _WAITING and waiters[0] is reader:
                             waiters.popleft()
                             reader.state = _DONE
+                            if more:
+                                self._hand_kept(more)
                             closes = lease._release(waiters)
                             return item
                         if not self._hand(item):
                             self._queue(item)
+                        if more:
+                            self._hand_kept(more)
         finally:
             if reader.state != _DONE or (lease is not None and lease.reader is reader):
                 closes = self._leave(reader, lease)
@@ -827,6 +866,55 @@ class Inbox(Mailbox[Item]):
                 # them to us, the last one to touch them.
                 assert lease is not None
                 lease._closed_now()
+
+    @staticmethod
+    def _read_ahead(
+        sock: socket.socket,
+        endpoint: int,
+        peers: dict[tuple[int, Address], int],
+        kept: list[tuple[bytes, int, tuple[int, Address]]],
+        room: int,
+    ) -> list[Forwarded]:
+        """Read up to ``room`` more datagrams that are waiting on ``sock``
+        (it is non-blocking): the caller's go to ``kept``; the others, for
+        the worker, are returned."""
+        forwarded: list[Forwarded] = []
+        for _ in range(room):
+            try:
+                data, addr = sock.recvfrom(65536)
+            except OSError:  # nothing more waiting (or an ICMP error)
+                break
+            if len(addr) != 2:
+                addr = (addr[0], addr[1])
+            key = (endpoint, addr)
+            component = None if is_stun(data) else peers.get(key)
+            if component is None:
+                forwarded.append((endpoint, data, addr))
+            else:
+                kept.append((data, component, key))
+        return forwarded
+
+    @staticmethod
+    def _count_kept(
+        lease: Lease, kept: list[tuple[bytes, int, tuple[int, Address]]]
+    ) -> None:
+        """Count datagrams read ahead for the worker to credit (lock held)."""
+        counts = lease.counts
+        for data, _, key in kept:
+            lease.kept += 1
+            count = counts.get(key)
+            if count is None:
+                counts[key] = [1, len(data)]
+            else:
+                count[0] += 1
+                count[1] += len(data)
+
+    def _hand_kept(self, kept: list[tuple[bytes, int, tuple[int, Address]]]) -> None:
+        """Hand datagrams read ahead to the waiters, or queue them, in order
+        (lock held)."""
+        for data, component, _ in kept:
+            if not self._hand((data, component)):
+                self._queue((data, component))
 
     def _forward(self, lease: Lease, reader: _Reader, items: list[Forwarded]) -> None:
         """Hand ``items``, read by ``reader``, to the worker."""

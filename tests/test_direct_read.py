@@ -445,6 +445,30 @@ def test_close_while_reading_leaves_the_socket_to_the_reader(setup: Setup) -> No
     assert order[-1] == "after"
 
 
+def test_a_reader_behind_its_sender_reads_ahead_in_order(setup: Setup) -> None:
+    # The sockets are lent and their token free once a first reader left.
+    first = setup.get()
+    setup.worker.wait_for(1)
+    lend(setup)
+    setup.send(b"first")
+    assert first.result(GUARD) == (b"first", 2)
+    # The sender is ahead: 40 datagrams wait in the socket's buffer.
+    sent = [b"n%02d" % i for i in range(40)]
+    for data in sent:
+        setup.send(data)
+    got, queued = [], []
+    for _ in sent:
+        got.append(setup.inbox.get(GUARD))
+        queued.append(len(setup.inbox))
+    assert got == [(data, 2) for data in sent]  # all, in order
+    # Some were read ahead into the queue (its bound of 8 kept: none dropped),
+    # and every one is counted once for the worker to credit.
+    assert max(queued) == 7
+    assert setup.inbox.dropped == 0
+    host, port = setup.peer.getsockname()
+    assert setup.lease.counts[(7, (host, port))] == [41, 5 + 3 * 40]
+
+
 def test_close_without_a_reader_closes_at_once(setup: Setup) -> None:
     lease = setup.lease
     got = setup.get()
