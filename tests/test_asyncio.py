@@ -690,6 +690,24 @@ def slow_bind(monkeypatch: pytest.MonkeyPatch) -> queue.SimpleQueue[None]:
     return release
 
 
+def loopback_peer(foundation: str) -> tuple[socket.socket, Candidate]:
+    """A non-blocking UDP socket on loopback, and a host candidate of it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.bind(("127.0.0.1", 0))
+    host, port = sock.getsockname()
+    candidate = Candidate(
+        foundation=foundation,
+        component=1,
+        transport="udp",
+        priority=candidate_priority(1, "host", 1000),
+        host=host,
+        port=port,
+        type="host",
+    )
+    return sock, candidate
+
+
 def test_gathering_binds_in_a_thread_and_calls_meanwhile_never_wait(
     slow_bind: queue.SimpleQueue[None],
 ) -> None:
@@ -829,19 +847,8 @@ def test_set_selected_pair_returns_at_once_and_send_follows_it() -> None:
     """A peer without ICE: the pair is forced, send() right after it goes
     out on that pair (it waits for the worker's turn), recv() gets the
     answer."""
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.setblocking(False)
-    peer.bind(("127.0.0.1", 0))  # before the loop: bind() is a blocking call
-    host, port = peer.getsockname()
-    candidate = Candidate(
-        foundation="plain",
-        component=1,
-        transport="udp",
-        priority=candidate_priority(1, "host", 1000),
-        host=host,
-        port=port,
-        type="host",
-    )
+    # Before the loop: bind() is a blocking call.
+    peer, candidate = loopback_peer("plain")
 
     async def main() -> None:
         conn = Connection(True, local_addresses=LOOPBACK)
@@ -1085,19 +1092,7 @@ def test_many_cancelled_recvs_lose_nothing() -> None:
 @needs_proc_fd
 def test_cancelled_connect_then_close_leaks_nothing() -> None:
     threads, fds = set(threading.enumerate()), set(os.listdir("/proc/self/fd"))
-    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    silent.bind(("127.0.0.1", 0))
-    silent.setblocking(False)
-    host, port = silent.getsockname()
-    peer = Candidate(
-        foundation="silent",
-        component=1,
-        transport="udp",
-        priority=candidate_priority(1, "host", 1000),
-        host=host,
-        port=port,
-        type="host",
-    )
+    silent, peer = loopback_peer("silent")
 
     async def main() -> None:
         conn = Connection(True, local_addresses=LOOPBACK)

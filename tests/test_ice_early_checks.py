@@ -9,29 +9,19 @@ among those dropped, and the controlled side never completed.
 
 from __future__ import annotations
 
-import random
-
 from syncice.candidate import Candidate
 from syncice.ice import IceAgent, IceConfig
 from syncice.stun import Class, Message, Method, parse_message, short_term_key
+from tests.helpers import check_request, make_agent, password_of
 
 A_ADDR = ("10.0.0.1", 1000)
 B_ADDR = ("10.0.0.2", 2000)
-A_PASSWORD = "a" * 22
-B_PASSWORD = "b" * 22
 
 
 def controlled(config: IceConfig | None = None) -> IceAgent:
-    agent = IceAgent(
-        controlling=False,
-        local_username="aaaa",
-        local_password=A_PASSWORD,
-        config=config,
-        rng=random.Random(7),
-        name="aaaa",
-    )
+    agent = make_agent(False, seed=7, ufrag="aaaa", config=config)
     agent.add_host_candidate(0, 1, A_ADDR)
-    agent.set_remote_credentials("bbbb", B_PASSWORD)
+    agent.set_remote_credentials("bbbb", password_of("bbbb"))
     agent.add_remote_candidate(
         Candidate("b", 1, "udp", 2130706431, B_ADDR[0], B_ADDR[1], "host"), 0.0
     )
@@ -40,20 +30,14 @@ def controlled(config: IceConfig | None = None) -> IceAgent:
 
 
 def check(n: int, *, use_candidate: bool = False) -> bytes:
-    attributes: dict[str, object] = {
-        "USERNAME": "aaaa:bbbb",
-        "PRIORITY": 1862270975,
-        "ICE-CONTROLLING": 1,
-    }
-    if use_candidate:
-        attributes["USE-CANDIDATE"] = None
-    message = Message(
-        Method.BINDING,
-        Class.REQUEST,
-        n.to_bytes(12, "big"),
-        attributes,  # type: ignore[arg-type]
+    """Peer bbbb's n-th check (its consent checks look the same)."""
+    return check_request(
+        username="aaaa:bbbb",
+        password=password_of("aaaa"),
+        controlling=1,
+        use_candidate=use_candidate,
+        transaction_id=n.to_bytes(12, "big"),
     )
-    return message.encode(key=short_term_key(A_PASSWORD), fingerprint=True)
 
 
 def answer(request: Message) -> bytes:
@@ -63,7 +47,7 @@ def answer(request: Message) -> bytes:
         request.transaction_id,
         {"XOR-MAPPED-ADDRESS": A_ADDR},
     )
-    return response.encode(key=short_term_key(B_PASSWORD), fingerprint=True)
+    return response.encode(key=short_term_key(password_of("bbbb")), fingerprint=True)
 
 
 def test_a_nomination_survives_ten_minutes_of_consent_checks() -> None:

@@ -103,6 +103,21 @@ def lone(controlling: bool, *, config: IceConfig | None = None) -> IceAgent:
     return agent
 
 
+def two_components(controlling: bool) -> IceAgent:
+    """Agent ``aaaa`` with components 1 (A_ADDR) and 2 (port 1001), each
+    with one candidate of peer ``bbbb``, connected at 0."""
+    agent = make_agent(controlling, seed=7, ufrag="aaaa", components=2)
+    agent.add_host_candidate(0, 1, A_ADDR)
+    agent.add_host_candidate(1, 2, ("10.0.0.1", 1001))
+    agent.set_remote_credentials("bbbb", password_of("bbbb"))
+    agent.add_remote_candidate(B_CANDIDATE, 0.0)
+    b2 = Candidate("bbbb1", 2, "udp", 1000, "10.0.0.2", 2001, "host")
+    agent.add_remote_candidate(b2, 0.0)
+    agent.add_remote_candidate(None, 0.0)
+    agent.connect(0.0)
+    return agent
+
+
 def only_request(agent: IceAgent) -> Message:
     ((_, message),) = sent(agent)
     assert message.message_class == Class.REQUEST
@@ -201,15 +216,7 @@ def test_a_failed_or_closed_agent_answers_no_check(controlling: bool, how: str) 
 
 def test_failure_stops_consent_on_a_component_already_selected() -> None:
     # Two components: 1 is selected (consent runs on it), 2 fails.
-    agent = make_agent(True, seed=7, ufrag="aaaa", components=2)
-    agent.add_host_candidate(0, 1, A_ADDR)
-    agent.add_host_candidate(1, 2, ("10.0.0.1", 1001))
-    agent.set_remote_credentials("bbbb", password_of("bbbb"))
-    agent.add_remote_candidate(B_CANDIDATE, 0.0)
-    b2 = Candidate("bbbb1", 2, "udp", 1000, "10.0.0.2", 2001, "host")
-    agent.add_remote_candidate(b2, 0.0)
-    agent.add_remote_candidate(None, 0.0)
-    agent.connect(0.0)
+    agent = two_components(True)
     ((_, check1),) = sent(agent)
     agent.receive_datagram(0, answer(check1), B_ADDR, 0.001)
     agent.receive_datagram(0, answer(only_request(agent)), B_ADDR, 0.002)
@@ -921,15 +928,7 @@ def test_set_role_before_connect() -> None:
 def test_the_nomination_timeout_names_the_components_still_waiting() -> None:
     # Two components: the peer nominates component 1 and then falls silent
     # (its consent checks on component 1 say nothing of component 2).
-    agent = make_agent(False, seed=7, ufrag="aaaa", components=2)
-    agent.add_host_candidate(0, 1, A_ADDR)
-    agent.add_host_candidate(1, 2, ("10.0.0.1", 1001))
-    agent.set_remote_credentials("bbbb", password_of("bbbb"))
-    agent.add_remote_candidate(B_CANDIDATE, 0.0)
-    b2 = Candidate("bbbb1", 2, "udp", 1000, "10.0.0.2", 2001, "host")
-    agent.add_remote_candidate(b2, 0.0)
-    agent.add_remote_candidate(None, 0.0)
-    agent.connect(0.0)
+    agent = two_components(False)
     ((_, check1),) = sent(agent)
     agent.receive_datagram(0, answer(check1), B_ADDR, 0.001)
     nomination = peer_check(controlling=1, use_candidate=True)
