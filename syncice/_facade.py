@@ -765,7 +765,8 @@ class ConnectionCore:
         :raises TimeoutError: (the builtin) if ``timeout`` ran out.
         :raises ConnectionClosedError: once closed and nothing is left.
         """
-        if self._lifecycle.phase not in (Phase.CONNECTED, Phase.CLOSED):
+        phase = self._lifecycle.phase
+        if phase is not Phase.CONNECTED and phase is not Phase.CLOSED:
             self.check_inherited()
             raise NotConnectedError("Cannot receive data, not connected")
         return self.inbox.get(timeout)
@@ -798,8 +799,6 @@ class ConnectionCore:
             if self._closed or self._published.closed_reason is not None:
                 raise self.closed_error()
             raise NotConnectedError("Cannot send data, not connected")
-        if route.relay is not None and len(data) > 0xFFFF:
-            raise ValueError(f"datagram of {len(data)} bytes is too large")
         try:
             route.send(data)
         except (BlockingIOError, InterruptedError):

@@ -85,11 +85,14 @@ worker none); direct reads serve quiet sockets, where latency counts.
 Who is woken how: a blocking caller polls its thread's pipe (:class:`_Wake`)
 and, holding the token, the sockets; the worker, handing it an item or the
 end, and a leaving reader, passing it the token, write one byte to that
-pipe. The asyncio shim's waiters are never readers: its connections get no
-lease (its callers must never block), nor do connections with a TURN
-server (the worker unwraps relayed data). Lent sockets that nobody waits on
-hold what arrives in the kernel's buffer until the next caller or the
-sweep, where the worker would have queued it.
+pipe. Each thread has one waiter (:class:`_Reader`) and one pipe, reused by
+all its calls, one after the other; a call made by a signal handler while
+another of the thread waits gets a waiter and a pipe of its own. The
+asyncio shim's waiters are never readers: its connections get no lease
+(its callers must never block), nor do connections with a TURN server (the
+worker unwraps relayed data). Lent sockets that nobody waits on hold what
+arrives in the kernel's buffer until the next caller or the sweep, where
+the worker would have queued it.
 """
 
 from __future__ import annotations
@@ -431,6 +434,7 @@ class _Wake:
 
 
 _local = threading.local()
+_monotonic = time.monotonic
 
 
 def _thread_wake() -> _Wake:
@@ -452,6 +456,7 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch (not on Windows)
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _WAITING, _DONE, _LEFT = 0, 1, 2
+_LENT, _CLOSED = Owner.LENT, Owner.CLOSED
 
 
 class _Reader:
@@ -520,7 +525,7 @@ class Lease:
         "forwarded",
         "given_back",
         "hold_until",
-        "kept",
+        "kept_taken",
         "owner",
         "peers",
         "reader",
@@ -562,9 +567,10 @@ class Lease:
         self.counts: dict[tuple[int, Address], list[int]] = {}
         #: Datagrams readers dropped because :attr:`forwarded` was full.
         self.dropped = 0
-        #: Data datagrams readers kept, and times they gave the sockets
-        #: back, ever (figures for benchmarks and tests).
-        self.kept = 0
+        #: Data datagrams readers kept that :meth:`take` handed on, and times
+        #: readers gave the sockets back, ever (figures for benchmarks and
+        #: tests; see :attr:`kept`).
+        self.kept_taken = 0
         self.given_back = 0
         #: Calls that started waiting, and their number at the last sweep.
         self.entries = 0
@@ -580,16 +586,11 @@ class Lease:
 
     # --- callers (under the inbox's lock) --------------------------------------
 
-    def _enter(self, reader: _Reader) -> bool:
-        """``reader`` starts waiting: it takes the token if the sockets are
-        lent and nobody holds it. :returns: whether to ask for them."""
-        self.entries += 1
-        owner = self.owner
-        if owner is Owner.LENT:
-            if self.reader is None:
-                self.reader = reader
-            return False
-        if owner is Owner.WORKER and not self.asked:
+    def _enter(self) -> bool:
+        """A reader starts waiting, the sockets not lent (:meth:`Inbox.get`
+        took the token itself if they are). :returns: whether to ask for
+        them."""
+        if self.owner is Owner.WORKER and not self.asked:
             if self.hold_until and time.monotonic() < self.hold_until:
                 return False  # busy not long ago: the worker reads them
             self.asked = True
@@ -689,7 +690,17 @@ class Lease:
         with inbox._lock:
             forwarded, self.forwarded = self.forwarded, []
             counts, self.counts = self.counts, {}
+            self.kept_taken += sum(count for count, _ in counts.values())
         return forwarded, counts
+
+    @property
+    def kept(self) -> int:
+        """Data datagrams readers kept, ever."""
+        inbox = self._inbox
+        assert inbox is not None
+        with inbox._lock:
+            waiting = sum(count for count, _ in self.counts.values())
+            return self.kept_taken + waiting
 
     def close(self) -> None:
         """Nobody reads the sockets from now on: close them now, or leave
@@ -757,8 +768,13 @@ class Inbox(Mailbox[Item]):
         :raises TimeoutError: ``timeout`` ran out; nothing was taken.
         :raises BaseException: the end's exception, once ended and empty.
         """
-        wake = _thread_wake()
-        reader = _Reader(wake)
+        # The thread's reader (None while a call of this thread uses it: this
+        # one is made by a signal handler during that one).
+        local = _local
+        try:
+            spare: _Reader | None = local.reader
+        except AttributeError:  # the thread's first call
+            spare = local.reader = _Reader(_thread_wake())
         lock = self._lock
         with lock:
             if self._items:
@@ -767,15 +783,37 @@ class Inbox(Mailbox[Item]):
                 outcome = self._end
                 assert isinstance(outcome, BaseException)
                 raise outcome
+            if spare is None:  # with a pipe and poller of its own
+                reader = _Reader(_Wake())
+            else:
+                reader = spare
+                local.reader = None
+                reader.state = _WAITING
             self._waiters.append(reader)
             lease = self.lease
-            ask = lease is not None and lease._enter(reader)
+            if lease is None:
+                ask = False
+            else:
+                lease.entries += 1
+                if lease.owner is _LENT:  # the token is free or held
+                    ask = False
+                    if lease.reader is None:
+                        lease.reader = reader
+                else:
+                    ask = lease._enter()
+        wake = reader.wake
         if self.watch is not None:
             self.watch.set()
         if lease is not None and ask:
             lease._send(lease._lend)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        wait = -1
+        if timeout is None:
+            deadline = None
+            wait = -1
+        else:
+            deadline = _monotonic() + timeout
+            # Rounded up: poll() never wakes before the deadline; the first
+            # look at the sockets is made even with a timeout of 0.
+            wait = int(timeout * 1000 + 0.999) if timeout > 0 else 0
         polled = False
         # Whether this caller is to close the sockets (a close came).
         closes = False
@@ -783,23 +821,23 @@ class Inbox(Mailbox[Item]):
             while True:
                 if reader.state != _WAITING:
                     return reader.result()
-                if deadline is not None:
-                    # Rounded up: poll() never wakes before the deadline.
-                    wait = int((deadline - time.monotonic()) * 1000 + 0.999)
+                if polled and deadline is not None:
+                    wait = int((deadline - _monotonic()) * 1000 + 0.999)
                     if wait <= 0:
-                        if polled:
-                            with lock:
-                                if reader.state == _WAITING:
-                                    reader.state = _LEFT
-                                    raise TimeoutError("timed out")
-                            return reader.result()
-                        wait = 0  # timeout=0: one look at the sockets first
+                        with lock:
+                            if reader.state == _WAITING:
+                                reader.state = _LEFT
+                                raise TimeoutError("timed out")
+                        return reader.result()
                 polled = True
                 if lease is None or lease.reader is not reader:
                     if wake.pipe_poll.poll(wait):
                         wake.clear()
                     continue
-                for fd, _ in wake.poller(lease.sockets).poll(wait):
+                sockets_poll = wake.sockets_poll
+                if wake.sockets is not lease.sockets:
+                    sockets_poll = wake.poller(lease.sockets)
+                for fd, _ in sockets_poll.poll(wait):
                     entry = wake.by_fd.get(fd)
                     if entry is None:
                         wake.clear()
@@ -835,7 +873,6 @@ class Inbox(Mailbox[Item]):
                             self._forward(lease, reader, forwarded)
                     item = (data, component)
                     with lock:
-                        lease.kept += 1
                         count = lease.counts.get(key)
                         if count is None:
                             lease.counts[key] = [1, len(data)]
@@ -852,7 +889,11 @@ class Inbox(Mailbox[Item]):
                             reader.state = _DONE
                             if more:
                                 self._hand_kept(more)
-                            closes = lease._release(waiters)
+                            if waiters:
+                                closes = lease._release(waiters)
+                            else:  # nobody to pass the token to
+                                lease.reader = None
+                                closes = lease.owner is _CLOSED
                             return item
                         if not self._hand(item):
                             self._queue(item)
@@ -866,6 +907,11 @@ class Inbox(Mailbox[Item]):
                 # them to us, the last one to touch them.
                 assert lease is not None
                 lease._closed_now()
+            if reader is spare:
+                # Out of every list and the token now: the thread's next
+                # call may use it again.
+                reader.item = reader.error = None
+                local.reader = reader
 
     @staticmethod
     def _read_ahead(
@@ -901,7 +947,6 @@ class Inbox(Mailbox[Item]):
         """Count datagrams read ahead for the worker to credit (lock held)."""
         counts = lease.counts
         for data, _, key in kept:
-            lease.kept += 1
             count = counts.get(key)
             if count is None:
                 counts[key] = [1, len(data)]

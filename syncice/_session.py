@@ -119,27 +119,30 @@ class Route:
         self.sent_bytes = 0
         self.count_lock = threading.Lock()
 
-    def send(self, data: bytes) -> bool:
-        """Write ``data`` on this route from the calling thread.
+    def send(self, data: bytes) -> None:
+        """Write ``data`` on this route from the calling thread, or, on a
+        relay without a channel bound yet (or over a stream), hand it to the
+        worker, which wraps it.
 
-        :returns: ``False`` if the worker must wrap it (a relay without a
-            channel bound yet, or a stream).
         :raises OSError: as ``sendto`` does.
+        :raises ValueError: relayed, if ``data`` is longer than 65,535 bytes.
         """
-        sock = self.sock
         relay = self.relay
-        size = len(data)
         if relay is not None:
+            if len(data) > 0xFFFF:  # more than ChannelData or a Send can carry
+                raise ValueError(f"datagram of {len(data)} bytes is too large")
             channel = relay.channels.get(relay.peer)
+            sock = self.sock
             if channel is None or sock is None:
                 relay.post(bytes(data))
-                return True
-            data = frame_channel_data(channel, data)
-        sock.sendto(data, self.addr)  # type: ignore[union-attr]
+                return
+            size = len(data)
+            sock.sendto(frame_channel_data(channel, data), self.addr)
+        else:
+            size = self.sock.sendto(data, self.addr)  # type: ignore[union-attr]
         with self.count_lock:
             self.sent += 1
             self.sent_bytes += size
-        return True
 
 
 class Relayed:

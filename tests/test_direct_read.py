@@ -18,6 +18,7 @@ generous timeout as a hang guard only.
 from __future__ import annotations
 
 import concurrent.futures
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -110,6 +111,44 @@ def test_reader_times_out_and_loses_nothing(
     a.sendto(b"after the timeout", 2)
     assert b.recvfrom(timeout=GUARD) == (b"after the timeout", 2)
     assert not b._core.inbox.waiters()  # the timed-out waiter withdrew
+
+
+def test_a_recv_in_a_signal_handler_during_a_recv_is_a_call_of_its_own(
+    connection_pairs: ConnectionPairs,
+) -> None:
+    # A thread's calls share one waiter object between them; a call made by
+    # a signal handler while another waits must get one of its own.
+    a, b = connection_pairs.pair()
+    nested: list[bytes | BaseException] = []
+
+    def handler(signum: int, frame: object) -> None:
+        a.send(b"for the interrupted call")
+        try:
+            nested.append(b.recv(timeout=0.05))
+        except IceTimeoutError as exc:  # the datagram is the first caller's
+            nested.append(exc)
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        waiting = watch_recv(b)
+        main = threading.get_ident()
+
+        def interrupt() -> None:
+            assert waiting.wait(GUARD)
+            signal.pthread_kill(main, signal.SIGUSR1)
+
+        poked = spawn(interrupt)
+        got = b.recv(timeout=GUARD)
+        poked.result(GUARD)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert got == b"for the interrupted call"
+    [only] = nested
+    assert isinstance(only, IceTimeoutError)
+    assert not b._core.inbox.waiters()
+    for text in (b"and the next", b"and the one after"):
+        a.send(text)
+        assert b.recv(timeout=GUARD) == text
 
 
 def test_close_wakes_a_reader(connection_pairs: ConnectionPairs) -> None:

@@ -193,6 +193,12 @@ def test_relay_only_pair_exchanges_1000_datagrams(
     # (measured: from about 27 back-to-back datagrams of 1200 bytes; an
     # aioice client lost 11 of 100): smaller windows there.
     exchange_datagrams(a, b, 1000, window=50 if transport == "udp" else 20)
+    # ChannelData and a Send indication carry at most 65,535 bytes: the
+    # caller hears it, and the relay carries on.
+    with pytest.raises(ValueError, match="65536 bytes is too large"):
+        a.send(bytes(0x10000))
+    a.send(b"after the refusal")
+    assert b.recv(timeout=PAIR_TIMEOUT) == b"after the refusal"
 
 
 async def _against_aioice(
