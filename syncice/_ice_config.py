@@ -123,6 +123,10 @@ class IceConfig:
     :param max_early_checks: bound on the sources of checks kept until
         :meth:`IceAgent.connect` (one entry per source address and socket,
         which remembers a USE-CANDIDATE); 1 to 10,000.
+    :param batch_io: whether ``send_many()`` may hand a run of equal-sized
+        datagrams to the kernel in one system call (Linux's GSO, found to
+        work or not on the first try and remembered); ``False`` sends one
+        datagram per call, always. A bool.
     :raises TypeError: if a field has the wrong type.
     :raises ValueError: if a field is out of range.
     """
@@ -141,6 +145,7 @@ class IceConfig:
     max_remote_candidates: int = 100
     max_pairs: int = 100
     max_early_checks: int = 100
+    batch_io: bool = True
 
     def __post_init__(self) -> None:
         if _number("ta", self.ta) < 0.005:
@@ -189,3 +194,7 @@ class IceConfig:
             )
         for name in ("max_remote_candidates", "max_pairs", "max_early_checks"):
             _integer(name, getattr(self, name), 1, 10_000)
+        if not isinstance(self.batch_io, bool):
+            raise TypeError(
+                f"batch_io must be a bool, not {type(self.batch_io).__name__}"
+            )

@@ -789,6 +789,7 @@ class Inbox(Mailbox[Item]):
                 reader = spare
                 local.reader = None
                 reader.state = _WAITING
+                reader.item = reader.error = None  # the last call's
             self._waiters.append(reader)
             lease = self.lease
             if lease is None:
@@ -910,7 +911,6 @@ class Inbox(Mailbox[Item]):
             if reader is spare:
                 # Out of every list and the token now: the thread's next
                 # call may use it again.
-                reader.item = reader.error = None
                 local.reader = reader
 
     @staticmethod

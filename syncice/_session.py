@@ -31,10 +31,11 @@ import dataclasses
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _sockets
+from ._batch import BatchSender
 from ._checklist import PairStats
 from ._demux import frame_channel_data
 from ._inbox import SWEEP, Inbox, Lease, Mailbox, Owner
@@ -101,7 +102,16 @@ class Route:
     route's own, so that concurrent senders are all counted.
     """
 
-    __slots__ = ("addr", "count_lock", "key", "relay", "sent", "sent_bytes", "sock")
+    __slots__ = (
+        "addr",
+        "batch",
+        "count_lock",
+        "key",
+        "relay",
+        "sent",
+        "sent_bytes",
+        "sock",
+    )
 
     def __init__(
         self,
@@ -109,10 +119,14 @@ class Route:
         addr: Address,
         relay: Relayed | None = None,
         key: tuple[int, Candidate, Candidate] | None = None,
+        batch: BatchSender | None = None,
     ) -> None:
         self.sock = sock
         self.addr = addr
         self.relay = relay
+        #: How :meth:`send_many` writes (the connection's, which remembers
+        #: whether GSO works).
+        self.batch = batch or BatchSender(gso=False)
         #: ``(component, local, remote)`` of the pair this route is for.
         self.key = key
         self.sent = 0
@@ -143,6 +157,29 @@ class Route:
         with self.count_lock:
             self.sent += 1
             self.sent_bytes += size
+
+    def send_many(self, datagrams: Sequence[bytes]) -> tuple[int, OSError | None]:
+        """Write ``datagrams`` in order, in as few system calls as can be
+        (:class:`~syncice._batch.BatchSender`; relayed: one by one).
+
+        :returns: how many were written, and the error that stopped the
+            batch at the next one (``None``: all were written), as
+            :meth:`BatchSender.send <syncice._batch.BatchSender.send>`.
+        :raises ValueError: as :meth:`send`.
+        """
+        if self.relay is not None or self.sock is None:
+            for index, data in enumerate(datagrams):
+                try:
+                    self.send(data)
+                except OSError as exc:
+                    return index, exc
+            return len(datagrams), None
+        sent, error = self.batch.send(self.sock, datagrams, self.addr)
+        size = sum(map(len, datagrams[:sent] if error else datagrams))
+        with self.count_lock:
+            self.sent += sent
+            self.sent_bytes += size
+        return sent, error
 
 
 class Relayed:
@@ -268,6 +305,9 @@ class Session:
         self.sweeper: TimerHandle | None = None
         self.sweep_period = SWEEP
         self.peer_count = 0
+        # How send_many() writes: one for the connection, so that whether
+        # GSO works is found once.
+        self.batch = BatchSender(gso=None if agent.config.batch_io else False)
 
     # --- commands (run on the worker) --------------------------------------
 
@@ -672,7 +712,7 @@ class Session:
     def _route(self, component: int, endpoint: int, addr: Address) -> Route:
         relay = self.agent.relay(endpoint)
         if relay is None:
-            return Route(self.sockets[endpoint], addr)
+            return Route(self.sockets[endpoint], addr, batch=self.batch)
         transport, allocation = relay
         worker = self.worker
 

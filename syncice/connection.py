@@ -19,7 +19,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from ._checklist import PairStats
@@ -415,6 +415,27 @@ class Connection:
         :raises ValueError: if the datagram is too large for the path.
         """
         self._core.send(data, component)
+
+    def send_many(self, datagrams: Iterable[bytes], component: int = 1) -> None:
+        """Send datagrams on a component, in order: what :meth:`sendto`
+        does for each, in fewer system calls. On Linux, each run of
+        datagrams of one size (the last may be shorter) goes to the kernel
+        in one call (GSO, ``UDP_SEGMENT``); where that does not work (not
+        Linux, a relayed pair, a device that refuses it) one call per
+        datagram, found once and remembered (``IceConfig(batch_io=False)``
+        forces it). Never blocks; a full socket buffer drops datagrams
+        (counted in :attr:`send_drops`).
+
+        An extension of syncice: aioice has no such method.
+
+        :param datagrams: the data, one datagram each.
+        :param component: the component on which to send them.
+        :raises: as :meth:`sendto`; a datagram too large for the path raises
+            :class:`ValueError` with those before it sent, none after it.
+        """
+        if not isinstance(datagrams, (list, tuple)):
+            datagrams = list(datagrams)
+        self._core.send_many(datagrams, component)
 
     def set_selected_pair(
         self, component: int, local_foundation: str, remote_foundation: str

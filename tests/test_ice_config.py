@@ -35,12 +35,23 @@ INTS = [
     "max_pairs",
     "max_early_checks",
 ]
+#: Switches: bools only.
+BOOLS = ["batch_io"]
 
 
 def test_every_field_is_in_a_table() -> None:
-    assert sorted(NUMBERS + INTS) == sorted(
+    assert sorted(NUMBERS + INTS + BOOLS) == sorted(
         f.name for f in dataclasses.fields(IceConfig)
     )
+
+
+@pytest.mark.parametrize("field", BOOLS)
+@pytest.mark.parametrize(
+    ("value", "kind"), [(1, "int"), ("yes", "str"), (None, "NoneType")]
+)
+def test_switches_take_bools_only(field: str, value: object, kind: str) -> None:
+    with pytest.raises(TypeError, match=f"^{field} must be a bool, not {kind}$"):
+        IceConfig(**{field: value})  # type: ignore[arg-type]
 
 
 def test_defaults() -> None:
@@ -60,6 +71,7 @@ def test_defaults() -> None:
         "max_remote_candidates": 100,
         "max_pairs": 100,
         "max_early_checks": 100,
+        "batch_io": True,
     }
 
 
