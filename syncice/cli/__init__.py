@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..exceptions import IceError
-from . import stun, turn
+from . import pipe, stun, turn
 from .common import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
@@ -52,6 +52,7 @@ def build_parser(prog: str = "syncice") -> tuple[argparse.ArgumentParser, object
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     stun.add_parser(commands)
     turn.add_parser(commands)
+    pipe.add_parser(commands)
     return parser, commands
 
 
