@@ -12,8 +12,8 @@ Packets (integers big-endian):
 
 The sender keeps at most ``window`` sequence numbers in flight, measures the
 round-trip time (RFC 6298, Karn's rule) and sends a segment again after the
-retransmission timeout, or sooner when later segments were acknowledged and
-a round trip passed (a hole). The receiver holds at most ``window`` segments
+retransmission timeout, or sooner when a segment sent after it was
+acknowledged (a hole: RACK, RFC 8985). The receiver holds at most ``window`` segments
 out of order, and ignores what falls outside, and every malformed packet:
 what a peer can make it hold is bounded.
 """
@@ -75,6 +75,7 @@ class Endpoint:
         self._rto = self.rto_initial
         self._srtt: float | None = None
         self._rttvar = 0.0
+        self._latest_acked = float("-inf")  # the latest send acknowledged
         # receiving
         self._expected = 0
         self._held: dict[int, tuple[bytes, bool]] = {}
@@ -207,21 +208,23 @@ class Endpoint:
             segment = self._inflight.pop(seq)
             if segment.tries == 1 and (newest is None or segment.sent_at > newest):
                 newest = segment.sent_at
+            self._latest_acked = max(self._latest_acked, segment.sent_at)
             if segment.fin:
                 self._fin_acked = True
         if newest is not None:
             self._sample(now - newest)
         if not acked:
             return []
-        # Holes below the highest acknowledged segment go again once a round
-        # trip has passed since their last send (they are lost, not late).
-        out: list[bytes] = []
-        highest = max(acked)
+        # A segment sent before one that was acknowledged, by more than a
+        # quarter of a round trip, is lost rather than late (RACK, RFC 8985):
+        # send it again now instead of waiting for the timeout.
         srtt = self._srtt if self._srtt is not None else self._rto
-        for seq, segment in self._inflight.items():
-            if seq < highest and now - segment.sent_at >= srtt * 1.25:
-                out.append(self._resend(seq, segment, now))
-        return out
+        cutoff = self._latest_acked - srtt / 4
+        return [
+            self._resend(seq, segment, now)
+            for seq, segment in self._inflight.items()
+            if segment.sent_at < cutoff
+        ]
 
     def _sample(self, rtt: float) -> None:
         if self._srtt is None:

@@ -362,7 +362,11 @@ def _hairpin(prober: Prober, mapped: Address, out: Output) -> bool:
     send_at, rto = time.monotonic(), prober.rto
     while (now := time.monotonic()) < deadline:
         if now >= send_at:
-            prober.sock.sendto(data, mapped)
+            try:
+                prober.sock.sendto(data, mapped)
+            except OSError as exc:  # no route to our own mapped address
+                logger.debug("hairpin test: %s", exc)
+                return False
             send_at, rto = now + rto, rto * 2
         prober.sock.settimeout(max(0.001, min(send_at, deadline) - now))
         try:
