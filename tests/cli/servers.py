@@ -114,17 +114,19 @@ def free_port_pair(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free pair of UDP ports")
 
 
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
 def cli(
     args: Sequence[str], *, prefix: Sequence[str] = (), timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m syncice ARGS`` (in a namespace with ``prefix``)."""
     import sys
 
-    root = Path(__file__).resolve().parent.parent.parent
-    env = dict(os.environ, PYTHONPATH=str(root))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run(
         [*prefix, sys.executable, "-m", "syncice", *args],
-        cwd=root,
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
