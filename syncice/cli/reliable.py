@@ -10,7 +10,10 @@ Packets (integers big-endian):
   the first byte first) says that ``next + 1 + i`` was received (a selective
   acknowledgement of what arrived out of order).
 
-The sender keeps at most ``window`` sequence numbers in flight, measures the
+The sender keeps at most ``window`` sequence numbers in flight, and no more
+segments than its congestion window (slow start, then one more segment per
+window; halved once per loss episode, as TCP's, RFC 5681, but never under
+``min_cwnd``: random loss alone must not stall it), measures the
 round-trip time (RFC 6298, Karn's rule) and sends a segment again after the
 retransmission timeout, or sooner when a segment sent after it was
 acknowledged (a hole: RACK, RFC 8985). The receiver holds at most ``window`` segments
@@ -63,6 +66,7 @@ class Endpoint:
     rto_min: float = 0.02
     rto_max: float = 2.0
     ack_delay: float = 0.005
+    min_cwnd: float = 8.0
     stats: Stats = field(default_factory=Stats)
 
     def __post_init__(self) -> None:
@@ -76,6 +80,9 @@ class Endpoint:
         self._srtt: float | None = None
         self._rttvar = 0.0
         self._latest_acked = float("-inf")  # the latest send acknowledged
+        self._cwnd = self.min_cwnd * 2
+        self._ssthresh = float(self.window)
+        self._recovery_until = -1
         # receiving
         self._expected = 0
         self._held: dict[int, tuple[bytes, bool]] = {}
@@ -100,9 +107,37 @@ class Endpoint:
         return self._rto
 
     def can_write(self) -> bool:
-        """Room in the window for one more segment."""
+        """Room for one more segment: in the window, and in the congestion
+        window (fewer segments in flight than ``cwnd``)."""
         base = min(self._inflight, default=self._next_seq)
-        return self._fin_seq is None and self._next_seq - base < self.window
+        return (
+            self._fin_seq is None
+            and self._next_seq - base < self.window
+            and len(self._inflight) < self.cwnd
+        )
+
+    @property
+    def cwnd(self) -> float:
+        """The congestion window, in segments."""
+        return self._cwnd
+
+    def _grow(self, acked: int) -> None:
+        """Slow start below ``ssthresh``, then one segment per window."""
+        for _ in range(acked):
+            if self._cwnd < self._ssthresh:
+                self._cwnd += 1
+            else:
+                self._cwnd += 1 / self._cwnd
+        self._cwnd = min(self._cwnd, float(self.window))
+
+    def _on_loss(self, timeout: bool) -> None:
+        """Halve the window once per loss episode (a timeout: down to the
+        floor), as TCP does (RFC 5681), but never under ``min_cwnd``."""
+        if self._next_seq <= self._recovery_until and not timeout:
+            return
+        self._recovery_until = self._next_seq
+        self._ssthresh = max(self.min_cwnd, self._cwnd / 2)
+        self._cwnd = self.min_cwnd if timeout else self._ssthresh
 
     # --- sending ---------------------------------------------------------------
 
@@ -215,16 +250,20 @@ class Endpoint:
             self._sample(now - newest)
         if not acked:
             return []
+        self._grow(len(acked))
         # A segment sent before one that was acknowledged, by more than a
         # quarter of a round trip, is lost rather than late (RACK, RFC 8985):
         # send it again now instead of waiting for the timeout.
         srtt = self._srtt if self._srtt is not None else self._rto
         cutoff = self._latest_acked - srtt / 4
-        return [
+        lost = [
             self._resend(seq, segment, now)
             for seq, segment in self._inflight.items()
             if segment.sent_at < cutoff
         ]
+        if lost:
+            self._on_loss(timeout=False)
+        return lost
 
     def _sample(self, rtt: float) -> None:
         if self._srtt is None:
@@ -262,6 +301,7 @@ class Endpoint:
                 timed_out = True
         if timed_out:
             self._rto = min(self.rto_max, self._rto * 2)
+            self._on_loss(timeout=True)
         return out
 
     def ack_now(self) -> list[bytes]:

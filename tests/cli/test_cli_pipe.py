@@ -156,18 +156,27 @@ def payload(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 def run_pair(
-    tmp: Path, payload: Path, prefix: Sequence[str] = (), timeout: float = 300
+    tmp: Path,
+    payload: Path,
+    prefix: Sequence[str] = (),
+    timeout: float = 300,
+    *,
+    answer_prefix: Sequence[str] | None = None,
+    offer_extra: Sequence[str] = ("--local", "127.0.0.1"),
+    answer_extra: Sequence[str] = ("--local", "127.0.0.1"),
 ) -> tuple[str, dict[str, object], dict[str, object]]:
     """Offerer sends ``payload``; the answerer writes what it gets to a file."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    base = [*prefix, sys.executable, "-m", "syncice", "pipe"]
-    common = ["--local", "127.0.0.1", "--json", "--timeout", "30"]
+    program = [sys.executable, "-m", "syncice", "pipe"]
+    base = [*prefix, *program]
+    answer_base = [*(prefix if answer_prefix is None else answer_prefix), *program]
+    common = ["--json", "--timeout", "30"]
     offer_file, answer_file, received = tmp / "offer", tmp / "answer", tmp / "out"
     offer_args = ["--offer-file", str(offer_file), "--answer-from", str(answer_file)]
-    answer_args = ["--answer-file", str(answer_file)]
+    answer_tail = [*answer_extra, "--answer-file", str(answer_file)]
     with payload.open("rb") as stdin, (tmp / "a.err").open("wb") as err:
         offerer = subprocess.Popen(
-            [*base, "offer", *common, *offer_args],
+            [*base, "offer", *common, *offer_extra, *offer_args],
             stdin=stdin,
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -180,7 +189,7 @@ def run_pair(
             (tmp / "b.err").open("wb") as err,
         ):
             answerer = subprocess.run(
-                [*base, "answer", f"@{offer_file}", *common, *answer_args],
+                [*answer_base, "answer", f"@{offer_file}", *common, *answer_tail],
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=err,
@@ -267,3 +276,58 @@ def test_help_and_bad_arguments() -> None:
     assert cli(["pipe", "answer"]).returncode == 2
     assert cli(["pipe", "offer", "extra"]).returncode == 2
     assert cli(["pipe", "answer", "not-a-line"]).returncode == 2
+
+
+@pytest.mark.interop
+def test_through_the_nat_lab_with_turn(
+    tmp_path: Path, payload: tuple[Path, str]
+) -> None:
+    """Host a (cone NAT) to host c (symmetric NAT): a relay is needed."""
+    from tests.netlab.lab import Lab, missing_components
+
+    missing = missing_components()
+    if missing:
+        missing_service("NAT lab needs " + ", ".join(missing))
+    lab = Lab.up(f"si-clidocs-pipe-{os.getpid()}")
+    try:
+        env = lab.env
+        stun = ["--stun", lab.stun]
+        turn = [
+            "--turn",
+            lab.stun,
+            "--turn-user",
+            env["NETLAB_TURN_USER"],
+            "--turn-password",
+            env["NETLAB_TURN_PASSWORD"],
+        ]
+        small = tmp_path / "1MB"
+        small.write_bytes(payload[0].read_bytes()[:1_000_000])
+        got, sender, _ = run_pair(
+            tmp_path,
+            small,
+            lab.exec_args("a"),
+            answer_prefix=lab.exec_args("c"),
+            offer_extra=stun,
+            answer_extra=[*stun, *turn],
+        )
+    finally:
+        lab.down()
+    assert got == hashlib.sha256(small.read_bytes()).hexdigest()
+    assert "relay" in str(sender["selected_pair"])
+    report(
+        f"pipe 1 MB through the lab (cone to symmetric, TURN): {sender['seconds']} s,"
+        f" {sender['selected_pair']}"
+    )
+
+
+def test_congestion_window_halves_on_loss_but_keeps_its_floor() -> None:
+    end = Endpoint(window=512, min_cwnd=8)
+    sent = 0
+    while end.can_write():
+        end.write(b"x", 0.0)
+        sent += 1
+    assert sent == 16  # the initial window: twice the floor
+    assert end.poll(10.0) != []  # all time out: a loss episode
+    assert end.cwnd == 8
+    assert end.poll(20.0) != []  # another timeout, but not under the floor
+    assert end.cwnd == 8
