@@ -279,12 +279,13 @@ def check(server: Server, args: argparse.Namespace, out: Output) -> dict[str, An
         steps["connect"] = time.monotonic() - started
     local_ip = str(link.sock.getsockname()[0])
     echo = socket.socket(link.sock.family, socket.SOCK_DGRAM)
+    config = TurnConfig(reliable_timeout=args.timeout)
     allocation = TurnAllocation(
         server=address,
         username=args.user,
         password=args.password,
         transport=server.transport,
-        config=TurnConfig(reliable_timeout=args.timeout),
+        config=config,
     )
     session = _Session(allocation, link, echo)
     try:
@@ -331,7 +332,7 @@ def check(server: Server, args: argparse.Namespace, out: Output) -> dict[str, An
         # The allocation refreshes at the later of half its lifetime and its
         # lifetime less refresh_margin; earlier timers (permission refreshes)
         # run too when the clock passes them.
-        margin = allocation.config.refresh_margin
+        margin = config.refresh_margin
         session.offset += max(lifetime / 2, lifetime - margin) + 0.001
         allocation.handle_timer(session.now())
         steps["refresh"] = session.pump(
