@@ -1,4 +1,5 @@
-"""``python -m syncice demo``: two ICE peers connect on loopback and exchange data.
+"""``python -m syncice``: the ``syncice`` command line (:mod:`syncice.cli`),
+and ``demo``: two ICE peers connect on loopback and exchange data.
 
 Both peers live in this process and gather host candidates on 127.0.0.1 only,
 so no traffic leaves the machine and no outside server is needed. The demo
@@ -20,6 +21,7 @@ import time
 from collections.abc import Sequence
 
 from .candidate import Candidate
+from .cli import build_parser, dispatch
 from .connection import Connection
 from .exceptions import IceError
 
@@ -137,21 +139,28 @@ def demo(count: int, size: int) -> None:
     print("closed")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m syncice")
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("demo", help="two peers connect on loopback")
-    run.add_argument("--count", type=int, default=20000, help="datagrams to transfer")
-    run.add_argument("--size", type=int, default=1200, help="bytes per datagram")
-    args = parser.parse_args(argv)
-    if args.count < 1 or not 4 <= args.size <= 65000:
-        parser.error("--count must be at least 1 and --size 4 to 65000")
+def _run_demo(args: argparse.Namespace, out: object) -> int:
     try:
         demo(args.count, args.size)
     except (IceError, OSError, RuntimeError) as exc:
         print(f"demo failed: {exc!r}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``syncice`` program: the commands of :mod:`syncice.cli`, and ``demo``."""
+    parser, commands = build_parser()
+    run = commands.add_parser(  # type: ignore[attr-defined]
+        "demo", help="two peers connect on loopback (no server needed)"
+    )
+    run.add_argument("--count", type=int, default=20000, help="datagrams to transfer")
+    run.add_argument("--size", type=int, default=1200, help="bytes per datagram")
+    run.set_defaults(handler=_run_demo)
+    args = parser.parse_args(argv)
+    if args.command == "demo" and (args.count < 1 or not 4 <= args.size <= 65000):
+        parser.error("--count must be at least 1 and --size 4 to 65000")
+    return dispatch(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,179 @@
+"""The programs of the guides (docs/guides/) run, and print what the guides
+say they print. Each runs as its own program (``tests/test_examples.py``'s
+``run_example``: ``-X dev -W error``, stderr must stay empty)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TurnService, missing_service
+from tests.test_examples import ROOT, run_example
+
+NETNS_EXEC = ("ip", "netns", "exec")
+STRICT = ("-bb", "-X", "dev", "-W", "error")
+MDNS_EXAMPLE = "examples/mdns_candidates.py"
+QUIET = ("-q", "-p", "no:cacheprovider")
+
+
+def test_quickstart() -> None:
+    done = run_example("examples/quickstart.py")
+    assert (done.returncode, done.stderr) == (0, "")
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(
+        r"a candidates: \['\S+ 1 udp \d+ 127\.0\.0\.1 \d+ typ host'\]", lines[0]
+    )
+    assert lines[1:] == ["b got: hello", "a got: hi there"]
+
+
+def test_threads() -> None:
+    done = run_example("examples/threads.py")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [
+        "timeout: recv timed out",
+        "4 readers got: ['datagram 0', 'datagram 1', 'datagram 2', 'datagram 3']",
+        "recv() interrupted by SIGINT",
+        "after the interrupt: still there",
+        "blocked recv() after close(): ConnectionClosedError('Connection closed')",
+        "child: Connection closed: inherited across fork()",
+    ]
+
+
+#: The texts docs/guides/troubleshooting.rst quotes, as the library gives them.
+TROUBLESHOOTING = [
+    "wrong password, a: NegotiationFailedError: ICE negotiation failed: the peer "
+    "rejected our checks with 401 Unauthenticated (unsigned, 4 times): check "
+    "remote_username/remote_password",
+    "wrong password, b: NegotiationFailedError: ICE negotiation failed: no "
+    "nomination: no check from the controlling peer in the 1.5 s since connect() "
+    "(nomination_timeout); we rejected the peer's checks with 401 Unauthenticated "
+    "(4 times): check its remote_username/remote_password",
+    "firewall: NegotiationFailedError: ICE negotiation failed: no response to 1 "
+    "check, sent 4 times (timeout)",
+    "no TURN: candidate types ['host']",
+]
+
+
+def test_troubleshooting() -> None:
+    done = run_example("examples/troubleshooting.py")
+    assert (done.returncode, done.stderr) == (0, "")
+    lines = done.stdout.splitlines()
+    assert lines[:4] == TROUBLESHOOTING
+    assert re.fullmatch(
+        r"no TURN: log: Connection\(\d+\) TURN allocation failed: timed out "
+        r"waiting for the TURN server",
+        lines[4],
+    )
+    assert lines[-2] == (
+        "symmetric NAT, no TURN: failed after 10.0 virtual s: no nomination: no "
+        "check from the controlling peer in the 10 s since connect() "
+        "(nomination_timeout)"
+    )
+    assert re.fullmatch(
+        r"symmetric NAT, with TURN: connected on relay -> (relay|prflx|srflx) "
+        r"in [\d.]+ virtual s",
+        lines[-1],
+    )
+    guide = (ROOT / "docs" / "guides" / "troubleshooting.rst").read_text()
+    flat = " ".join(guide.split())
+    for line in TROUBLESHOOTING[:3]:
+        cause = line.split(": ", 2)[2].removeprefix("ICE negotiation failed: ")
+        assert cause in flat, line
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+def test_turn_relay(coturn: TurnService, transport: str) -> None:
+    port = coturn.tls_port if transport == "tls" else coturn.port
+    done = run_example(
+        "examples/turn_relay.py",
+        coturn.ip,
+        str(port),
+        coturn.username,
+        coturn.password,
+        "--transport",
+        transport,
+        "--ca",
+        str(coturn.cert),
+        "--stun-port",
+        str(coturn.port),
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [
+        "a candidates: ['relay']",
+        "selected: relay -> relay",
+        "b got: through the relay",
+    ]
+
+
+@pytest.fixture
+def multicast_netns() -> Iterator[str]:
+    """A namespace with only ``lo``, multicast looping on it."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        missing_service("the mDNS example runs in a namespace: needs root and ip")
+    name = f"si-clidocs-mdns-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for args in (
+            ["link", "set", "lo", "up"],
+            ["link", "set", "lo", "multicast", "on"],
+            ["route", "add", "224.0.0.0/4", "dev", "lo"],
+        ):
+            subprocess.run(["ip", "-n", name, *args], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def test_mdns_candidates(multicast_netns: str) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), SYNCICE_MDNS_EXAMPLE_OK="1")
+    done = subprocess.run(
+        [*NETNS_EXEC, multicast_netns, sys.executable, *STRICT, MDNS_EXAMPLE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"a's candidate: [0-9a-f-]{36}\.local host", lines[0])
+    assert lines[1:] == [
+        "b reached a at: 127.0.0.1",
+        "b got: hello over a hidden address",
+    ]
+
+
+def test_mdns_example_refuses_outside_a_namespace() -> None:
+    done = run_example("examples/mdns_candidates.py")
+    assert done.returncode == 1
+    assert "refusing to send multicast" in done.stderr
+
+
+def test_own_tests() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "examples/own_tests.py", *QUIET],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"\b11 passed\b", done.stdout), done.stdout
+
+
+def test_cli_guide_commands_exist() -> None:
+    """Every ``syncice ...`` command the CLI guide shows parses."""
+    guide = (Path(ROOT) / "docs" / "guides" / "cli.rst").read_text()
+    commands = re.findall(r"^\s+\$ syncice (\w+)", guide, re.MULTILINE)
+    assert set(commands) == {"stun", "turn", "pipe"}
