@@ -20,7 +20,7 @@ import weakref
 from collections import deque
 from typing import Any, Generic, TypeVar
 
-from ._inbox import Mailbox
+from ._mailbox import Mailbox
 
 __all__ = ["AsyncWaiter", "LoopBridge", "bridge", "bridges"]
 

@@ -45,8 +45,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _gather, _worker
 from ._checklist import PairStats
-from ._inbox import INBOX_SIZE, Inbox, Mailbox, Waiter
+from ._inbox import INBOX_SIZE, Inbox
 from ._lifecycle import Phase
+from ._mailbox import Mailbox, Waiter
 from ._session import Published, Route, Session, closed_error
 from ._sockets import Plan, open_paths
 from .candidate import Candidate

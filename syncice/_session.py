@@ -38,8 +38,9 @@ from . import _sockets
 from ._batch import BatchSender
 from ._checklist import PairStats
 from ._demux import frame_channel_data
-from ._inbox import SWEEP, Inbox, Lease, Mailbox, Owner
+from ._inbox import SWEEP, Inbox, Lease, Owner
 from ._lifecycle import Lifecycle, Phase
+from ._mailbox import Mailbox
 from ._mdns_socket import MdnsService, acquire_mdns
 from ._worker import Deadline, TimerHandle, Worker
 from .candidate import Candidate

@@ -156,9 +156,14 @@ SHIM: tuple[Allowance, ...] = (
         " one non-blocking send() on the wakeup socket",
     ),
     Allowance(
-        "syncice/_inbox.py",
+        "syncice/_mailbox.py",
         reason="a mailbox's lock: held for a few statements (a batch of puts,"
         " a take, a withdrawal), never across I/O or a wait",
+    ),
+    Allowance(
+        "syncice/_inbox.py",
+        reason="the inbox's lock (its mailbox's): held for a few statements,"
+        " never across I/O or a wait",
     ),
     Allowance(
         "syncice/_lifecycle.py",

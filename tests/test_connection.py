@@ -40,8 +40,8 @@ from syncice import (
 )
 from syncice import _gather as gather_module
 from syncice import _worker as worker_module
-from syncice._inbox import Mailbox
 from syncice._lifecycle import TRANSITIONS, Lifecycle, LifecycleError, Phase
+from syncice._mailbox import Mailbox
 from syncice.connection import Connection
 from syncice.events import GatheringCompleted
 from syncice.stun import Class, Message, Method, parse_message
