@@ -20,7 +20,7 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -60,6 +60,10 @@ class SynciceConnection(Protocol):
     def connect(self, *, timeout: float | None = None) -> None: ...
     def send(self, data: bytes) -> None: ...
     def recv(self, *, timeout: float | None = None) -> bytes: ...
+    def send_many(self, datagrams: Iterable[bytes], component: int = 1) -> None: ...
+    def recv_many(
+        self, max_count: int = 64, *, timeout: float | None = None
+    ) -> list[bytes]: ...
     def close(self) -> None: ...
 
 
@@ -373,9 +377,16 @@ async def connect_aioice(
 # side is each benchmark's own: it decides what a wrong datagram is.
 
 
-def send_blocking(tx: Endpoint, count: int, size: int, window: int) -> float:
+def send_blocking(
+    tx: Endpoint,
+    count: int,
+    size: int,
+    window: int,
+    send_many: Callable[[list[bytes]], object] | None = None,
+) -> float:
     """Send ``count`` datagrams with at most ``window`` unacknowledged;
-    return the seconds from the first send to the final ack."""
+    return the seconds from the first send to the final ack. With
+    ``send_many``, as many at once as the window allows."""
     send, recv = tx.send, tx.recv
     pad = bytes(size - 8)
     sent = acked = 0
@@ -384,8 +395,15 @@ def send_blocking(tx: Endpoint, count: int, size: int, window: int) -> float:
         while sent < count:
             while sent - acked >= window:
                 acked = ack_count(recv(), acked)
-            send((TAG | sent).to_bytes(8, "big") + pad)
-            sent += 1
+            if send_many is None:
+                send((TAG | sent).to_bytes(8, "big") + pad)
+                sent += 1
+            else:
+                stop = min(count, acked + window)
+                send_many(
+                    [(TAG | i).to_bytes(8, "big") + pad for i in range(sent, stop)]
+                )
+                sent = stop
         while acked < count:
             acked = ack_count(recv(), acked)
         return time.perf_counter() - start
@@ -395,14 +413,69 @@ def send_blocking(tx: Endpoint, count: int, size: int, window: int) -> float:
         ) from exc
 
 
+def check_datagram(data: bytes, expected: int, size: int) -> None:
+    """:raises BenchError: unless ``data`` is datagram ``expected`` of
+    ``size`` bytes."""
+    if len(data) != size or sequence(data) != expected:
+        raise BenchError(
+            f"expected datagram {expected} of {size} B, "
+            f"got {sequence(data)} of {len(data)} B"
+        )
+
+
+def raw_pair() -> tuple[socket.socket, socket.socket]:
+    """Two UDP sockets on loopback, connected to each other, blocking with a
+    timeout (as a careful blocking program would use them)."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind((LOOPBACK, 0))
+    b.bind((LOOPBACK, 0))
+    a.connect(b.getsockname())
+    b.connect(a.getsockname())
+    a.settimeout(TIMEOUT)
+    b.settimeout(TIMEOUT)
+    return a, b
+
+
+def raw_endpoint(sock: socket.socket) -> Endpoint:
+    return Endpoint(sock.send, functools.partial(sock.recv, RECV_SIZE))
+
+
+def receive_blocking(
+    rx: Endpoint,
+    count: int,
+    size: int,
+    every: int,
+    recv_many: Callable[[], list[bytes]] | None = None,
+) -> None:
+    """Receive and check ``count`` datagrams, acking every ``every``; with
+    ``recv_many``, as many at once as have arrived."""
+    send, recv = rx.send, rx.recv
+    expected = 0
+    try:
+        while expected < count:
+            for data in [recv()] if recv_many is None else recv_many():
+                check_datagram(data, expected, size)
+                expected += 1
+                if expected % every == 0 or expected == count:
+                    send(ack(expected))
+    except TimeoutError as exc:
+        raise BenchError(f"received {expected} of {count}, then nothing") from exc
+
+
 def transfer_blocking(
-    tx: Endpoint, receive: Callable[[], object], count: int, size: int, window: int
+    tx: Endpoint,
+    receive: Callable[[], object],
+    count: int,
+    size: int,
+    window: int,
+    send_many: Callable[[list[bytes]], object] | None = None,
 ) -> float:
     """``send_blocking`` here while ``receive()`` runs in its own thread."""
     receiver = Background(receive, "receiver")
     receiver.start()
     try:
-        elapsed = send_blocking(tx, count, size, window)
+        elapsed = send_blocking(tx, count, size, window, send_many)
     except BenchError as exc:
         try:  # the receiver's error says more: what arrived, lost or damaged
             receiver.join(2 * TIMEOUT)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/ice.py [--cases connect,throughput,rtt,scale] [--quick]
+    python bench/ice.py [--cases connect,throughput,bulk,rtt,scale] [--quick]
 
 Every case runs syncice, aioice and (where it means something) two plain UDP
 sockets in the same run, and prints the figures, the ratios syncice/aioice
@@ -36,6 +36,12 @@ Cases:
   alternating, fresh pair each run. syncice and raw: the receiver runs in
   its own thread, blocking in ``recv``; aioice: sender and receiver are two
   tasks on one event loop.
+- bulk: 1200 B datagrams as the throughput case moves them (same window,
+  acks and checks), with ``send_many()`` and ``recv_many()``: the sender
+  hands over as many as the window allows at once, the receiver takes what
+  has arrived in one call. Target: 3x the raw sockets' one ``sendto`` per
+  datagram; beside it, raw sockets with GSO and GRO done by hand
+  (``bench/_bulk.py``).
 - rtt: one side echoes, the other sends one 100-byte datagram and waits for
   the echo; ``--rtt-count`` round trips after ``--rtt-warmup``, each timed on
   its own. Median and p99 in microseconds, of the run of lowest median
@@ -94,6 +100,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
+from _bulk import case_bulk
 from _common import (
     CASE_TIMEOUT,
     LOOPBACK,
@@ -115,12 +122,16 @@ from _common import (
     attempt,
     best_of,
     case_connect,
+    check_datagram,
     chosen_cases,
     connected_aioice,
     connected_syncice,
     load_aioice,
     percentile,
     picker,
+    raw_endpoint,
+    raw_pair,
+    receive_blocking,
     report_rate,
     run_aioice,
     sequence,
@@ -138,6 +149,7 @@ RTT_SIZE = 100
 # Targets of the ICE milestone.
 CONNECT_TARGET = 0.1  # syncice median connect time / aioice's, at most
 THROUGHPUT_TARGET = 1.5  # syncice datagrams/s / aioice's, at least
+CASES = ("connect", "throughput", "bulk", "rtt", "scale")
 RTT_TARGET = 1.5  # syncice median round trip / raw sockets', at most
 RTT_SPLIT_TARGET = 1.1  # the same, echo and ping threads on two CPUs
 
@@ -180,47 +192,10 @@ async def aioice_pair(aioice: Any) -> tuple[Any, Any]:
     return a, b
 
 
-def raw_pair() -> tuple[socket.socket, socket.socket]:
-    """Two UDP sockets on loopback, connected to each other, blocking with a
-    timeout (as a careful blocking program would use them)."""
-    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    a.bind((LOOPBACK, 0))
-    b.bind((LOOPBACK, 0))
-    a.connect(b.getsockname())
-    b.connect(a.getsockname())
-    a.settimeout(TIMEOUT)
-    b.settimeout(TIMEOUT)
-    return a, b
-
-
-def raw_endpoint(sock: socket.socket) -> Endpoint:
-    return Endpoint(sock.send, functools.partial(sock.recv, RECV_SIZE))
-
-
 # ---------------------------------------------------------------- throughput
 #
 # The senders are in _common; the receivers check that exactly ``count``
 # datagrams arrive, intact and in order.
-
-
-def receive_blocking(rx: Endpoint, count: int, size: int, every: int) -> None:
-    """Receive and check ``count`` datagrams, acking every ``every``."""
-    send, recv = rx.send, rx.recv
-    expected = 0
-    try:
-        while expected < count:
-            data = recv()
-            if len(data) != size or sequence(data) != expected:
-                raise BenchError(
-                    f"expected datagram {expected} of {size} B, "
-                    f"got {sequence(data)} of {len(data)} B"
-                )
-            expected += 1
-            if expected % every == 0 or expected == count:
-                send(ack(expected))
-    except TimeoutError as exc:
-        raise BenchError(f"received {expected} of {count}, then nothing") from exc
 
 
 def throughput_blocking(
@@ -234,12 +209,7 @@ async def receive_aioice(rx: Any, count: int, size: int, every: int) -> None:
     send, recv = rx.send, rx.recv
     expected = 0
     while expected < count:
-        data = await recv()
-        if len(data) != size or sequence(data) != expected:
-            raise BenchError(
-                f"expected datagram {expected} of {size} B, "
-                f"got {sequence(data)} of {len(data)} B"
-            )
+        check_datagram(await recv(), expected, size)
         expected += 1
         if expected % every == 0 or expected == count:
             await send(ack(expected))
@@ -791,7 +761,7 @@ def parse_counts(text: str) -> list[int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser, ("connect", "throughput", "rtt", "scale"), 10)
+    add_arguments(parser, CASES, 10)
     parser.add_argument("--count-small", type=int, help="100 B datagrams (100000)")
     parser.add_argument("--count-large", type=int, help="1200 B datagrams (50000)")
     parser.add_argument("--repeat", type=int, help="runs per case, best kept (3)")
@@ -810,7 +780,7 @@ def main() -> int:
 
     quick = args.quick
     pick = picker(quick)
-    cases = chosen_cases(parser, args, ("connect", "throughput", "rtt", "scale"))
+    cases = chosen_cases(parser, args, CASES)
 
     factory, why = load_syncice()
     aioice = load_aioice()
@@ -847,6 +817,15 @@ def main() -> int:
                 aioice,
                 pick(args.rtt_count, 20_000, 2_000),
                 pick(args.rtt_warmup, 1_000, 200),
+                pick(args.repeat, 3, 2),
+            )
+        elif case == "bulk":
+            case_bulk(
+                report,
+                None if factory is None else functools.partial(syncice_pair, factory),
+                pick(args.count_large, 50_000, 10_000),
+                1200,
+                args.window,
                 pick(args.repeat, 3, 2),
             )
         else:

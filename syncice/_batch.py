@@ -37,6 +37,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_SEGMENTS",
     "BatchSender",
+    "GroSwitch",
     "enable_gro",
     "plan",
     "receive",
@@ -163,6 +164,33 @@ class BatchSender:
                     return sent, exc
                 sent += 1
         return sent, None
+
+
+class GroSwitch:
+    """Whether the kernel is to glue what a connection's sockets receive
+    (GRO), and on which sockets it does.
+
+    Anyone may ask for it (:attr:`wanted`); each socket's owner (the
+    worker, or the reading caller that holds its token) turns it on, in
+    :meth:`reads_glued`, just before a read: so no read of a socket ever
+    meets glued datagrams with a plain ``recvfrom``.
+    """
+
+    __slots__ = ("sockets", "wanted")
+
+    def __init__(self) -> None:
+        #: Asked for (``recv_many()``): set once, never cleared.
+        self.wanted = False
+        #: Whether GRO is on, by socket endpoint, once its owner tried.
+        self.sockets: dict[int, bool] = {}
+
+    def reads_glued(self, sock: socket.socket, endpoint: int) -> bool:
+        """Whether reads of ``sock`` must be :func:`receive` calls: GRO is
+        wanted, and on (turned on now, by its owner, if not tried yet)."""
+        on = self.sockets.get(endpoint)
+        if on is None:
+            on = self.sockets[endpoint] = enable_gro(sock)
+        return on
 
 
 def enable_gro(sock: socket.socket) -> bool:

@@ -772,6 +772,23 @@ class ConnectionCore:
             raise NotConnectedError("Cannot receive data, not connected")
         return self.inbox.get(timeout)
 
+    def receive_many(self, most: int, timeout: float | None) -> list[Item]:
+        """The next datagram, as :meth:`receive_wait`, and up to ``most - 1``
+        more that are there already (:meth:`syncice._inbox.Inbox.get_many`).
+        The first call asks the sockets' readers to let the kernel glue
+        datagrams (GRO), unless ``IceConfig(batch_io=False)``.
+
+        :raises: as :meth:`receive_wait`.
+        """
+        phase = self._lifecycle.phase
+        if phase is not Phase.CONNECTED and phase is not Phase.CLOSED:
+            self.check_inherited()
+            raise NotConnectedError("Cannot receive data, not connected")
+        session = self._session()
+        if session is not None and self._agent.config.batch_io:
+            session.gro.wanted = True  # one assignment: read by the readers
+        return self.inbox.get_many(most, timeout)
+
     def receive_nowait(self) -> Item | None:
         """The next datagram if one is queued, else ``None``.
 

@@ -125,7 +125,8 @@ class IceConfig:
         which remembers a USE-CANDIDATE); 1 to 10,000.
     :param batch_io: whether ``send_many()`` may hand a run of equal-sized
         datagrams to the kernel in one system call (Linux's GSO, found to
-        work or not on the first try and remembered); ``False`` sends one
+        work or not on the first try and remembered), and ``recv_many()``
+        let it glue what arrives (GRO); ``False`` sends and reads one
         datagram per call, always. A bool.
     :raises TypeError: if a field has the wrong type.
     :raises ValueError: if a field is out of range.

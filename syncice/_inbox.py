@@ -84,6 +84,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._batch import MAX_SEGMENTS, GroSwitch, receive
 from ._demux import is_stun
 from ._mailbox import Mailbox, Waiter
 
@@ -265,6 +266,7 @@ class Lease:
         it says so, puts the sockets back in its selector.
     :param take: the worker's command that hands what :meth:`take` returns
         to the agent.
+    :param gro: the session's :class:`~syncice._batch.GroSwitch`.
     """
 
     __slots__ = (
@@ -280,6 +282,7 @@ class Lease:
         "entries",
         "forwarded",
         "given_back",
+        "gro",
         "hold_until",
         "kept_taken",
         "owner",
@@ -299,6 +302,7 @@ class Lease:
         lend: Callable[[], None],
         reclaim: Callable[[], None],
         take: Callable[[], None],
+        gro: GroSwitch | None = None,
     ) -> None:
         self._inbox: Inbox | None = None
         self._post = post
@@ -328,6 +332,10 @@ class Lease:
         #: tests; see :attr:`kept`).
         self.kept_taken = 0
         self.given_back = 0
+        #: Whether the kernel is to glue datagrams on these sockets (GRO):
+        #: the session's switch; each reading caller turns it on for a
+        #: socket before it reads it (:meth:`GroSwitch.reads_glued`).
+        self.gro = gro or GroSwitch()
         #: Calls that started waiting, and their number at the last sweep.
         self.entries = 0
         self.seen = 0
@@ -516,10 +524,13 @@ class Inbox(Mailbox[Item]):
             if not self._ended:
                 self.lease = lease
 
-    def get(self, timeout: float | None) -> Item:
+    def get(self, timeout: float | None, ahead: int = 0) -> Item:
         """The next datagram, waited for in the calling thread at most
         ``timeout`` seconds (``None``: without bound). While it holds the
         lease's token, the caller reads the sockets itself.
+
+        :param ahead: read up to this many more that are waiting behind the
+            first one, into the queue (:meth:`get_many`'s).
 
         :raises TimeoutError: ``timeout`` ran out; nothing was taken.
         :raises BaseException: the end's exception, once ended and empty.
@@ -604,30 +615,47 @@ class Inbox(Mailbox[Item]):
                     # One datagram (the latency path is this one), and,
                     # when a sender is ahead of us, those waiting behind it.
                     sock, endpoint = entry
+                    switch = lease.gro
+                    gro = switch.wanted and switch.reads_glued(sock, endpoint)
+                    glued: list[tuple[bytes, Address]] = []
                     try:
-                        data, addr = sock.recvfrom(65536)
+                        if gro:  # maybe several, glued by the kernel
+                            if not receive(sock, glued, 1):
+                                continue
+                            data, addr = glued.pop(0)
+                        else:
+                            data, source = sock.recvfrom(65536)
+                            addr = source if len(source) == 2 else source[:2]
                     except OSError:  # taken already, or an ICMP error
                         continue
-                    if len(addr) != 2:
-                        addr = (addr[0], addr[1])
                     key = (endpoint, addr)
                     peers = lease.peers
                     component = None if is_stun(data) else peers.get(key)
-                    if component is None:
-                        self._forward(lease, reader, [(endpoint, data, addr)])
-                        continue
                     more: list[tuple[bytes, int, tuple[int, Address]]] = []
+                    forwarded = (
+                        self._sort(endpoint, peers, glued, more) if glued else []
+                    )
+                    if component is None:
+                        forwarded.insert(0, (endpoint, data, addr))
+                        self._forward(lease, reader, forwarded)
+                        self._hand_more(lease, more)
+                        continue
                     wake.reads += 1
-                    if wake.burst or not wake.reads % READ_PROBE:
+                    if ahead or wake.burst or not wake.reads % READ_PROBE:
                         # More may be waiting (a sender ahead of us): read
                         # them now, outside the lock, and queue them in order.
-                        room = READ_AHEAD
+                        room = max(ahead, READ_AHEAD) - len(more)
                         if self._maxlen is not None:  # never past the bound
-                            room = min(room, self._maxlen - len(self._items) - 1)
-                        forwarded = self._read_ahead(sock, endpoint, peers, more, room)
-                        wake.burst = bool(more or forwarded)
-                        if forwarded:
-                            self._forward(lease, reader, forwarded)
+                            bound = self._maxlen - len(self._items) - len(more) - 1
+                            if gro:  # one read may bring a whole GSO send
+                                bound -= MAX_SEGMENTS
+                            room = min(room, bound)
+                        if room > 0:
+                            read = self._read_ahead(sock, gro, room)
+                            forwarded += self._sort(endpoint, peers, read, more)
+                            wake.burst = bool(read)
+                    if forwarded:
+                        self._forward(lease, reader, forwarded)
                     item = (data, component)
                     with lock:
                         count = lease.counts.get(key)
@@ -669,25 +697,51 @@ class Inbox(Mailbox[Item]):
                 # call may use it again.
                 local.reader = reader
 
+    def get_many(self, most: int, timeout: float | None) -> list[Item]:
+        """The next datagram, as :meth:`get`, and up to ``most - 1`` more
+        that are queued or waiting on the sockets at that moment, in order.
+
+        :raises: as :meth:`get`.
+        """
+        first = self.get(timeout, most - 1)
+        if most == 1:
+            return [first]
+        items = [first]
+        with self._lock:
+            for _ in range(min(most - 1, len(self._items))):
+                items.append(self._take())
+        return items
+
     @staticmethod
     def _read_ahead(
-        sock: socket.socket,
-        endpoint: int,
-        peers: dict[tuple[int, Address], int],
-        kept: list[tuple[bytes, int, tuple[int, Address]]],
-        room: int,
-    ) -> list[Forwarded]:
+        sock: socket.socket, gro: bool, room: int
+    ) -> list[tuple[bytes, Address]]:
         """Read up to ``room`` more datagrams that are waiting on ``sock``
-        (it is non-blocking): the caller's go to ``kept``; the others, for
-        the worker, are returned."""
-        forwarded: list[Forwarded] = []
+        (it is non-blocking; with GRO, reads of glued ones split), in order."""
+        got: list[tuple[bytes, Address]] = []
+        if gro:
+            while len(got) < room and receive(sock, got, 1):
+                pass
+            return got
         for _ in range(room):
             try:
                 data, addr = sock.recvfrom(65536)
             except OSError:  # nothing more waiting (or an ICMP error)
                 break
-            if len(addr) != 2:
-                addr = (addr[0], addr[1])
+            got.append((data, addr if len(addr) == 2 else (addr[0], addr[1])))
+        return got
+
+    @staticmethod
+    def _sort(
+        endpoint: int,
+        peers: dict[tuple[int, Address], int],
+        got: list[tuple[bytes, Address]],
+        kept: list[tuple[bytes, int, tuple[int, Address]]],
+    ) -> list[Forwarded]:
+        """The caller's datagrams of ``got`` to ``kept``; the others, for
+        the worker, returned."""
+        forwarded: list[Forwarded] = []
+        for data, addr in got:
             key = (endpoint, addr)
             component = None if is_stun(data) else peers.get(key)
             if component is None:
@@ -695,6 +749,17 @@ class Inbox(Mailbox[Item]):
             else:
                 kept.append((data, component, key))
         return forwarded
+
+    def _hand_more(
+        self, lease: Lease, more: list[tuple[bytes, int, tuple[int, Address]]]
+    ) -> None:
+        """Count and hand on the caller's datagrams read behind one that
+        was not (glued to a datagram for the worker)."""
+        if more:
+            with self._lock:
+                self._count_kept(lease, more)
+                if not self._discarded:
+                    self._hand_kept(more)
 
     @staticmethod
     def _count_kept(

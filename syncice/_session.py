@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _sockets
-from ._batch import BatchSender
+from ._batch import BatchSender, GroSwitch, receive
 from ._checklist import PairStats
 from ._demux import frame_channel_data
 from ._inbox import SWEEP, Inbox, Lease, Owner
@@ -309,6 +309,9 @@ class Session:
         # How send_many() writes: one for the connection, so that whether
         # GSO works is found once.
         self.batch = BatchSender(gso=None if agent.config.batch_io else False)
+        # Whether the kernel is to glue what the sockets receive (GRO), asked
+        # for by recv_many(); whoever reads a socket turns it on first.
+        self.gro = GroSwitch()
 
     # --- commands (run on the worker) --------------------------------------
 
@@ -593,20 +596,23 @@ class Session:
         return on_readable
 
     def _read(self, endpoint: int, sock: socket.socket) -> None:
-        receive = self.agent.receive_datagram
+        take = self.agent.receive_datagram
         now = self.worker.clock.now()
-        recvfrom = sock.recvfrom
         got: list[Item] = []
         other = False  # STUN or dropped: the agent's state may have moved
-        for _ in range(_READ_BATCH):
-            try:
-                data, addr = recvfrom(65536)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                # ICMP errors reported on the socket: nothing to read here.
-                continue
-            item = receive(endpoint, data, (addr[0], addr[1]), now)
+        if self.gro.wanted and self.gro.reads_glued(sock, endpoint):
+            glued: list[tuple[bytes, Address]] = []
+            for _ in range(_READ_BATCH):
+                try:
+                    if not receive(sock, glued, 1):
+                        break
+                except OSError:  # an ICMP error: nothing to read here
+                    continue
+            datagrams = glued
+        else:
+            datagrams = self._read_plain(sock)
+        for data, addr in datagrams:
+            item = take(endpoint, data, addr, now)
             if item is None:
                 other = True
             else:
@@ -618,6 +624,23 @@ class Session:
         # flush (and its timer scan) skipped.
         if other:
             self.flush()
+
+    @staticmethod
+    def _read_plain(sock: socket.socket) -> list[tuple[bytes, Address]]:
+        """What is waiting on ``sock``, one ``recvfrom`` each, at most
+        :data:`_READ_BATCH` reads."""
+        recvfrom = sock.recvfrom
+        got = []
+        for _ in range(_READ_BATCH):
+            try:
+                data, addr = recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                # ICMP errors reported on the socket: nothing to read here.
+                continue
+            got.append((data, (addr[0], addr[1])))
+        return got
 
     def on_timer(self) -> None:
         try:
@@ -746,6 +769,7 @@ class Session:
             lend=lambda: self._guard(self._lend),
             reclaim=lambda: self._guard(self._reclaim),
             take=lambda: self._guard(self._absorb),
+            gro=self.gro,
         )
         self.peer_count = self.agent.authenticated_count()
         lease.peers = self.agent.authenticated_peers()

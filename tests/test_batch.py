@@ -18,6 +18,7 @@ from syncice import (
     Connection,
     ConnectionClosedError,
     IceConfig,
+    IceTimeoutError,
     NotConnectedError,
 )
 from syncice._batch import (
@@ -30,7 +31,7 @@ from syncice._batch import (
     split,
 )
 
-from .conftest import ConnectionPairs
+from .conftest import ConnectionPairs, exchange_candidates
 
 GUARD = 10.0  # a bound on waits that only a broken build reaches
 
@@ -312,3 +313,74 @@ def test_send_many_raises_as_sendto_does(connection_pairs: ConnectionPairs) -> N
     a.close()
     with pytest.raises(ConnectionClosedError):
         a.send_many([b"closed"])
+
+
+# --- Connection.recv_many ----------------------------------------------------
+
+
+def gro_sockets(conn: Connection) -> dict[int, bool]:
+    session = conn._core.session
+    assert session is not None
+    return dict(session.gro.sockets)
+
+
+@pytest.mark.parametrize("direct_reads", [True, False], ids=["direct", "worker"])
+@pytest.mark.parametrize("batch_io", [True, False], ids=["gro", "fallback"])
+def test_recv_many_takes_bursts_whole_and_in_order(
+    connection_pairs: ConnectionPairs, batch_io: bool, direct_reads: bool
+) -> None:
+    config = IceConfig(batch_io=batch_io)
+    a = connection_pairs.connection(True, config=config)
+    b = connection_pairs.connection(False, config=config)
+    b._core.direct_reads = direct_reads  # read before gathering starts
+    exchange_candidates(a, b)
+    a.connect(timeout=GUARD)
+    b.connect(timeout=GUARD)
+    window = 40
+    got: list[bytes] = []
+    sent: list[bytes] = []
+    for round_ in range(6):
+        batch = [
+            (round_ * window + i).to_bytes(4, "big") + bytes([round_]) * 1196
+            for i in range(window)
+        ]
+        sent += batch
+        a.send_many(batch)
+        while len(got) < len(sent):
+            burst = b.recv_many(window, timeout=GUARD)
+            assert 1 <= len(burst) <= window
+            got += burst
+    assert got == sent
+    if batch_io:
+        # Turned on by the reader of the one socket, before a read.
+        assert list(gro_sockets(b).values()) == [True]
+    else:
+        assert gro_sockets(b) == {}
+    # Single datagrams and STUN (consent) still go their ways.
+    a.send(b"\x80one")
+    assert b.recvfrom_many(8, timeout=GUARD) == [(b"\x80one", 1)]
+    a.send(b"\x80two")
+    assert b.recv(timeout=GUARD) == b"\x80two"
+
+
+def test_recv_many_raises_as_recv_does(connection_pairs: ConnectionPairs) -> None:
+    a, b = connection_pairs.pair(connect=False)
+    with pytest.raises(NotConnectedError):
+        b.recv_many(4)
+    a.connect(timeout=GUARD)
+    b.connect(timeout=GUARD)
+    for bad, error in (
+        (0, ValueError),
+        (-1, ValueError),
+        (1.5, TypeError),
+        (True, TypeError),
+    ):
+        with pytest.raises(error, match="max_count"):
+            b.recv_many(bad)  # type: ignore[arg-type]
+    with pytest.raises(IceTimeoutError):
+        b.recv_many(4, timeout=0)
+    a.send_many([b"\x80last", b"\x80words"])
+    a.close()
+    b.close()
+    with pytest.raises(ConnectionClosedError):
+        b.recv_many(4, timeout=GUARD)
