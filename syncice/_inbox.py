@@ -524,13 +524,16 @@ class Inbox(Mailbox[Item]):
             if not self._ended:
                 self.lease = lease
 
-    def get(self, timeout: float | None, ahead: int = 0) -> Item:
+    def get(
+        self, timeout: float | None, ahead: int = 0, extra: list[Item] | None = None
+    ) -> Item:
         """The next datagram, waited for in the calling thread at most
         ``timeout`` seconds (``None``: without bound). While it holds the
         lease's token, the caller reads the sockets itself.
 
         :param ahead: read up to this many more that are waiting behind the
-            first one, into the queue (:meth:`get_many`'s).
+            first one, into the queue (:meth:`get_many`'s)...
+        :param extra: ... or into this list, if the queue is empty.
 
         :raises TimeoutError: ``timeout`` ran out; nothing was taken.
         :raises BaseException: the end's exception, once ended and empty.
@@ -631,14 +634,15 @@ class Inbox(Mailbox[Item]):
                     key = (endpoint, addr)
                     peers = lease.peers
                     component = None if is_stun(data) else peers.get(key)
-                    more: list[tuple[bytes, int, tuple[int, Address]]] = []
+                    more: list[Item] = []
+                    tally: dict[tuple[int, Address], list[int]] = {}
                     forwarded = (
-                        self._sort(endpoint, peers, glued, more) if glued else []
+                        self._sort(endpoint, peers, glued, more, tally) if glued else []
                     )
                     if component is None:
                         forwarded.insert(0, (endpoint, data, addr))
                         self._forward(lease, reader, forwarded)
-                        self._hand_more(lease, more)
+                        self._hand_more(lease, more, tally)
                         continue
                     wake.reads += 1
                     if ahead or wake.burst or not wake.reads % READ_PROBE:
@@ -652,7 +656,7 @@ class Inbox(Mailbox[Item]):
                             room = min(room, bound)
                         if room > 0:
                             read = self._read_ahead(sock, gro, room)
-                            forwarded += self._sort(endpoint, peers, read, more)
+                            forwarded += self._sort(endpoint, peers, read, more, tally)
                             wake.burst = bool(read)
                     if forwarded:
                         self._forward(lease, reader, forwarded)
@@ -664,8 +668,8 @@ class Inbox(Mailbox[Item]):
                         else:
                             count[0] += 1
                             count[1] += len(data)
-                        if more:
-                            self._count_kept(lease, more)
+                        if tally:
+                            self._count_kept(lease, tally)
                         if self._discarded:
                             continue  # closed: dropped
                         waiters = self._waiters
@@ -673,7 +677,10 @@ class Inbox(Mailbox[Item]):
                             waiters.popleft()
                             reader.state = _DONE
                             if more:
-                                self._hand_kept(more)
+                                if extra is not None and not self._items:
+                                    extra += more  # the caller's, in order
+                                else:
+                                    self._hand_kept(more)
                             if waiters:
                                 closes = lease._release(waiters)
                             else:  # nobody to pass the token to
@@ -703,13 +710,15 @@ class Inbox(Mailbox[Item]):
 
         :raises: as :meth:`get`.
         """
-        first = self.get(timeout, most - 1)
         if most == 1:
-            return [first]
-        items = [first]
-        with self._lock:
-            for _ in range(min(most - 1, len(self._items))):
-                items.append(self._take())
+            return [self.get(timeout)]
+        extra: list[Item] = []
+        items = [self.get(timeout, most - 1, extra)]
+        items += extra
+        if len(items) < most and self._items:
+            with self._lock:
+                for _ in range(min(most - len(items), len(self._items))):
+                    items.append(self._take())
         return items
 
     @staticmethod
@@ -736,51 +745,60 @@ class Inbox(Mailbox[Item]):
         endpoint: int,
         peers: dict[tuple[int, Address], int],
         got: list[tuple[bytes, Address]],
-        kept: list[tuple[bytes, int, tuple[int, Address]]],
+        kept: list[Item],
+        tally: dict[tuple[int, Address], list[int]],
     ) -> list[Forwarded]:
-        """The caller's datagrams of ``got`` to ``kept``; the others, for
-        the worker, returned."""
+        """The caller's datagrams of ``got`` to ``kept``, counted in
+        ``tally`` by source; the others, for the worker, returned."""
         forwarded: list[Forwarded] = []
         for data, addr in got:
             key = (endpoint, addr)
             component = None if is_stun(data) else peers.get(key)
             if component is None:
                 forwarded.append((endpoint, data, addr))
+                continue
+            kept.append((data, component))
+            count = tally.get(key)
+            if count is None:
+                tally[key] = [1, len(data)]
             else:
-                kept.append((data, component, key))
+                count[0] += 1
+                count[1] += len(data)
         return forwarded
 
     def _hand_more(
-        self, lease: Lease, more: list[tuple[bytes, int, tuple[int, Address]]]
+        self,
+        lease: Lease,
+        more: list[Item],
+        tally: dict[tuple[int, Address], list[int]],
     ) -> None:
         """Count and hand on the caller's datagrams read behind one that
         was not (glued to a datagram for the worker)."""
         if more:
             with self._lock:
-                self._count_kept(lease, more)
+                self._count_kept(lease, tally)
                 if not self._discarded:
                     self._hand_kept(more)
 
     @staticmethod
-    def _count_kept(
-        lease: Lease, kept: list[tuple[bytes, int, tuple[int, Address]]]
-    ) -> None:
-        """Count datagrams read ahead for the worker to credit (lock held)."""
+    def _count_kept(lease: Lease, tally: dict[tuple[int, Address], list[int]]) -> None:
+        """Add datagrams kept, counted by source, to what the worker is to
+        credit (lock held)."""
         counts = lease.counts
-        for data, _, key in kept:
+        for key, (number, size) in tally.items():
             count = counts.get(key)
             if count is None:
-                counts[key] = [1, len(data)]
+                counts[key] = [number, size]
             else:
-                count[0] += 1
-                count[1] += len(data)
+                count[0] += number
+                count[1] += size
 
-    def _hand_kept(self, kept: list[tuple[bytes, int, tuple[int, Address]]]) -> None:
+    def _hand_kept(self, kept: list[Item]) -> None:
         """Hand datagrams read ahead to the waiters, or queue them, in order
         (lock held)."""
-        for data, component, _ in kept:
-            if not self._hand((data, component)):
-                self._queue((data, component))
+        for item in kept:
+            if not self._waiters or not self._hand(item):
+                self._queue(item)
 
     def _forward(self, lease: Lease, reader: _Reader, items: list[Forwarded]) -> None:
         """Hand ``items``, read by ``reader``, to the worker."""
