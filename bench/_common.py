@@ -15,6 +15,7 @@ import argparse
 import ctypes
 import ctypes.util
 import functools
+import json
 import math
 import socket
 import statistics
@@ -537,8 +538,12 @@ class Report:
     libraries: tuple[str, ...]
     missed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Every row printed, for :meth:`write_json`.
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    title: str = ""
 
     def header(self, title: str) -> None:
+        self.title = title
         print()
         print(title)
         columns = "".join(f" {library:>11}" for library in self.libraries)
@@ -585,6 +590,32 @@ class Report:
             for library in self.libraries[1:]
         )
         print(f"  {case:28}{columns}{ratios}  {target}{verdict}")
+        self.rows.append(
+            {
+                "section": self.title,
+                "row": case,
+                "values": {k: values.get(k) for k in self.libraries},
+                "ratios": {
+                    k: ours / other
+                    for k in self.libraries[1:]
+                    if ours is not None and (other := values.get(k))
+                },
+                "target": target or None,
+                "met": met if target else None,
+            }
+        )
+
+    def write_json(self, path: str, machine: dict[str, object]) -> None:
+        """The machine, every row, the errors and the misses, as JSON."""
+        document = {
+            "machine": machine,
+            "rows": self.rows,
+            "errors": self.notes,
+            "missed": self.missed,
+        }
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(document, out, indent=1)
+            out.write("\n")
 
     def error(self, case: str, library: str, exc: BaseException | str) -> None:
         text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"

@@ -3,12 +3,15 @@
 Usage::
 
     python bench/ice.py [--cases connect,throughput,bulk,rtt,scale] [--quick]
+                        [--json FILE]
 
 Every case runs syncice, aioice and (where it means something) two plain UDP
 sockets in the same run, and prints the figures, the ratios syncice/aioice
 and syncice/raw, and the targets of the ICE milestone, marked met or missed.
 It ends with "all targets met" or the list of misses, and exits 0 either way
-(2 on a usage error). Only host candidates on 127.0.0.1 are used: aioice's
+(2 on a usage error). ``--json FILE`` also writes the machine (CPU, kernel,
+Python, date) and every row, with its ratios and target, as JSON, so that
+runs can be compared. Only host candidates on 127.0.0.1 are used: aioice's
 ``get_host_addresses`` is patched to return ``["127.0.0.1"]`` and syncice is
 given ``local_addresses=["127.0.0.1"]``. All traffic stays on loopback.
 
@@ -89,6 +92,7 @@ import functools
 import importlib
 import json
 import os
+import platform
 import resource
 import socket
 import statistics
@@ -768,6 +772,7 @@ def main() -> int:
     parser.add_argument("--rtt-count", type=int, help="round trips timed (20000)")
     parser.add_argument("--rtt-warmup", type=int, help="round trips first (1000)")
     parser.add_argument("--scale", help="pairs per scale run (200,500)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results here")
     parser.add_argument(
         "--scale-child", nargs=2, metavar=("LIBRARY", "PAIRS"), help=argparse.SUPPRESS
     )
@@ -834,7 +839,28 @@ def main() -> int:
         faulthandler.cancel_dump_traceback_later()
 
     report.summary()
+    if args.json:
+        report.write_json(args.json, machine(aioice.__version__, malloc))
     return 0
+
+
+def machine(aioice_version: str, malloc: str) -> dict[str, object]:
+    """What the figures were measured on."""
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "cpu": model or platform.processor(),
+        "cpus": os.cpu_count(),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0],
+        "aioice": aioice_version,
+        "malloc": malloc,
+    }
 
 
 if __name__ == "__main__":
