@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import enum
 import random
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -190,7 +189,7 @@ class Checks:
         #: Requests still out, by transaction ID.
         self.requests: dict[bytes, Request] = {}
         #: Authenticated checks that came before ``connect()``.
-        self.early: deque[EarlyCheck] = deque()
+        self.early: list[EarlyCheck] = []
         #: When the next ordinary check is due, while checking.
         self.next_check_at: float | None = None
         #: The nomination timeout counts from here: ``connect()``, the last
@@ -557,7 +556,7 @@ class Checks:
                 )
                 return
         if len(self.early) >= self._config.max_early_checks:
-            self.early.popleft()
+            del self.early[0]
             self._stats.early_checks_dropped += 1
         self.early.append(check)
 

@@ -500,6 +500,9 @@ class ConnectionCore:
         with self._lock:
             if self._closed:
                 raise self.closed_error()
+            session = self._session()
+            if session is not None:  # its future, once the job handed it on
+                return session.gathered
             gathered = self._gathered
             if gathered is not None:
                 return gathered
@@ -539,6 +542,7 @@ class ConnectionCore:
                     self.name,
                 )
                 session.gathered = gathered
+                self._gathered = None  # the session's from now on
                 session.mdns_host_candidates = self.mdns_host_candidates
                 session.relay_only = self.relay_only
                 session.direct_reads = self.direct_reads

@@ -674,7 +674,7 @@ class Inbox(Mailbox[Item]):
                             continue  # closed: dropped
                         waiters = self._waiters
                         if reader.state == _WAITING and waiters[0] is reader:
-                            waiters.popleft()
+                            waiters.pop(0)
                             reader.state = _DONE
                             if more:
                                 if extra is not None and not self._items:

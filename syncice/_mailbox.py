@@ -41,6 +41,21 @@ T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
 
 
+class _NoItems(deque[Any]):
+    """The queue of every mailbox that has queued nothing yet: shared,
+    always empty (adding to it is an error)."""
+
+    __slots__ = ()
+
+    def append(self, item: Any) -> None:
+        raise RuntimeError("the shared empty queue takes no item")
+
+    appendleft = append
+
+
+_NO_ITEMS: deque[Any] = _NoItems()
+
+
 class Waiter(Protocol[T_contra]):
     """What a mailbox hands items to (a :class:`concurrent.futures.Future`
     is one)."""
@@ -76,8 +91,10 @@ class Mailbox(Generic[T]):
 
     def __init__(self, maxlen: int | None = None) -> None:
         self._lock = threading.Lock()
-        self._items: deque[T] = deque()
-        self._waiters: deque[Waiter[T]] = deque()
+        # Made by the first item queued (an idle mailbox costs no deque).
+        self._items: deque[T] = _NO_ITEMS
+        # A list: rarely more than one waits, and a deque costs 760 bytes.
+        self._waiters: list[Waiter[T]] = []
         self._maxlen = maxlen
         self._ended = False
         self._discarded = False
@@ -95,7 +112,7 @@ class Mailbox(Generic[T]):
     def _hand(self, item: T) -> bool:
         waiters = self._waiters
         while waiters:
-            waiter = waiters.popleft()
+            waiter = waiters.pop(0)
             if waiter.set_running_or_notify_cancel():
                 waiter.set_result(item)
                 return True
@@ -123,7 +140,10 @@ class Mailbox(Generic[T]):
         if self._maxlen is not None and len(self._items) >= self._maxlen:
             self.dropped += 1
         else:
-            self._items.append(item)
+            items = self._items
+            if items is _NO_ITEMS:
+                items = self._items = deque()
+            items.append(item)
             if self.queued_watch is not None:
                 self.queued_watch.set()
 
@@ -143,7 +163,7 @@ class Mailbox(Generic[T]):
                 self._items.clear()
             if self._items:
                 return  # the waiters are waiting for an empty queue
-            waiters, self._waiters = self._waiters, deque()
+            waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 self._resolve(waiter)
 
@@ -182,7 +202,7 @@ class Mailbox(Generic[T]):
     def _take(self) -> T:
         item = self._items.popleft()
         if not self._items and self._ended:
-            waiters, self._waiters = self._waiters, deque()
+            waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 self._resolve(waiter)
         return item
@@ -230,6 +250,8 @@ class Mailbox(Generic[T]):
         with self._lock:
             if self._discarded or self._hand(item):
                 return
+            if self._items is _NO_ITEMS:
+                self._items = deque()
             self._items.appendleft(item)
 
     def __len__(self) -> int:

@@ -1147,6 +1147,21 @@ def test_inbox_drops_when_full() -> None:
         get(inbox, 0)
 
 
+def test_idle_mailboxes_share_no_queue() -> None:
+    # An idle mailbox has no deque of its own: the first item makes one.
+    first: Mailbox[int] = Mailbox()
+    second: Mailbox[int] = Mailbox()
+    third: Mailbox[int] = Mailbox()
+    first.put(1)
+    third.put_back(3)
+    assert (len(first), len(second), len(third)) == (1, 0, 1)
+    assert second.get_nowait() == (False, None)
+    assert (first.get_nowait(), third.get_nowait()) == ((True, 1), (True, 3))
+    second.end(ConnectionClosedError("closed", "closed"), discard=True)
+    first.put(4)  # the same deque again, emptied
+    assert first.get_nowait() == (True, 4)
+
+
 def test_inbox_close_keeps_the_first_error_and_maybe_the_data() -> None:
     inbox: Mailbox[tuple[bytes, int]] = Mailbox(8)
     inbox.put((b"kept", 2))
