@@ -389,9 +389,7 @@ class Connection:
         """Receive the next datagrams with their components, as
         :meth:`recv_many` does: a list of ``(bytes, component)``."""
         if isinstance(max_count, bool) or not isinstance(max_count, int):
-            raise TypeError(
-                f"max_count must be an int, not {type(max_count).__name__}"
-            )
+            raise TypeError(f"max_count must be an int, not {type(max_count).__name__}")
         if max_count < 1:
             raise ValueError(f"max_count must be 1 or more, not {max_count}")
         timeout = check_timeout(timeout)
