@@ -17,7 +17,7 @@ import pytest
 
 from syncice.candidate import Candidate
 from syncice.events import IceCompleted, IceFailed
-from syncice.ice import IceAgent, IceConfig, IceState
+from syncice.ice import IceAgent, IceConfig
 from syncice.stun import Class, Message, Method, parse_message, short_term_key
 from tests.helpers import (
     Address,
@@ -81,7 +81,7 @@ def run_answering(agent: IceAgent, now: float, until: float) -> list[Message]:
     completion; the requests, in order."""
     requests: list[Message] = []
     pending = sent(agent)
-    while agent.state == IceState.CHECKING:
+    while agent.state == "checking":
         for addr, message in pending:
             if message.message_class == Class.REQUEST:
                 requests.append(message)
@@ -106,7 +106,7 @@ def test_patience_is_the_time_one_check_takes_to_fail() -> None:
 def test_a_check_after_connect_is_answered_and_connects(at: float) -> None:
     agent = silent_peer()
     # Still checking: the peer may yet check us; the patience timer is set.
-    assert agent.state == IceState.CHECKING
+    assert agent.state == "checking"
     assert not [e for e in drain(agent) if isinstance(e, IceFailed)]
     assert agent.get_timer() == 39.5
     agent.receive_datagram(0, peer_check(1), B_ADDR, at)
@@ -117,7 +117,7 @@ def test_a_check_after_connect_is_answered_and_connects(at: float) -> None:
     (learnt,) = agent.remote_candidates
     assert (learnt.type, learnt.host, learnt.port) == ("prflx", *B_ADDR)
     run_answering(agent, at, until=at + 2.0)
-    assert agent.state == IceState.COMPLETED
+    assert agent.state == "completed"
     assert agent.selected[1].remote_addr == B_ADDR
     assert drain(agent)[-1] == IceCompleted()
 
@@ -127,7 +127,7 @@ def test_a_check_before_connect_connects_at_once() -> None:
     agent.receive_datagram(0, peer_check(1), B_ADDR, 0.0)
     agent.connect(0.5)
     requests = run_answering(agent, 0.5, until=3.0)
-    assert agent.state == IceState.COMPLETED
+    assert agent.state == "completed"
     assert "USE-CANDIDATE" in requests[-1].attributes
 
 
@@ -135,9 +135,9 @@ def test_without_any_check_ice_fails_when_patience_runs_out() -> None:
     agent = silent_peer()
     drain(agent)
     agent.handle_timer(39.499)
-    assert agent.state == IceState.CHECKING
+    assert agent.state == "checking"
     agent.handle_timer(39.5)
-    assert agent.state == IceState.FAILED
+    assert agent.state == "failed"
     assert drain(agent) == [IceFailed(reason="no remote candidates")]
     assert agent.get_timer() is None
     # Failed: the peer's late check gets no answer.
@@ -148,9 +148,10 @@ def test_without_any_check_ice_fails_when_patience_runs_out() -> None:
 def test_patience_follows_the_check_schedule() -> None:
     agent = silent_peer(config=IceConfig(rto=0.1, max_sends=2, final_wait=2))
     at = agent.get_timer()
+    assert at is not None
     assert at == pytest.approx(0.3)
     agent.handle_timer(at)
-    assert agent.state == IceState.FAILED
+    assert agent.state == "failed"
 
 
 def test_a_pair_still_in_checks_outlives_patience() -> None:
@@ -161,9 +162,9 @@ def test_a_pair_still_in_checks_outlives_patience() -> None:
     drain(agent)
     sent(agent)  # our triggered check: not answered yet
     agent.handle_timer(39.5)
-    assert agent.state == IceState.CHECKING
+    assert agent.state == "checking"
     run_answering(agent, 39.5, until=42.0)
-    assert agent.state == IceState.COMPLETED
+    assert agent.state == "completed"
 
 
 def test_the_controlled_side_still_waits_its_nomination_timeout() -> None:
@@ -174,7 +175,7 @@ def test_the_controlled_side_still_waits_its_nomination_timeout() -> None:
     agent.connect(0.0)
     assert agent.get_timer() == 10.0
     agent.handle_timer(10.0)
-    assert agent.state == IceState.FAILED
+    assert agent.state == "failed"
 
 
 def test_two_agents_one_signalling_nothing() -> None:
@@ -185,7 +186,7 @@ def test_two_agents_one_signalling_nothing() -> None:
     b.add_remote_candidate(None, 0.0)
     a.add_remote_candidate(None, 0.0)
     connect_pair(net, a, b)
-    assert a.state == b.state == IceState.COMPLETED
+    assert a.state == b.state == "completed"
     assert a.selected[1].remote.type == "prflx"
     assert [e for _, e in net.timeline(a) if isinstance(e, IceFailed)] == []
 
@@ -194,7 +195,7 @@ def test_a_remote_candidate_of_another_family_does_not_end_the_wait() -> None:
     # (Nothing to pair with: it is the same as no candidate.)
     v6 = Candidate("x", 1, "udp", 1, "2001:db8::2", 9, "host")
     agent = silent_peer(remotes=(v6,))
-    assert agent.state == IceState.CHECKING
+    assert agent.state == "checking"
     agent.receive_datagram(0, peer_check(1), B_ADDR, 1.0)
     run_answering(agent, 1.0, until=4.0)
-    assert agent.state == IceState.COMPLETED
+    assert agent.state == "completed"
