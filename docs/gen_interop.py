@@ -401,10 +401,11 @@ def browser_section(records: list[Record]) -> list[str]:
         "Chromium's checks carry USERNAME, PRIORITY, ICE-CONTROLLING or",
         "ICE-CONTROLLED, GOOG-NETWORK-INFO (0xC057), MESSAGE-INTEGRITY and",
         "FINGERPRINT; the controlling Chromium sets USE-CANDIDATE on its checks",
-        "(no NOMINATION attribute: renomination is not negotiated); syncice",
-        "answers every one. Over the 60 s consent run, Chromium's consent",
-        "checks keep the pair up: Chromium never reports ``disconnected``,",
-        "syncice's consent never expires.",
+        "(consent checks included) and sends no NOMINATION attribute, even when",
+        "our answer offers ``a=ice-options:renomination``; syncice answers every",
+        "check. Over the 60 s consent run, Chromium's consent checks (every",
+        "2.5 s or so) keep the pair up: Chromium never reports",
+        "``disconnected``, syncice's consent never expires.",
         "",
     ]
     lines += list_table(

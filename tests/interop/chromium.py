@@ -182,9 +182,13 @@ def udp_only(candidates: list[str]) -> list[str]:
     return [c for c in candidates if c.split()[2].lower() == "udp"]
 
 
-def description(conn: syncice.Connection, *, candidates: bool) -> str:
+def description(
+    conn: syncice.Connection, *, candidates: bool, renomination: bool = False
+) -> str:
     """Our SDP: a data channel m-line with syncice's credentials and (unless
-    told not to) candidates, and end-of-candidates."""
+    told not to) candidates, and end-of-candidates; with ``renomination``,
+    ``a=ice-options:renomination``, on which a controlling Chromium puts a
+    NOMINATION attribute in its checks."""
     lines = [
         "v=0",
         "o=- 1 1 IN IP4 127.0.0.1",
@@ -200,6 +204,8 @@ def description(conn: syncice.Connection, *, candidates: bool) -> str:
         "a=mid:0",
         "a=sctp-port:5000",
     ]
+    if renomination:
+        lines.append("a=ice-options:renomination")
     if candidates:
         lines += [f"a=candidate:{c.to_sdp()}" for c in conn.local_candidates]
         lines.append("a=end-of-candidates")
@@ -300,6 +306,7 @@ def run(
     hold: float,
     close: str,
     consent_timeout: float | None,
+    renomination: bool = False,
 ) -> dict[str, Any]:
     """One run: Chromium ``role`` ("offerer", controlling, or "answerer"),
     its candidates ``regime`` ("none", or "host" with a media permission),
@@ -341,11 +348,13 @@ def run(
                 if order == "connect-first":
                     _started(conn)
                     browser.call(
-                        "a => acceptAnswer(a)", description(conn, candidates=True)
+                        "a => acceptAnswer(a)",
+                        description(conn, candidates=True, renomination=renomination),
                     )
                 else:
                     browser.call(
-                        "a => acceptAnswer(a)", description(conn, candidates=True)
+                        "a => acceptAnswer(a)",
+                        description(conn, candidates=True, renomination=renomination),
                     )
                     browser.wait("states.some(s => s[1] === 'connected')")
             else:
@@ -435,9 +444,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--hold", type=float, default=0.0)
     parser.add_argument("--close", choices=["syncice", "chromium"], default="syncice")
     parser.add_argument("--consent-timeout", type=float, default=None)
+    parser.add_argument("--renomination", action="store_true")
     args = parser.parse_args(argv)
     result = run(
-        args.role, args.regime, args.order, args.hold, args.close, args.consent_timeout
+        args.role,
+        args.regime,
+        args.order,
+        args.hold,
+        args.close,
+        args.consent_timeout,
+        args.renomination,
     )
     sys.stdout.write(json.dumps(result) + "\n")
 

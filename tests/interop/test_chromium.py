@@ -234,3 +234,24 @@ def test_aiortc_data_channel_to_chromium(namespace: str, stack: str) -> None:
     assert result["ok"]
     assert result["aioice"] == ("syncice.asyncio" if stack == "swap" else "aioice")
     assert result["messages"] == 1000
+
+
+def test_renomination_offered_to_a_controlling_chromium(namespace: str) -> None:
+    # Our answer says a=ice-options:renomination; whatever Chromium then puts
+    # in its checks (a NOMINATION attribute, where it negotiates
+    # renomination: the printed attributes say), syncice answers each one
+    # and connects.
+    result = run(
+        namespace,
+        "offerer",
+        "host",
+        "connect-first",
+        "--renomination",
+        "--hold",
+        "3",
+        label="renomination offered",
+    )
+    assert result["ok"]
+    assert result["events_while_held"] == []
+    check_answered(result["checks"])
+    assert "ICE-CONTROLLING" in result["checks"]["attributes"]
