@@ -11,10 +11,12 @@
 // werift-ice (npm install in this directory: package.json, package-lock.json)
 // gathers UDP host candidates on --local-address only: its interface scan is
 // replaced by an empty list, the address given as an additional one, so no
-// traffic leaves it. Every datagram received is sent back unchanged.
+// traffic leaves it. Every datagram received is sent back unchanged (those
+// that come before its connect() resolved, once it has).
 //
 // Output: {"event": "local-description", "ufrag", "pwd", "candidates"} once
 // gathering is done; {"event": "state", "state", "seconds"} on each change;
+// {"event": "connected", "seconds"} when its connect() resolved;
 // {"event": "error", "message"}; last {"event": "exit", "reason",
 // "received", "echoed"}. Input: {"ufrag", "pwd", "candidates": [...]} (the
 // remote description, end-of-candidates after it), {"cmd": "quit"}; EOF on
@@ -93,14 +95,24 @@ async function main() {
     const seconds = started === null ? null : (Date.now() - started) / 1000;
     emit("state", { state, seconds });
   });
-  conn.onData.subscribe(async (data) => {
-    received++;
+  // werift sends nothing (silently) until its connect() has resolved and
+  // started consent freshness, which can be after the other agent completed
+  // and sent its first datagram: those are queued (at most 1024) and echoed
+  // once it has, as the libnice peer does before it selects a pair.
+  let ready = false;
+  const pending = [];
+  const echo = async (data) => {
     try {
       await conn.send(data);
       echoed++;
     } catch (err) {
       emit("error", { message: `send: ${err}` });
     }
+  };
+  conn.onData.subscribe(async (data) => {
+    received++;
+    if (ready) await echo(data);
+    else if (pending.length < 1024) pending.push(data);
   });
   setTimeout(() => quit("max-life"), args.maxLife * 1000).unref();
   await conn.gatherCandidates();
@@ -132,7 +144,14 @@ async function main() {
         await conn.addRemoteCandidate(Candidate.fromSdp(sdp.replace(/^(a=)?candidate:/, "")));
       }
       await conn.addRemoteCandidate(undefined);
-      conn.connect().catch((err) => emit("error", { message: `connect: ${err}` }));
+      conn
+        .connect()
+        .then(async () => {
+          ready = true;
+          emit("connected", { seconds: (Date.now() - started) / 1000 });
+          while (pending.length) await echo(pending.shift());
+        })
+        .catch((err) => emit("error", { message: `connect: ${err}` }));
     }
   }
 }
