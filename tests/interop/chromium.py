@@ -332,8 +332,7 @@ def run(
             media = regime == "host"
             if role == "offerer":
                 offer = browser.call("m => makeOffer(m)", media)
-                if media:
-                    browser.wait("window.gathered")
+                browser.wait("window.gathered")  # all it signals, or nothing
                 ufrag, pwd, lines = parse(offer)
                 lines = udp_only(lines + browser.call("window.candidates"))
                 conn.remote_username, conn.remote_password = ufrag, pwd
@@ -347,15 +346,11 @@ def run(
                 begin_ms = browser.now_ms()
                 if order == "connect-first":
                     _started(conn)
-                    browser.call(
-                        "a => acceptAnswer(a)",
-                        description(conn, candidates=True, renomination=renomination),
-                    )
-                else:
-                    browser.call(
-                        "a => acceptAnswer(a)",
-                        description(conn, candidates=True, renomination=renomination),
-                    )
+                browser.call(
+                    "a => acceptAnswer(a)",
+                    description(conn, candidates=True, renomination=renomination),
+                )
+                if order == "check-first":
                     browser.wait("states.some(s => s[1] === 'connected')")
             else:
                 # Our offer without candidates: Chromium cannot check before
@@ -364,8 +359,7 @@ def run(
                     "([o, m]) => makeAnswer(o, m)",
                     [description(conn, candidates=False), media],
                 )
-                if media:
-                    browser.wait("window.gathered")
+                browser.wait("window.gathered")
                 ufrag, pwd, lines = parse(answer)
                 lines = udp_only(lines + browser.call("window.candidates"))
                 out["chromium_candidates"] = lines
