@@ -505,20 +505,19 @@ class CheckList:
         """How many entries :meth:`authenticated_peers` would return."""
         return sum(len(ep.peers) for ep in self.endpoints.values())
 
-    def lost(self, components: set[int], controlling: bool) -> bool:
+    def lost(self, components: set[int], patient: bool) -> bool:
         """Whether one of ``components`` (those without a selected pair) can
         never complete: RFC 8445 §7.2.5.4, once no pair is left to check on
         it and none is valid. While a pair of any of them is still in checks,
-        nothing is lost yet (the answer is ``False``). A controlled agent
-        without a pair on a component may still get checks from the peer
-        there (peer-reflexive candidates): the nomination timeout bounds
-        that wait."""
+        nothing is lost yet (the answer is ``False``). While ``patient``, a
+        component with an endpoint but no pair is not lost: the peer's
+        checks may still come there (peer-reflexive candidates, RFC 8863)."""
         lost = False
         for component in components:
             pairs = [p for p in self.pairs if p.component == component]
             if any(p.in_checks for p in pairs):
                 return False
-            if not pairs and not controlling and self.has_endpoint(component):
+            if not pairs and patient and self.has_endpoint(component):
                 continue
             if not any(p.valid for p in pairs):
                 lost = True

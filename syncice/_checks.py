@@ -196,6 +196,9 @@ class Checks:
         #: authenticated check on a pair of a component not yet selected, a
         #: switch to the controlled role.
         self.heard_at = 0.0
+        #: The patience timer (RFC 8863 §3), from ``connect()``; ``None``
+        #: before, and once it ran out.
+        self.patience_until: float | None = None
         #: Such checks, and requests that named our ufrag but failed
         #: authentication (the peer's credentials for us are wrong).
         self.checks_received = 0
@@ -217,6 +220,33 @@ class Checks:
             self.heard_at = now
         self._list.update_priorities(controlling)
         self._log.emit(RoleChanged(controlling=controlling))
+
+    # --- waiting for the peer -------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """``connect()``: the nomination wait and the patience timer start."""
+        self.heard_at = now
+        self.patience_until = now + self._config.patience
+
+    def nomination_due(self, now: float) -> bool:
+        """Whether the controlled agent's nomination timeout ran out."""
+        due = self.heard_at + self._config.nomination_timeout
+        return not self.controlling and now >= due
+
+    def patient(self, now: float) -> bool:
+        """Whether a component with nothing to pair may still get the peer's
+        checks (peer-reflexive candidates): for the controlled agent always
+        (its nomination timeout bounds the wait), for the controlling one
+        until the patience timer runs out."""
+        until = self.patience_until
+        return not self.controlling or (until is not None and now < until)
+
+    def patience_ran_out(self, now: float) -> bool:
+        """Whether the patience timer runs out at ``now`` (true once)."""
+        if self.patience_until is None or now < self.patience_until:
+            return False
+        self.patience_until = None
+        return True
 
     # --- requests -------------------------------------------------------------
 

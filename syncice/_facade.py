@@ -48,7 +48,8 @@ from ._checklist import PairStats
 from ._inbox import INBOX_SIZE, Inbox
 from ._lifecycle import Phase
 from ._mailbox import Mailbox, Waiter
-from ._session import Published, Route, Session, closed_error
+from ._routes import Route
+from ._session import Published, Session, closed_error
 from ._sockets import Plan, open_paths
 from .candidate import Candidate
 from .events import ConnectionClosed, ConnectionEvent

@@ -199,3 +199,19 @@ class IceConfig:
             raise TypeError(
                 f"batch_io must be a bool, not {type(self.batch_io).__name__}"
             )
+
+    @property
+    def patience(self) -> float:
+        """How long one check takes to fail (``max_sends`` sends, the
+        interval doubled from ``rto`` up to ``rto_max``, then ``final_wait``
+        RTOs): 39.5 s with the defaults. It is also the patience timer of
+        RFC 8863 §3: how long, after :meth:`IceAgent.connect`, an agent
+        with nothing to pair on a component still waits there for the
+        peer's checks (peer-reflexive candidates) before ICE fails."""
+        total, interval = 0.0, self.rto
+        for _ in range(self.max_sends - 1):
+            total += interval
+            interval *= 2
+            if self.rto_max is not None and interval > self.rto_max:
+                interval = self.rto_max
+        return total + self.final_wait * self.rto

@@ -30,18 +30,17 @@ import concurrent.futures
 import dataclasses
 import logging
 import socket
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _sockets
 from ._batch import BatchSender, GroSwitch, receive
 from ._checklist import PairStats
-from ._demux import frame_channel_data
 from ._inbox import SWEEP, Inbox, Lease, Owner
 from ._lifecycle import Lifecycle, Phase
 from ._mailbox import Mailbox
 from ._mdns_socket import MdnsService, acquire_mdns
+from ._routes import Relayed, Route
 from ._worker import Deadline, TimerHandle, Worker
 from .candidate import Candidate
 from .events import (
@@ -66,8 +65,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Published",
-    "Relayed",
-    "Route",
     "Session",
     "closed_error",
     "mdns_shown",
@@ -89,114 +86,6 @@ def closed_error(reason: str) -> ConnectionClosedError:
     """The error of calls on a connection closed for ``reason``."""
     text = "Connection closed" if reason == "closed" else f"Connection closed: {reason}"
     return ConnectionClosedError(text, reason)
-
-
-class Route:
-    """Where data for one component goes; replaced, never changed (but for
-    its counters).
-
-    A relayed route (``relay`` set) sends through its TURN allocation: as
-    ChannelData straight to the server over UDP once a channel is bound,
-    otherwise through the worker, which wraps it. :attr:`sent` and
-    :attr:`sent_bytes` count what callers wrote on it themselves (the
-    worker adds them to the selected pair's stats), under a lock of the
-    route's own, so that concurrent senders are all counted.
-    """
-
-    __slots__ = (
-        "addr",
-        "batch",
-        "count_lock",
-        "key",
-        "relay",
-        "sent",
-        "sent_bytes",
-        "sock",
-    )
-
-    def __init__(
-        self,
-        sock: socket.socket | None,
-        addr: Address,
-        relay: Relayed | None = None,
-        key: tuple[int, Candidate, Candidate] | None = None,
-        batch: BatchSender | None = None,
-    ) -> None:
-        self.sock = sock
-        self.addr = addr
-        self.relay = relay
-        #: How :meth:`send_many` writes (the connection's, which remembers
-        #: whether GSO works).
-        self.batch = batch or BatchSender(gso=False)
-        #: ``(component, local, remote)`` of the pair this route is for.
-        self.key = key
-        self.sent = 0
-        self.sent_bytes = 0
-        self.count_lock = threading.Lock()
-
-    def send(self, data: bytes) -> None:
-        """Write ``data`` on this route from the calling thread, or, on a
-        relay without a channel bound yet (or over a stream), hand it to the
-        worker, which wraps it.
-
-        :raises OSError: as ``sendto`` does.
-        :raises ValueError: relayed, if ``data`` is longer than 65,535 bytes.
-        """
-        relay = self.relay
-        if relay is not None:
-            if len(data) > 0xFFFF:  # more than ChannelData or a Send can carry
-                raise ValueError(f"datagram of {len(data)} bytes is too large")
-            channel = relay.channels.get(relay.peer)
-            sock = self.sock
-            if channel is None or sock is None:
-                relay.post(bytes(data))
-                return
-            size = len(data)
-            sock.sendto(frame_channel_data(channel, data), self.addr)
-        else:
-            size = self.sock.sendto(data, self.addr)  # type: ignore[union-attr]
-        with self.count_lock:
-            self.sent += 1
-            self.sent_bytes += size
-
-    def send_many(self, datagrams: Sequence[bytes]) -> tuple[int, OSError | None]:
-        """Write ``datagrams`` in order, in as few system calls as can be
-        (:class:`~syncice._batch.BatchSender`; relayed: one by one).
-
-        :returns: how many were written, and the error that stopped the
-            batch at the next one (``None``: all were written), as
-            :meth:`BatchSender.send <syncice._batch.BatchSender.send>`.
-        :raises ValueError: as :meth:`send`.
-        """
-        if self.relay is not None or self.sock is None:
-            for index, data in enumerate(datagrams):
-                try:
-                    self.send(data)
-                except OSError as exc:
-                    return index, exc
-            return len(datagrams), None
-        sent, error = self.batch.send(self.sock, datagrams, self.addr)
-        size = sum(map(len, datagrams[:sent] if error else datagrams))
-        with self.count_lock:
-            self.sent += sent
-            self.sent_bytes += size
-        return sent, error
-
-
-class Relayed:
-    """The relay half of a route (see :class:`Route`)."""
-
-    __slots__ = ("channels", "peer", "post")
-
-    def __init__(
-        self,
-        channels: dict[Address, int],
-        peer: Address,
-        post: Callable[[bytes], None],
-    ) -> None:
-        self.channels = channels  # the allocation's: read, never written, here
-        self.peer = peer
-        self.post = post
 
 
 def _succeeded() -> concurrent.futures.Future[None]:

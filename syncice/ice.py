@@ -25,13 +25,14 @@ Rules of this module, in the manner of h11's ``_state.py``:
   had no authenticated check from the peer, on a pair of a component still
   without a selected pair, for ``nomination_timeout`` (counted from
   :meth:`IceAgent.connect`, and again from every such check or a switch to
-  the controlled role), ICE fails. Without remote candidates it waits for
-  peer-reflexive ones that long, rather than failing at once.
-- ICE fails (RFC 8445 §7.2.5.4) once, after end-of-candidates, no pair is
-  left to check on some component and none of its pairs is valid. Once it
-  has failed (or the agent is closed), the agent answers no request at all
-  and sends no consent check: its silence is what lets the peer's consent
-  expire (RFC 7675 §5.1), and its checks stop.
+  the controlled role), ICE fails. With nothing to pair, it waits for
+  peer-reflexive candidates that long, the controlling agent for
+  ``IceConfig.patience`` (RFC 8863 §3). ICE fails (RFC 8445 §7.2.5.4) once,
+  after end-of-candidates, no pair is left to check on some component and
+  none of its pairs is valid. Once it has failed (or the agent is closed),
+  the agent answers no request at all and sends no consent check: its
+  silence is what lets the peer's consent expire (RFC 7675 §5.1), and its
+  checks stop.
 - :class:`~syncice.events.IceFailed` names the cause (``_ice_failure.py``).
 - Data sent with :meth:`IceAgent.send` and data returned by
   :meth:`IceAgent.receive_datagram` are counted on their pair; data the
@@ -268,6 +269,7 @@ class IceAgent:
         yield from self._checks.timers()
         if self.state is IceState.CHECKING:
             yield self._checks.check_timer()
+            yield self._checks.patience_until if self.remote_end else None
             if self.controlling:
                 yield from self._nomination.timers()
             else:
@@ -593,7 +595,7 @@ class IceAgent:
             raise ValueError("remote username and password must be set first")
         self._set_state(IceState.CHECKING)
         checks = self._checks
-        checks.heard_at = now
+        checks.start(now)
         for endpoint in self._list.endpoints:
             for remote in self.remote_candidates:
                 self._list.pair(endpoint, remote, self.controlling)
@@ -665,12 +667,10 @@ class IceAgent:
         if self.state is IceState.CLOSED:
             return
         self._checks.handle_timer(now)
-        if (
-            self.state is IceState.CHECKING
-            and not self.controlling
-            and now >= self._checks.heard_at + self.config.nomination_timeout
-        ):
+        if self.state is IceState.CHECKING and self._checks.nomination_due(now):
             self._fail(self._failure_reason(nomination=True))
+        if self._checks.patience_ran_out(now):
+            self._maybe_fail(now)
         if self.state is IceState.CHECKING:
             self._checks.run_checks(now)
             if self.controlling:
@@ -882,7 +882,7 @@ class IceAgent:
         # A controlled agent without a pair on a component may still get
         # checks from the peer there (peer-reflexive candidates): the
         # nomination timeout bounds that wait.
-        if self._list.lost(active - set(self.selected), self.controlling):
+        if self._list.lost(active - set(self.selected), self._checks.patient(now)):
             self._fail(self._failure_reason())
 
     def _fail(self, reason: str) -> None:

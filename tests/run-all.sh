@@ -91,9 +91,37 @@ start_coturn() {
     "port $TURN_PORT, TLS $TURN_TLS_PORT"
 }
 
+# The real peers of tests/interop/ besides libnice: Debian's Chromium (driven
+# by playwright, a test extra; never `playwright install`: the tests use
+# /usr/bin/chromium), and werift-ice for node (tests/interop/werift/, from its
+# package-lock.json). When one cannot be installed its tests skip, or fail
+# under CI.
+install_peers() {
+  if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      local packages=(chromium)
+      command -v npm >/dev/null || packages+=(nodejs npm)
+      if ! { apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"; }; then
+        echo "run-all: apt-get install ${packages[*]} failed: the Chromium" \
+          "and werift tests will skip (fail under CI)" >&2
+      fi
+    else
+      echo "run-all: no chromium or npm, and not root with apt-get: the" \
+        "Chromium and werift tests will skip (fail under CI)" >&2
+    fi
+  fi
+  if command -v npm >/dev/null; then
+    (cd tests/interop/werift && npm ci --no-audit --no-fund --loglevel=error) ||
+      echo "run-all: npm ci in tests/interop/werift failed: the werift" \
+        "tests will skip (fail under CI)" >&2
+  fi
+}
+
 start_services() {
   banner "services"
   start_coturn
+  install_peers
 }
 
 # gone PID: the process has exited. `wait` works for children only; a server
@@ -179,7 +207,7 @@ coverage_gate() {
   echo
   echo "Gate: 100% for the ICE agent from its layer-1 tests alone (no sockets)"
   "$py" -m coverage report --fail-under=100 \
-    --contexts='^$|tests\.test_ice_agent|tests\.test_ice_early_checks|tests\.test_ice_turn|tests\.test_transaction|tests\.test_ice_state_machine|tests\.test_ice_failures|tests\.test_ice_config|tests\.test_ice_states' \
+    --contexts='^$|tests\.test_ice_agent|tests\.test_ice_early_checks|tests\.test_ice_turn|tests\.test_transaction|tests\.test_ice_state_machine|tests\.test_ice_failures|tests\.test_ice_config|tests\.test_ice_states|tests\.test_ice_patience' \
     --include=syncice/ice.py,syncice/_checklist.py,syncice/_transaction.py,syncice/_checks.py,syncice/_consent.py,syncice/_gathering.py,syncice/_ice_config.py,syncice/_ice_failure.py,syncice/_ice_log.py,syncice/_ice_states.py,syncice/_nomination.py,syncice/_relays.py || return
   "$py" -m coverage report --fail-under=100 \
     --contexts='^$|tests\.test_turn\.' \

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import pytest
 
-import syncice._session
+import syncice._routes
 from syncice import (
     Candidate,
     ConnectionClosed,
@@ -704,10 +704,13 @@ def test_negative_timeouts(connected_pair: tuple[Connection, Connection]) -> Non
         fresh.connect(timeout=-1)
 
 
-def test_connect_without_remote_candidates_fails_promptly(
+def test_connect_without_remote_candidates_fails_after_patience(
     connection_pairs: ConnectionPairs,
 ) -> None:
-    a = connection_pairs.connection(True)
+    # The peer's checks may still come (RFC 8863): the wait is the patience
+    # timer, here 0.02 s (tests/test_ice_patience.py).
+    fast = IceConfig(rto=0.01, max_sends=2, final_wait=1)
+    a = connection_pairs.connection(True, config=fast)
     a.gather_candidates(timeout=GUARD)
     a.remote_username, a.remote_password = "user", "p" * 22
     a.add_remote_candidate(None)
@@ -870,7 +873,7 @@ def test_send_errors(connected_pair: tuple[Connection, Connection]) -> None:
         OSError(errno.ENOBUFS, "no buffers"),  # so does a transient error
         OSError(errno.EBADF, "closed"),  # a socket closed meanwhile
     )
-    route = syncice._session.Route(cast(socket.socket, sock), ("127.0.0.1", 9))
+    route = syncice._routes.Route(cast(socket.socket, sock), ("127.0.0.1", 9))
     published.routes = {1: route}
     try:
         a.send(b"dropped")

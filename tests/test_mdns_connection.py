@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from syncice import Candidate, Connection, _mdns_socket
+from syncice import Candidate, Connection, IceConfig, _mdns_socket
 from syncice._session import mdns_shown as _mdns_shown
 from syncice.exceptions import NegotiationFailedError
 from tests.conftest import PAIR_TIMEOUT
@@ -107,7 +107,10 @@ def test_obfuscated_host_candidates_without_multicast(
 def test_unresolvable_remote_name_is_dropped_and_eoc_still_ends(
     no_multicast: list[int], caplog: pytest.LogCaptureFixture
 ) -> None:
-    conn = Connection(True, local_addresses=["127.0.0.1"])
+    # A short patience timer (RFC 8863): 0.02 s of waiting for the peer's
+    # checks after end-of-candidates.
+    fast = IceConfig(rto=0.01, max_sends=2, final_wait=1)
+    conn = Connection(True, local_addresses=["127.0.0.1"], config=fast)
     conn.remote_username, conn.remote_password = "user", "p" * 22
     try:
         conn.gather_candidates(timeout=PAIR_TIMEOUT)

@@ -375,6 +375,9 @@ def test_allocation_is_released_on_close(
         True,
         local_addresses=["127.0.0.1"],
         transport_policy=TransportPolicy.RELAY,
+        # "failed": with nothing to pair, ICE waits for the peer's checks
+        # for the patience timer (RFC 8863), here one RTO, 0.5 s.
+        config=IceConfig(max_sends=1, final_wait=1) if stage == "failed" else None,
         **relay_kwargs(coturn, transport),
     )
     peer = Connection(False, local_addresses=["127.0.0.1"])

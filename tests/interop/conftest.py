@@ -1,4 +1,4 @@
-"""Fixtures of the interop matrix: the libnice check and the cell runner.
+"""Fixtures of the interop matrix: the libnice and werift checks, the cell runner.
 
 The runner runs a cell when its test asks, one cell at a time, and keeps the
 results for the tests that look at a cell again. Each cell runs syncice, then
@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import TurnService, missing_service
 from tests.interop.matrix import Cell, Result, run_cell
-from tests.interop.peers import SYSTEM_PYTHON, nice_available
+from tests.interop.peers import SYSTEM_PYTHON, nice_available, werift_available
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,14 @@ def libnice() -> None:
             f"no libnice for {SYSTEM_PYTHON} ({why}): "
             "apt-get install -y python3-gi gir1.2-nice-0.1 libnice10"
         )
+
+
+@pytest.fixture(scope="session")
+def werift() -> None:
+    """Skips the test (fails it under CI) when node or werift-ice is missing."""
+    ok, why = werift_available()
+    if not ok:
+        missing_service(why)
 
 
 @pytest.fixture(scope="session")

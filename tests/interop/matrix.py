@@ -25,6 +25,7 @@ from tests.interop.peers import (
     Servers,
     SynciceOurs,
     Theirs,
+    WeriftTheirs,
 )
 
 #: Datagrams sent by ours and echoed by the peer, in each cell.
@@ -32,7 +33,7 @@ DATAGRAMS = 100
 #: Bound on each echo (hang guard).
 ECHO_TIMEOUT = 5.0
 
-PEERS = ("aioice", "libnice-regular", "libnice-aggressive")
+PEERS = ("aioice", "libnice-regular", "libnice-aggressive", "werift")
 ROLES = ("controlling", "controlled")
 TRANSPORTS = ("udp", "tcp", "tls")
 
@@ -149,6 +150,8 @@ def make_theirs(cell: Cell, turn: TurnService, servers: Servers) -> Theirs:
     controlling = cell.role == "controlled"
     if cell.peer == "aioice":
         return AioiceTheirs(controlling, turn, servers)
+    if cell.peer == "werift":
+        return WeriftTheirs(controlling, turn, servers)
     return NiceTheirs(controlling, turn, servers, cell.peer.removeprefix("libnice-"))
 
 
@@ -201,6 +204,8 @@ def run_cell(cell: Cell, ours_name: str, turn: TurnService) -> Result:
         if isinstance(theirs, NiceTheirs):
             result.peer_events = list(theirs.seen)
             if result.error is not None:
-                result.error += f"\nlibnice: {theirs.seen}\n{''.join(theirs.stderr)}"
+                result.error += (
+                    f"\n{theirs.name}: {theirs.seen}\n{''.join(theirs.stderr)}"
+                )
     append_record(result.record())
     return result

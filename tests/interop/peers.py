@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import ssl
 import subprocess
 import threading
@@ -32,6 +33,10 @@ from tests.conftest import TurnService
 #: the one named by ``$SYNCICE_NICE_PYTHON``.
 NICE_PEER = Path(__file__).with_name("nice_peer.py")
 SYSTEM_PYTHON = os.environ.get("SYNCICE_NICE_PYTHON", "/usr/bin/python3")
+#: The werift-ice peer program (its npm packages installed beside it), run
+#: with ``node`` or the one named by ``$SYNCICE_NODE``.
+WERIFT_PEER = Path(__file__).parent / "werift" / "werift_peer.js"
+NODE = os.environ.get("SYNCICE_NODE", "node")
 
 #: Bound of every blocking step of a cell (hang guard, not a timing claim).
 STEP_TIMEOUT = 10.0
@@ -354,6 +359,9 @@ class NiceTheirs:
             ]
         if servers.relay_only:
             args.append("--relay-only")
+        self._spawn(args)
+
+    def _spawn(self, args: list[str]) -> None:
         self.proc = subprocess.Popen(
             args,
             stdin=subprocess.PIPE,
@@ -449,6 +457,53 @@ class NiceTheirs:
                         stream.close()
 
 
+# --- werift-ice in a node process ------------------------------------------
+
+
+class WeriftTheirs(NiceTheirs):
+    """werift-ice in a ``werift/werift_peer.js`` node process: the same JSON
+    lines as libnice's peer."""
+
+    def __init__(self, controlling: bool, turn: TurnService, servers: Servers):
+        self.name = "werift"
+        args = [
+            NODE,
+            str(WERIFT_PEER),
+            "--role",
+            "controlling" if controlling else "controlled",
+            "--local-address",
+            "127.0.0.1",
+        ]
+        if servers.stun:
+            args += ["--stun", f"{turn.ip}:{turn.port}"]
+        if servers.turn_transport is not None:
+            port = turn.tls_port if servers.turn_transport == "tls" else turn.port
+            args += [
+                "--turn",
+                f"{turn.ip}:{port}",
+                "--turn-user",
+                turn.username,
+                "--turn-password",
+                turn.password,
+                "--turn-transport",
+                servers.turn_transport,
+                "--turn-ca",
+                str(turn.cert),
+            ]
+        if servers.relay_only:
+            args.append("--relay-only")
+        self._spawn(args)
+
+
+def werift_available() -> tuple[bool, str]:
+    """Whether node and the installed werift-ice are here, and why not."""
+    if shutil.which(NODE) is None:
+        return False, "no node: apt-get install -y nodejs npm"
+    if not (WERIFT_PEER.parent / "node_modules" / "werift-ice").is_dir():
+        return False, f"no werift-ice: cd {WERIFT_PEER.parent} && npm ci"
+    return True, ""
+
+
 def nice_available() -> tuple[bool, str]:
     """Whether ``/usr/bin/python3`` can load libnice's GI bindings, and why not."""
     try:
@@ -478,7 +533,9 @@ __all__ = [
     "NiceTheirs",
     "Servers",
     "SynciceOurs",
+    "WeriftTheirs",
     "candidate_type",
     "nice_available",
+    "werift_available",
     "without_redundant",
 ]

@@ -228,3 +228,75 @@ def test_show_failures_prints_each_failed_run_with_its_detail(
     # Without the flag, nothing is printed.
     assert gen.main([str(results), "-o", str(out)]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_browser_tables(tmp_path: Path) -> None:
+    chromium = {
+        "suite": "browser",
+        "peer": "chromium",
+        "ours": "syncice",
+        "role": "controlling",
+        "scenario": "none",
+        "order": "connect-first",
+        "run": 1,
+        "outcome": "connected",
+        "seconds": 0.07,
+        "peer_seconds": 0.06,
+        "selected": "host/prflx",
+        "noticed": "disconnected",
+        "noticed_after": 5.0,
+    }
+    aiortc = {
+        "suite": "browser",
+        "peer": "aiortc",
+        "ours": "syncice.asyncio",
+        "role": "controlling",
+        "scenario": "host",
+        "run": 1,
+        "outcome": "connected",
+        "seconds": 0.035,
+        "messages": 1000,
+    }
+    records = [
+        chromium,
+        dict(chromium, run=2, seconds=0.09, peer_seconds=0.08, noticed_after=7.0),
+        dict(
+            chromium,
+            role="controlled",
+            outcome="failed",
+            seconds=20.0,
+            peer_seconds=None,
+            selected=None,
+            noticed=None,
+            noticed_after=None,
+        ),
+        aiortc,
+        dict(aiortc, ours="aioice", seconds=0.04),
+    ]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "interop.rst"
+    assert _generator().main([str(results), "-o", str(out), "--where", "here"]) == 0
+    text = out.read_text()
+    tables = text.split("\nChromium and aiortc\n-------------------\n", 1)[1]
+    chromium_rows = _rows("\nA\n" + tables, "A")
+    assert chromium_rows[1:] == [
+        [
+            "controlling",
+            "none",
+            "connect-first",
+            "pass (2/2)",
+            "0.080",
+            "0.070",
+            "host/prflx",
+            "disconnected (6.000)",
+        ],
+        ["controlled", "none", "connect-first", "FAIL", "—", "—", " ", " "],
+    ]
+    aiortc_rows = _rows(
+        text, "aiortc 1.16.0 to the same page: a data channel, 1,000 binary messages"
+    )
+    assert aiortc_rows[1:] == [
+        ["aioice", "pass", "0.040", "1000"],
+        ["syncice.asyncio", "pass", "0.035", "1000"],
+    ]

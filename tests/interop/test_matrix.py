@@ -1,4 +1,5 @@
-"""The interop matrix: syncice against aioice 0.13 and libnice 0.1.21 (layer 3).
+"""The interop matrix: syncice against aioice 0.13, libnice 0.1.21 and werift-ice
+0.2.3 (layer 3).
 
 Every cell (peer x role of syncice x scenario x TURN transport) connects
 syncice to the peer on 127.0.0.1, with coturn as STUN and TURN server, and
@@ -49,6 +50,8 @@ def _expected_types(cell: Cell) -> set[str]:
 def test_cell(cell: Cell, matrix: MatrixRunner, request: pytest.FixtureRequest) -> None:
     if cell.peer.startswith("libnice"):
         request.getfixturevalue("libnice")
+    if cell.peer == "werift":
+        request.getfixturevalue("werift")
     ours, baseline = matrix.results(cell)
     assert ours.outcome == "connected", ours.error
     assert ours.datagrams == DATAGRAMS
