@@ -79,20 +79,24 @@ class LoopBridge:
     loop last drained it costs a ``call_soon_threadsafe`` (a wakeup write).
     No lock: :meth:`run` clears :attr:`scheduled` before it drains, and
     :meth:`post` appends before it looks at it, so an item is either drained
-    by the run in flight or schedules one. It holds its loop and the waiters
-    weakly: ``bridges`` must not keep a loop alive.
+    by the run in flight or schedules one. It holds its loop weakly
+    (``bridges`` must not keep a loop alive) and the waiters handed to it
+    strongly, until the loop's next turn delivers them: a waiter's task may
+    be held by nothing else (asyncio holds tasks weakly), and a garbage
+    collection in between would lose the item with it. A loop found closed
+    drops them at once.
     """
 
     __slots__ = ("__weakref__", "loop", "pending", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = weakref.ref(loop)
-        self.pending: deque[weakref.ref[AsyncWaiter[Any]]] = deque()
+        self.pending: deque[AsyncWaiter[Any]] = deque()
         self.scheduled = False
 
     def post(self, waiter: AsyncWaiter[Any]) -> None:
         """Queue ``waiter.deliver()`` on the loop (any thread)."""
-        self.pending.append(weakref.ref(waiter))
+        self.pending.append(waiter)
         if self.scheduled:
             return
         self.scheduled = True
@@ -109,9 +113,7 @@ class LoopBridge:
         self.scheduled = False
         pending = self.pending
         while pending:
-            waiter = pending.popleft()()
-            if waiter is not None:
-                waiter.deliver()
+            pending.popleft().deliver()
 
 
 bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBridge] = (

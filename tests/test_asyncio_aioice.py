@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 import pytest
 
 import syncice.asyncio as shim
+from syncice._aio_bridge import AsyncWaiter
+from syncice._inbox import Mailbox
 from syncice._transaction import ClientTransaction, Poll
 from syncice.asyncio import Candidate, Connection
 from syncice.ice import IceConfig
@@ -387,3 +389,29 @@ def test_server_names_resolve_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> N
         silent.close()
     assert lookups, "the server name was never looked up"
     assert all(ident != loop_thread[0] for _, ident in lookups)
+
+
+def test_an_item_handed_to_a_task_nobody_holds_is_not_lost() -> None:
+    """The same for a receive: between the worker handing a datagram to a
+    waiting ``recv()`` and the loop delivering it, the waiter is held (a
+    garbage collection then must not take the task, and the datagram with
+    it)."""
+
+    async def main() -> None:
+        mailbox: Mailbox[str] = Mailbox()
+        got: list[str] = []
+
+        async def take() -> None:
+            waiter: AsyncWaiter[str] = AsyncWaiter(mailbox)
+            mailbox.wait(waiter)
+            got.append(await waiter.wait())
+
+        asyncio.ensure_future(take())  # noqa: RUF006 - nobody holds it
+        await asyncio.sleep(0)  # take() waits in the mailbox
+        mailbox.put("datagram")  # the worker's hand-over, then a collection
+        gc.collect()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert got == ["datagram"]
+
+    run(main())
