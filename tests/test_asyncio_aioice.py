@@ -415,3 +415,12 @@ def test_an_item_handed_to_a_task_nobody_holds_is_not_lost() -> None:
         assert got == ["datagram"]
 
     run(main())
+
+
+@pytest.mark.parametrize(("retry_max", "sends"), [(500, 100), (-1, 1)])
+def test_retry_max_out_of_range_is_clamped(
+    monkeypatch: pytest.MonkeyPatch, retry_max: int, sends: int
+) -> None:
+    monkeypatch.setattr(shim.stun, "RETRY_MAX", retry_max)
+    assert shim.ice.default_config().max_sends == sends
+    Connection(True, local_addresses=LOOPBACK)  # no ValueError

@@ -22,6 +22,11 @@ The rules of the bridge:
 - Several event loops, in several threads, may use connections at once: one
   worker serves them all. A connection's coroutines must be awaited on one
   loop at a time. A loop that is gone leaves nothing behind here.
+- A coroutine that waits for the worker yields to the loop at least once,
+  even when the worker is done already, as aioice's do; and what it awaits
+  is held until the worker resolves it, so a task nobody keeps
+  (``asyncio.ensure_future(conn.connect())``, as aiortc does) is not
+  collected halfway.
 
 What the loop never waits for, and how: binding sockets and resolving server
 names run in the loop's default executor (the core's gathering job, under

@@ -54,7 +54,8 @@ def default_config() -> IceConfig:
       gives up after 39.5 s, aioice's after 63.5 s). Set to anything else,
       they give aioice's schedule: ``RETRY_MAX`` retransmissions after the
       first send, the interval doubling from ``RETRY_RTO`` with no cap, and
-      a last wait of one doubled interval.
+      a last wait of one doubled interval (at most 100 initial intervals).
+      Gathering keeps its own bound (``gather_timeout``).
     """
     interval = float(CONSENT_INTERVAL)
     config = IceConfig(
@@ -63,7 +64,7 @@ def default_config() -> IceConfig:
     )
     if (stun.RETRY_MAX, stun.RETRY_RTO) == AIOICE_RETRY:
         return config
-    retries = int(stun.RETRY_MAX)
+    retries = min(max(int(stun.RETRY_MAX), 0), 99)  # IceConfig's range of sends
     rto = float(stun.RETRY_RTO)
     return dataclasses.replace(
         config,
