@@ -72,6 +72,15 @@ def test_the_guide_is_consistent() -> None:
     assert total == chance + passed + failed
     assert chance == sum(1 for c, _ in entries.values() if c == "chance")
     assert failed == sum(1 for c, _ in entries.values() if c != "chance")
+    summary = re.search(
+        r"\((\d+) read or patch\s+aioice's internals, (\d+) meet a difference"
+        r"\s+listed above, (\d+)\s+depend on",
+        GUIDE.read_text(encoding="utf-8"),
+    )
+    assert summary is not None, "the guide's summary of the list"
+    assert tuple(map(int, summary.groups())) == tuple(
+        sum(1 for c, _ in entries.values() if c == category) for category in CATEGORIES
+    )
     total, chance, passed, failed = counts()["aiortc"]
     assert (chance, failed) == (0, 0)
     assert passed == total
