@@ -3,7 +3,7 @@
 
 - :func:`bridge`: an asyncio future that follows a
   :class:`concurrent.futures.Future` (a shared one: cancelling it leaves the
-  source alone), holding it weakly.
+  source alone), held by the source until it is done.
 - :class:`AsyncWaiter`: a coroutine's place in a mailbox
   (:mod:`syncice._inbox`), the asyncio kind of waiter; a cancelled wait
   gives back what the worker handed it.
@@ -42,21 +42,29 @@ def bridge(source: concurrent.futures.Future[T]) -> asyncio.Future[T]:
     """An asyncio future of the running loop that follows ``source``.
 
     Cancelling it leaves ``source`` alone (unlike :func:`asyncio.wrap_future`):
-    the core's futures are shared by every caller. ``source`` keeps only a
-    weak reference to it, so a loop that is gone is not kept alive by a
-    future that is never resolved; a loop closed before ``source`` is done
-    is skipped without a word.
+    the core's futures are shared by every caller. ``source`` holds it
+    strongly while it is pending: asyncio holds tasks weakly, so a task
+    nobody keeps (``asyncio.ensure_future(conn.connect())``, as aiortc does)
+    lives on through the future it awaits. Once it is done (resolved or
+    cancelled: ``asyncio.run`` cancels what is left at its end) ``source``
+    drops it, so a loop that is gone is not kept alive by a ``source`` that
+    is never resolved; a loop closed before ``source`` is done is skipped
+    without a word. Awaiting it always yields to the loop at least once.
     """
     loop = asyncio.get_running_loop()
     target: asyncio.Future[T] = loop.create_future()
     if source.done():
-        _copy(source, target)
+        # Resolved on the loop's next turn, not now: awaiting it yields once,
+        # as an aioice coroutine that waits for anything does, even when the
+        # worker was done before the coroutine looked (aiortc gathers its
+        # transports with asyncio.gather, and each must start before any ends).
+        loop.call_soon(_copy, source, target)
         return target
-    ref = weakref.ref(target)
+    held: list[asyncio.Future[T]] = [target]
+    target.add_done_callback(lambda _: held.clear())
 
     def done(source: concurrent.futures.Future[T]) -> None:
-        target = ref()
-        if target is not None:
+        for target in held[:1]:  # a copy: the loop may clear it meanwhile
             with contextlib.suppress(RuntimeError):  # the loop is closed
                 target.get_loop().call_soon_threadsafe(_copy, source, target)
 
@@ -71,20 +79,24 @@ class LoopBridge:
     loop last drained it costs a ``call_soon_threadsafe`` (a wakeup write).
     No lock: :meth:`run` clears :attr:`scheduled` before it drains, and
     :meth:`post` appends before it looks at it, so an item is either drained
-    by the run in flight or schedules one. It holds its loop and the waiters
-    weakly: ``bridges`` must not keep a loop alive.
+    by the run in flight or schedules one. It holds its loop weakly
+    (``bridges`` must not keep a loop alive) and the waiters handed to it
+    strongly, until the loop's next turn delivers them: a waiter's task may
+    be held by nothing else (asyncio holds tasks weakly), and a garbage
+    collection in between would lose the item with it. A loop found closed
+    drops them at once.
     """
 
     __slots__ = ("__weakref__", "loop", "pending", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = weakref.ref(loop)
-        self.pending: deque[weakref.ref[AsyncWaiter[Any]]] = deque()
+        self.pending: deque[AsyncWaiter[Any]] = deque()
         self.scheduled = False
 
     def post(self, waiter: AsyncWaiter[Any]) -> None:
         """Queue ``waiter.deliver()`` on the loop (any thread)."""
-        self.pending.append(weakref.ref(waiter))
+        self.pending.append(waiter)
         if self.scheduled:
             return
         self.scheduled = True
@@ -101,9 +113,7 @@ class LoopBridge:
         self.scheduled = False
         pending = self.pending
         while pending:
-            waiter = pending.popleft()()
-            if waiter is not None:
-                waiter.deliver()
+            pending.popleft().deliver()
 
 
 bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBridge] = (

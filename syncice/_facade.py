@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _gather, _worker
-from ._checklist import PairStats
+from ._checklist import PairStats, canonical
 from ._inbox import INBOX_SIZE, Inbox
 from ._lifecycle import Phase
 from ._mailbox import Mailbox, Waiter
@@ -353,6 +353,8 @@ class ConnectionCore:
         # A close() made while the gathering job binds: the job ends it.
         self._closing: Closing | None = None
         self._remote_candidates: list[Candidate] = []
+        # (component, transport, address, port) of each listed one.
+        self._remote_keys: set[tuple[int, str, str, int]] = set()
         self._pending_remote: list[Candidate | None] = []
         self._remote_end = False
         self._closed = False
@@ -385,7 +387,8 @@ class ConnectionCore:
 
     @property
     def remote_candidates(self) -> list[Candidate]:
-        """The remote candidates added, as given."""
+        """The remote candidates added, as given, but those aioice leaves out
+        too (:meth:`add_remote_candidate`)."""
         with self._lock:
             return list(self._remote_candidates)
 
@@ -582,7 +585,7 @@ class ConnectionCore:
             if candidate is None:
                 self._remote_end = True
             else:
-                self._remote_candidates.append(candidate)
+                self._list_remote(candidate)
             session = self._session()
             if session is None:
                 self._pending_remote.append(candidate)
@@ -590,6 +593,22 @@ class ConnectionCore:
             worker = self._worker()
             assert worker is not None
             worker.post(lambda: session.add_remote_candidate(candidate))
+
+    def _list_remote(self, candidate: Candidate) -> None:
+        # Listed as aioice lists it: not a candidate of an unknown type, nor
+        # one with the transport address of one listed already (the agent
+        # refuses both, and logs why). Under the lock.
+        if candidate.type not in ("host", "srflx", "prflx", "relay"):
+            return
+        key = (
+            candidate.component,
+            candidate.transport.lower(),
+            canonical(candidate.host),
+            candidate.port,
+        )
+        if key not in self._remote_keys:
+            self._remote_keys.add(key)
+            self._remote_candidates.append(candidate)
 
     def default_candidate(self, component: int) -> Candidate | None:
         """The local candidate of ``component`` with the lowest priority.

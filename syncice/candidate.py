@@ -62,7 +62,10 @@ _FIELDS: Final = (
 )
 
 # RFC 8839 §5.1: foundation = 1*32ice-char; ice-char = ALPHA / DIGIT / "+" / "/".
-_FOUNDATION_RE = r"[A-Za-z0-9+/]{1,32}"
+# Accepted more leniently, as aioice does: 1 to 32 ice-chars or RFC 4566
+# token-chars (so "some-foundation", "a.b", "x_1"), which keeps a line
+# parseable (no space, no ":") and foundations distinct when compared.
+_FOUNDATION_RE = r"[!#-'*+\-./0-9A-Z^-~]{1,32}"
 _FOUNDATION: Final = re.compile(_FOUNDATION_RE).fullmatch
 # RFC 4566 §9: token = 1*(token-char), the characters %x21-7E except
 # '"', '(', ')', ',', '/', ':' to '@' and '[' to ']'.
@@ -191,7 +194,11 @@ def _check_int(field: str, value: object, minimum: int, maximum: int) -> int:
 
 def _check_foundation(field: str, value: str) -> None:
     if _FOUNDATION(value) is None:
-        raise _error(field, "must be 1 to 32 ice-chars (RFC 8839 §5.1)", value)
+        raise _error(
+            field,
+            "must be 1 to 32 ice-chars (RFC 8839 §5.1) or token-chars (RFC 4566 §9)",
+            value,
+        )
 
 
 def _check_token(field: str, value: str) -> None:
@@ -325,7 +332,9 @@ class Candidate:
     The arguments are aioice's. Every field is validated; instances are
     immutable, and equal exactly when their :meth:`to_sdp` lines are equal.
 
-    :param foundation: 1 to 32 ice-chars (``ALPHA / DIGIT / "+" / "/"``).
+    :param foundation: 1 to 32 ice-chars (``ALPHA / DIGIT / "+" / "/"``,
+        RFC 8839 §5.1) or, as aioice accepts, RFC 4566 token-chars
+        (``"some-foundation"``).
     :param component: the component ID, 1 to 256.
     :param transport: a token, usually ``"udp"`` or ``"tcp"``; its case is kept.
     :param priority: 1 to 2**31 - 1.
@@ -699,7 +708,7 @@ class Candidate:
 
     @property
     def foundation(self) -> str:
-        """The foundation (RFC 8445 §5.1.1.3): 1 to 32 ice-chars."""
+        """The foundation (RFC 8445 §5.1.1.3): 1 to 32 ice-chars or token-chars."""
         return self._fields[0]
 
     @property

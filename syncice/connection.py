@@ -193,7 +193,10 @@ class Connection:
     @property
     def remote_candidates(self) -> list[Candidate]:
         """Remote candidates, which you need to populate using
-        :meth:`add_remote_candidate`."""
+        :meth:`add_remote_candidate`: those added, as given, but (as in
+        aioice) none of an unknown type and none with the component,
+        transport and address (IP spelled canonically) of one listed
+        already."""
         return self._core.remote_candidates
 
     @property
@@ -221,7 +224,8 @@ class Connection:
         A candidate whose address is an mDNS name (``<label>.local``) is
         resolved by the worker first, then checked with the address it got;
         one that does not resolve within 2 s is dropped, with a warning
-        (:mod:`syncice.mdns`). :attr:`remote_candidates` lists it as given.
+        (:mod:`syncice.mdns`). :attr:`remote_candidates` lists it as given,
+        with its name.
 
         :param remote_candidate: a :class:`Candidate` instance or ``None``.
         :raises ValueError: after end-of-candidates.

@@ -118,10 +118,22 @@ install_peers() {
   fi
 }
 
+# aioice's and aiortc's own test suites (tests/suites/): their sdists, which
+# carry the tests (aiortc itself is a test extra).
+fetch_suites() {
+  export SYNCICE_SUITES_DIR="${SYNCICE_SUITES_DIR:-/tmp/syncice-suites}"
+  mkdir -p "$SYNCICE_SUITES_DIR"
+  "$py" -m pip download -q --disable-pip-version-check aioice==0.13.0 \
+    aiortc==1.16.0 --no-binary :all: --no-deps -d "$SYNCICE_SUITES_DIR" ||
+    echo "run-all: the aioice and aiortc sdists could not be fetched: their" \
+      "suites will skip (fail under CI)" >&2
+}
+
 start_services() {
   banner "services"
   start_coturn
   install_peers
+  fetch_suites
 }
 
 # gone PID: the process has exited. `wait` works for children only; a server

@@ -57,12 +57,32 @@ class LoopThread:
         self.guard.check()
 
 
+#: How many turns of the loop a poll (``timeout=0``) gives the coroutine: a
+#: shim coroutine that waits for the worker yields once even when the worker
+#: is done already (as aioice's do), and its result comes on a later turn.
+POLL_TURNS = 3
+
+
 async def _within(awaitable: Awaitable[T], timeout: float | None, what: str) -> T:
     if timeout is None:
         return await awaitable
+    if timeout <= 0:
+        # wait_for(x, 0) never lets x start: a poll gets a few turns of the
+        # loop (counted, not timed), then gives up.
+        task = asyncio.ensure_future(awaitable)
+        for _ in range(POLL_TURNS):
+            if task.done():
+                break
+            await asyncio.sleep(0)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if task.cancelled():
+                raise IceTimeoutError(f"{what} timed out")
+        return task.result()
     try:
-        # wait_for(x, 0) never lets x start: a poll gets one step of the loop.
-        return await asyncio.wait_for(awaitable, max(timeout, 1e-6))
+        return await asyncio.wait_for(awaitable, timeout)
     except TimeoutError:
         raise IceTimeoutError(f"{what} timed out") from None
 

@@ -319,7 +319,8 @@ REJECTED = [
     ("typ", "1 1 udp 1 192.0.2.1 9"),
     ("type", "1 1 udp 1 192.0.2.1 9 typ"),
     ("foundation", " 1 udp 1 192.0.2.1 9 typ host"),
-    ("foundation", "1-2 1 udp 1 192.0.2.1 9 typ host"),
+    ("foundation", "1(2) 1 udp 1 192.0.2.1 9 typ host"),
+    ("foundation", '1"2 1 udp 1 192.0.2.1 9 typ host'),
     ("foundation", "f:x 1 udp 1 192.0.2.1 9 typ host"),
     ("foundation", "é 1 udp 1 192.0.2.1 9 typ host"),
     ("foundation", "x" * 33 + " 1 udp 1 192.0.2.1 9 typ host"),
@@ -550,7 +551,9 @@ GOOD = {
     ("field", "value"),
     [
         ("foundation", ""),
-        ("foundation", "a-b"),
+        ("foundation", "a(b)"),
+        ("foundation", "a:b"),
+        ("foundation", "a,b"),
         ("foundation", "x" * 33),
         ("component", 0),
         ("component", 257),
@@ -917,3 +920,15 @@ def test_aioice_pairs_alike() -> None:
                 aioice.candidate.Candidate.from_sdp(b)
             )
             assert ours is theirs
+
+
+@pytest.mark.parametrize(
+    "foundation", ["some-foundation", "ipv6-foundation", "a.b", "x_1~", "a+b/c", "1"]
+)
+def test_foundation_accepts_what_aioice_accepts(foundation: str) -> None:
+    """aioice takes any foundation (its tests use "some-foundation"); syncice
+    takes RFC 8839's ice-chars and RFC 4566's token-chars, which keep the line
+    parseable: the candidate round-trips through its SDP line."""
+    candidate = Candidate(**{**GOOD, "foundation": foundation})  # type: ignore[arg-type]
+    assert candidate.foundation == foundation
+    assert Candidate.from_sdp(candidate.to_sdp()) == candidate

@@ -1,37 +1,5 @@
-"""aioice's asyncio API over syncice's worker thread.
-
-``import syncice.asyncio as aioice`` gives a :class:`Connection` whose
-coroutines are aioice's, over the same facade core as the blocking
-:class:`syncice.Connection` (:mod:`syncice._facade`): each operation returns
-a completion, which this module bridges to the caller's event loop with
-:meth:`asyncio.loop.call_soon_threadsafe`. No thread is parked per call, and
-the event loop never waits: not for the network, not for the worker thread.
-
-The rules of the bridge:
-
-- :meth:`Connection.recv` returns at once, with no thread hop, when a datagram
-  is queued. Otherwise it leaves a waiter (:class:`AsyncWaiter`) in the
-  connection's mailbox, the same receive as the blocking facade's
-  (:mod:`syncice._inbox`); the worker hands it the datagram, which reaches
-  the loop in one ``call_soon_threadsafe`` (batched per loop).
-- A cancelled ``recv()`` (or ``get_event()``) loses nothing: an item the
-  worker already handed to it goes back to the front of the mailbox.
-- Cancelling :meth:`Connection.connect` or :meth:`Connection.gather_candidates`
-  cancels only the wait: the checks (or the gathering) go on, a later call
-  waits for the same outcome, and :meth:`Connection.close` works.
-- Several event loops, in several threads, may use connections at once: one
-  worker serves them all. A connection's coroutines must be awaited on one
-  loop at a time. A loop that is gone leaves nothing behind here.
-
-What the loop never waits for, and how: binding sockets and resolving server
-names run in the loop's default executor (the core's gathering job, under
-no lock); commands go to the worker without waiting for it
-(``Worker.post``), in order, so a later call sees their effect. The locks
-the loop takes (the core's, the life cycle's, a mailbox's) are only ever
-held for a few statements, never across I/O or a wait. ``tests/loopguard.py``
-checks all this: it fails a test whose loop thread makes a blocking call or
-waits for a lock another thread holds, but for those.
-"""
+"""The connection of :mod:`syncice.asyncio` (see the package's docstring
+for the rules of its bridge to the event loop)."""
 
 from __future__ import annotations
 
@@ -42,26 +10,20 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._aio_bridge import AsyncWaiter, bridge
-from ._checklist import PairStats
-from ._facade import ConnectionCore, TransportPolicy
-from .candidate import Candidate
-from .events import ConnectionClosed, ConnectionEvent
-from .exceptions import ConnectionClosedError
-from .ice import IceConfig
+from .._aio_bridge import AsyncWaiter, bridge
+from .._checklist import PairStats
+from .._facade import ConnectionCore, TransportPolicy
+from ..candidate import Candidate
+from ..events import ConnectionEvent
+from ..exceptions import ConnectionClosedError
+from ..ice import IceConfig
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = [
-    "Candidate",
-    "Connection",
-    "ConnectionClosed",
-    "ConnectionEvent",
-    "TransportPolicy",
-]
+__all__ = ["Connection"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("syncice.asyncio")
 
 
 class Connection:
@@ -128,7 +90,7 @@ class Connection:
             local_username,
             local_password,
             local_addresses=local_addresses,
-            config=config,
+            config=_aioice_config() if config is None else config,
             mdns_host_candidates=mdns_host_candidates,
         )
         self._name = core.name
@@ -189,7 +151,10 @@ class Connection:
     @property
     def remote_candidates(self) -> list[Candidate]:
         """Remote candidates, which you need to populate using
-        :meth:`add_remote_candidate`."""
+        :meth:`add_remote_candidate`: those added, as given, but (as in
+        aioice) none of an unknown type and none with the component,
+        transport and address (IP spelled canonically) of one listed
+        already."""
         return self._core.remote_candidates
 
     @property
@@ -392,3 +357,10 @@ class Connection:
         """Per-pair statistics: a syncice extension (see
         :meth:`syncice.Connection.get_stats`)."""
         return await bridge(self._core.stats())
+
+
+def _aioice_config() -> IceConfig:
+    # Imported here: .ice imports this module for Connection.
+    from .ice import default_config
+
+    return default_config()
