@@ -222,6 +222,42 @@ class ConnectionCore:
     :raises ValueError: for a wrong value (see :class:`syncice.Connection`).
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_agent",
+        "_closed",
+        "_closing",
+        "_finalizer",
+        "_gathered",
+        "_inherited",
+        "_lifecycle",
+        "_lock",
+        "_pending_remote",
+        "_plan",
+        "_published",
+        "_remote_candidates",
+        "_remote_end",
+        "_remote_keys",
+        "_session_box",
+        "_worker_box",
+        "components",
+        "direct_reads",
+        "events",
+        "inbox",
+        "local_password",
+        "local_username",
+        "mdns_host_candidates",
+        "name",
+        "relay_only",
+        "send_drops",
+        "stun_server",
+        "turn_password",
+        "turn_server",
+        "turn_ssl",
+        "turn_transport",
+        "turn_username",
+    )
+
     def __init__(
         self,
         ice_controlling: bool,
