@@ -32,7 +32,8 @@ EPILOG = (
 examples:
   syncice stun stun.example.org --nat
   syncice turn turn:turn.example.org --user alice --password secret
-  syncice pipe --offer > offer.txt          (then: syncice pipe --answer OFFER)
+  syncice pipe offer < file.tar             (then, on the other host:
+  syncice pipe answer LINE > file.tar        the offer's line; paste its answer)
 
 Each command has its own --help.
 

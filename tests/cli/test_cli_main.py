@@ -70,3 +70,26 @@ def test_interrupted_exits_130() -> None:
                 process.wait()
     assert process.returncode == 130
     assert "error: interrupted" in err
+
+
+def test_the_examples_of_every_help_parse() -> None:
+    # Each "syncice ..." line of a help text is a command line the parser
+    # takes (redirections, continuations and the notes after two spaces or
+    # in parentheses aside).
+    import shlex
+
+    from syncice.cli import EPILOG, build_parser, pipe, stun, turn
+
+    parser, _ = build_parser()
+    lines = [
+        line
+        for text in (EPILOG, stun.EPILOG, turn.EPILOG, pipe.EPILOG)
+        for line in text.replace("\\\n", " ").splitlines()
+    ]
+    examples = [line[line.index("syncice ") :] for line in lines if "syncice " in line]
+    assert len(examples) >= 8
+    for example in examples:
+        command = example.split("  ")[0].split("(")[0]
+        words = shlex.split(command.split(">")[0].split("<")[0])
+        args = parser.parse_args(words[1:])  # SystemExit: the help is wrong
+        assert args.command == words[1], example
