@@ -215,8 +215,11 @@ def description(
 # --- what goes over the wire ----------------------------------------------------
 
 
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
 class StunWatch:
-    """A capture of the STUN messages to and from one UDP port on ``lo``.
+    """A capture of the STUN messages to and from our UDP ports on ``lo``.
 
     Records the attributes of each binding request that arrives there and
     counts the success responses sent from there (an AF_PACKET socket: root,
@@ -224,10 +227,15 @@ class StunWatch:
     """
 
     def __init__(self) -> None:
-        self.port = 0
+        #: Our ports: one per local address (a check may come to any).
+        self.ports: frozenset[int] = frozenset()
         self.requests: list[tuple[float, list[str]]] = []
         self.responses = 0
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(3))
+        # Every frame on lo comes here, the page's HTTP too (up to 64 KiB
+        # each): a buffer that holds seconds of them, so that a thread slow
+        # to read on a loaded machine drops no STUN message.
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
         self._sock.bind(("lo", 0))
         self._sock.settimeout(0.2)
         self._stop = threading.Event()
@@ -253,9 +261,9 @@ class StunWatch:
         src, dst = struct.unpack("!HH", udp[:4])
         stun = udp[8:]
         kind, length, cookie = struct.unpack("!HHI", stun[:8])
-        if cookie != 0x2112A442 or not self.port:
+        if cookie != 0x2112A442 or not self.ports:
             return
-        if kind == 0x0001 and dst == self.port:
+        if kind == 0x0001 and dst in self.ports:
             names = []
             at = 20
             while at + 4 <= min(len(stun), 20 + length):
@@ -263,7 +271,7 @@ class StunWatch:
                 names.append(ATTRIBUTES.get(atype, f"0x{atype:04X}"))
                 at += 4 + (alen + 3) // 4 * 4
             self.requests.append((time.monotonic(), names))
-        elif kind == 0x0101 and src == self.port:
+        elif kind == 0x0101 and src in self.ports:
             self.responses += 1
 
     def summary(self) -> dict[str, Any]:
@@ -328,7 +336,7 @@ def run(
         browser = Browser(url, media=regime == "host")
         try:
             conn.gather_candidates(timeout=STEP)
-            watch.port = conn.local_candidates[0].port
+            watch.ports = frozenset(c.port for c in conn.local_candidates)
             media = regime == "host"
             if role == "offerer":
                 offer = browser.call("m => makeOffer(m)", media)

@@ -176,7 +176,10 @@ def run_suite(suite: Suite, work: Path, *, timeout: float = 1800) -> dict[str, O
         f"--junitxml={junit}",
         *suite.files,
     ]
-    subprocess.run(
+    done = subprocess.run(
         command, cwd=tree, env=env, timeout=timeout, capture_output=True, check=False
     )
+    # What the run printed, for a failure to quote (an INTERNALERROR says
+    # nothing more in the report).
+    (work / f"{suite.key}.log").write_bytes(done.stdout + done.stderr)
     return read_junit(junit)

@@ -112,13 +112,24 @@ def run_or_skip(key: str, tmp_path: Path) -> dict[str, Outcome]:
     return run_suite(suite, tmp_path)
 
 
+def log_tail(work: Path, key: str, lines: int = 40) -> str:
+    """The end of what the suite's run printed (see runner.run_suite)."""
+    log = work / f"{key}.log"
+    if not log.exists():
+        return ""
+    text = log.read_text(errors="replace").splitlines()[-lines:]
+    return "\n--- the run's last lines:\n" + "\n".join(text)
+
+
 def test_aioices_suite_fails_only_as_classified(tmp_path: Path) -> None:
     results = run_or_skip("aioice", tmp_path)
     entries = classified()
     chance = {t for t, (c, _) in entries.items() if c == "chance"}
     failed = {t: o for t, o in results.items() if o.status != "passed"}
     unexplained = {t: o.message for t, o in failed.items() if t not in entries}
-    assert unexplained == {}, "failures not in docs/migrating.rst"
+    assert unexplained == {}, "failures not in docs/migrating.rst" + log_tail(
+        tmp_path, "aioice"
+    )
     stale = sorted(
         t
         for t, (c, _) in entries.items()
@@ -136,5 +147,5 @@ def test_aioices_suite_fails_only_as_classified(tmp_path: Path) -> None:
 def test_aiortcs_ice_tests_pass_on_the_swap(tmp_path: Path) -> None:
     results = run_or_skip("aiortc", tmp_path)
     failed = {t: o.message for t, o in results.items() if o.status != "passed"}
-    assert failed == {}
+    assert failed == {}, log_tail(tmp_path, "aiortc")
     assert len(results) == counts()["aiortc"][0]
