@@ -29,6 +29,7 @@ CORE = (
     "_ice_states",
     "_nomination",
     "_relays",
+    "_agent_relays",
     "_transaction",
     "events",
     "turn",
