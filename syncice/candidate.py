@@ -163,6 +163,29 @@ def _address_family(text: str) -> int:
     return _FAMILY_INVALID
 
 
+# Address texts already found valid, with their family (4, 6 or 0 for a host
+# name): the same few addresses come back in every candidate of an interface,
+# in every line a peer signals, and in every pair checked. Bounded: emptied
+# when full, and only short texts are kept (an IPv6 address is at most 45
+# characters, an mDNS name 42), so that a peer's stream of new names costs no
+# memory; a miss only costs the full check again.
+_KNOWN_ADDRESSES: Final[dict[str, int]] = {}
+_KNOWN_LIMIT: Final = 512
+_KNOWN_LONGEST: Final = 64
+
+
+def _known_family(text: str) -> int:
+    """:func:`_address_family`, remembered for the valid texts."""
+    family = _KNOWN_ADDRESSES.get(text)
+    if family is None:
+        family = _address_family(text)
+        if family != _FAMILY_INVALID and len(text) <= _KNOWN_LONGEST:
+            if len(_KNOWN_ADDRESSES) >= _KNOWN_LIMIT:
+                _KNOWN_ADDRESSES.clear()
+            _KNOWN_ADDRESSES[text] = family
+    return family
+
+
 def _short(value: object) -> str:
     text = repr(value)
     if len(text) > 60:  # fuzzers send megabytes; keep messages readable
@@ -207,7 +230,7 @@ def _check_token(field: str, value: str) -> None:
 
 
 def _check_address(field: str, value: str) -> None:
-    if _address_family(value) == _FAMILY_INVALID:
+    if _known_family(value) == _FAMILY_INVALID:
         raise _error(field, "must be an IPv4 or IPv6 address or a host name", value)
 
 
@@ -409,7 +432,7 @@ class Candidate:
             priority = _check_int("priority", priority, 1, _MAX_PRIORITY)
         if _type_of(host) is not str:
             host = _check_str("host", host)
-        if ":" in host or not _is_ipv4(host):
+        if host not in _KNOWN_ADDRESSES:
             _check_address("host", host)
         if _type_of(port) is not int or not 0 <= port <= 65535:
             port = _check_int("port", port, 0, 65535)
@@ -429,7 +452,7 @@ class Candidate:
                 )
             if _type_of(related_address) is not str:
                 related_address = _check_str("related_address", related_address)
-            if not _is_ipv4(related_address):
+            if related_address not in _KNOWN_ADDRESSES:
                 _check_address("related_address", related_address)
             if _type_of(related_port) is not int or not 0 <= related_port <= 65535:
                 related_port = _check_int("related_port", related_port, 0, 65535)
@@ -545,43 +568,14 @@ class Candidate:
             or port_value > 65535
         ):
             return cls._parse(sdp)
-        # Addresses, as _address_family() checks them, but inline.
-        if ":" in host:
-            if "::" in host:
-                # _ipv6_groups_fit(), inline; its bound holds below 16 characters.
-                if _IPV6_COMPRESSED(host) is None or (
-                    len(host) > 15
-                    and host.count(":")
-                    - (host[0] == ":")
-                    - (host[-1] == ":")
-                    + ("." in host)
-                    > 7
-                ):
-                    return cls._parse(sdp)
-            elif _IPV6_FULL(host) is None:
-                return cls._parse(sdp)
-        else:
-            octets = host.split(".")
-            if not (
-                len(octets) == 4
-                and octets[0] in _OCTETS
-                and octets[1] in _OCTETS
-                and octets[2] in _OCTETS
-                and octets[3] in _OCTETS
-            ) and (len(host) > 253 or _HOSTNAME(host) is None):
-                return cls._parse(sdp)
+        # Addresses, as _address_family() checks them (remembered).
+        if host not in _KNOWN_ADDRESSES and _known_family(host) == _FAMILY_INVALID:
+            return cls._parse(sdp)
         related_port: int | None = None
         if related_address is not None:
-            octets = related_address.split(".")
             if (
-                not (
-                    len(octets) == 4
-                    and octets[0] in _OCTETS
-                    and octets[1] in _OCTETS
-                    and octets[2] in _OCTETS
-                    and octets[3] in _OCTETS
-                )
-                and _address_family(related_address) == _FAMILY_INVALID
+                related_address not in _KNOWN_ADDRESSES
+                and _known_family(related_address) == _FAMILY_INVALID
             ):
                 return cls._parse(sdp)
             if related_port_text == port:  # port-preserving NATs; checked

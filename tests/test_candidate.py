@@ -932,3 +932,35 @@ def test_foundation_accepts_what_aioice_accepts(foundation: str) -> None:
     candidate = Candidate(**{**GOOD, "foundation": foundation})  # type: ignore[arg-type]
     assert candidate.foundation == foundation
     assert Candidate.from_sdp(candidate.to_sdp()) == candidate
+
+
+def test_address_cache_stays_bounded_and_never_keeps_an_invalid_text() -> None:
+    from syncice import candidate as module
+
+    module._KNOWN_ADDRESSES.clear()
+    for n in range(3 * module._KNOWN_LIMIT):
+        Candidate.from_sdp(
+            f"1 1 udp 1 10.{n >> 16}.{(n >> 8) & 255}.{n & 255} 9 typ host"
+        )
+        assert len(module._KNOWN_ADDRESSES) <= module._KNOWN_LIMIT
+    long_name = "a" * 60 + "." + "b" * 60 + ".local"
+    Candidate.from_sdp(f"1 1 udp 1 {long_name} 9 typ host")
+    assert long_name not in module._KNOWN_ADDRESSES  # too long to keep
+    for text in ("1.2.3.256", "::1::2", "-bad-"):
+        with pytest.raises(CandidateError):
+            Candidate.from_sdp(f"1 1 udp 1 {text} 9 typ host")
+        with pytest.raises(CandidateError):
+            Candidate("1", 1, "udp", 1, text, 9, "host")
+        assert text not in module._KNOWN_ADDRESSES
+
+
+@pytest.mark.parametrize("line", ["10.0.0.1", "::1", "2001:db8::42", "x.local"])
+def test_a_remembered_address_gives_what_a_fresh_check_gives(line: str) -> None:
+    from syncice import candidate as module
+
+    sdp = f"1 1 udp 1 {line} 9 typ srflx raddr {line} rport 9"
+    module._KNOWN_ADDRESSES.clear()
+    cold = Candidate.from_sdp(sdp)
+    warm = Candidate.from_sdp(sdp)
+    assert cold == warm == Candidate._parse(sdp)
+    assert module._known_family(line) == module._address_family(line)
