@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,3 +39,17 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+
+
+def _public_bases(
+    app: object, name: str, obj: object, options: object, bases: list[type]
+) -> None:
+    """Leave out the private mixins a public class is assembled from (their
+    members are documented on the class itself, ``:inherited-members:``)."""
+    bases[:] = [
+        b for b in bases if not any(p.startswith("_") for p in b.__module__.split("."))
+    ] or [object]
+
+
+def setup(app: Any) -> None:
+    app.connect("autodoc-process-bases", _public_bases)

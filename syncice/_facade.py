@@ -844,10 +844,15 @@ class ConnectionCore:
         if phase is not Phase.CONNECTED and phase is not Phase.CLOSED:
             self.check_inherited()
             raise NotConnectedError("Cannot receive data, not connected")
+        self.want_glued_reads()
+        return self.inbox.get_many(most, timeout)
+
+    def want_glued_reads(self) -> None:
+        """Ask the sockets' readers to let the kernel glue datagrams (GRO),
+        unless ``IceConfig(batch_io=False)``: a batch receive is coming."""
         session = self._session()
         if session is not None and self._agent.config.batch_io:
             session.gro.wanted = True  # one assignment: read by the readers
-        return self.inbox.get_many(most, timeout)
 
     def receive_nowait(self) -> Item | None:
         """The next datagram if one is queued, else ``None``.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 import syncice.asyncio
@@ -160,6 +160,19 @@ class ShimAdapter:
 
     def sendto(self, data: bytes, component: int) -> None:
         self._run(lambda: self._shim.sendto(data, component))
+
+    def send_many(self, datagrams: Iterable[bytes], component: int = 1) -> None:
+        self._run(lambda: self._shim.send_many(datagrams, component))
+
+    def recv_many(
+        self, max_count: int = 64, *, timeout: float | None = None
+    ) -> list[bytes]:
+        return self._run(lambda: self._shim.recv_many(max_count), timeout, "recv")
+
+    def recvfrom_many(
+        self, max_count: int = 64, *, timeout: float | None = None
+    ) -> list[tuple[bytes, int]]:
+        return self._run(lambda: self._shim.recvfrom_many(max_count), timeout, "recv")
 
     def get_event(self, *, timeout: float | None = None) -> ConnectionEvent | None:
         return self._run(self._shim.get_event, timeout, "get_event")

@@ -239,6 +239,10 @@ def test_a_full_buffer_stops_the_batch_and_says_how_far(gso: bool | None) -> Non
     assert isinstance(error, BlockingIOError)
 
 
+#: Both facades: the blocking one, and the shim through tests.shim_adapter.
+KINDS = ["blocking", "asyncio"]
+
+
 # --- Connection.send_many ----------------------------------------------------
 
 
@@ -253,6 +257,7 @@ def selected_sent(conn: Connection) -> tuple[int, int]:
     return stats.datagrams_sent, stats.bytes_sent
 
 
+@pytest.mark.parametrize("connection_pairs", KINDS, indirect=True)
 @pytest.mark.parametrize("batch_io", [True, False], ids=["gso", "fallback"])
 def test_send_many_delivers_in_order_and_counts(
     connection_pairs: ConnectionPairs, batch_io: bool
@@ -282,6 +287,7 @@ def test_send_many_delivers_in_order_and_counts(
     assert a.send_drops == 0
 
 
+@pytest.mark.parametrize("connection_pairs", KINDS, indirect=True)
 def test_send_many_on_a_second_component_and_mixed_sizes(
     connection_pairs: ConnectionPairs,
 ) -> None:
@@ -292,6 +298,7 @@ def test_send_many_on_a_second_component_and_mixed_sizes(
     assert got == [(data, 2) for data in batch]
 
 
+@pytest.mark.parametrize("connection_pairs", KINDS, indirect=True)
 def test_send_many_raises_as_sendto_does(connection_pairs: ConnectionPairs) -> None:
     a, b = connection_pairs.pair(connect=False)
     with pytest.raises(NotConnectedError):
@@ -324,7 +331,12 @@ def gro_sockets(conn: Connection) -> dict[int, bool]:
     return dict(session.gro.sockets)
 
 
-@pytest.mark.parametrize("direct_reads", [True, False], ids=["direct", "worker"])
+@pytest.mark.parametrize(
+    ("connection_pairs", "direct_reads"),
+    [("blocking", True), ("blocking", False), ("asyncio", False)],
+    ids=["direct", "worker", "asyncio"],
+    indirect=["connection_pairs"],
+)
 @pytest.mark.parametrize("batch_io", [True, False], ids=["gro", "fallback"])
 def test_recv_many_takes_bursts_whole_and_in_order(
     connection_pairs: ConnectionPairs, batch_io: bool, direct_reads: bool
@@ -363,6 +375,7 @@ def test_recv_many_takes_bursts_whole_and_in_order(
     assert b.recv(timeout=GUARD) == b"\x80two"
 
 
+@pytest.mark.parametrize("connection_pairs", KINDS, indirect=True)
 def test_recv_many_raises_as_recv_does(connection_pairs: ConnectionPairs) -> None:
     a, b = connection_pairs.pair(connect=False)
     with pytest.raises(NotConnectedError):

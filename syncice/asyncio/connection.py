@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._aio_bridge import AsyncWaiter, bridge
-from .._checklist import PairStats
 from .._facade import ConnectionCore, TransportPolicy
 from ..candidate import Candidate
 from ..events import ConnectionEvent
 from ..exceptions import ConnectionClosedError
 from ..ice import IceConfig
+from ._extensions import Extensions
 
 if TYPE_CHECKING:
     import ssl
@@ -26,7 +26,7 @@ __all__ = ["Connection"]
 logger = logging.getLogger("syncice.asyncio")
 
 
-class Connection:
+class Connection(Extensions):
     """An ICE connection for a single media stream, with aioice's coroutines.
 
     The parameters are aioice's (and :class:`syncice.Connection`'s), with the
@@ -156,17 +156,6 @@ class Connection:
         transport and address (IP spelled canonically) of one listed
         already."""
         return self._core.remote_candidates
-
-    @property
-    def send_drops(self) -> int:
-        """Datagrams dropped by a full socket buffer (a syncice extension)."""
-        return self._core.send_drops
-
-    @property
-    def recv_drops(self) -> int:
-        """Datagrams dropped because the receive queue was full (a syncice
-        extension)."""
-        return self._core.recv_drops
 
     # --- the API -------------------------------------------------------------
 
@@ -352,11 +341,6 @@ class Connection:
 
         fut.add_done_callback(logged)
         self._selecting = fut
-
-    async def get_stats(self) -> list[PairStats]:
-        """Per-pair statistics: a syncice extension (see
-        :meth:`syncice.Connection.get_stats`)."""
-        return await bridge(self._core.stats())
 
 
 def _aioice_config() -> IceConfig:
