@@ -703,15 +703,25 @@ class Session:
         lease = Lease(
             tuple((sock, endpoint) for endpoint, sock in self.sockets.items()),
             post=self.worker.post,
-            lend=lambda: self._guard(self._lend),
-            reclaim=lambda: self._guard(self._reclaim),
-            take=lambda: self._guard(self._absorb),
+            # Bound methods, not closures: a third of the memory, per connection.
+            lend=self._lend_guarded,
+            reclaim=self._reclaim_guarded,
+            take=self._absorb_guarded,
             gro=self.gro,
         )
         self.peer_count = self.agent.authenticated_count()
         lease.peers = self.agent.authenticated_peers()
         self.lease = lease
         self.inbox.offer(lease)
+
+    def _lend_guarded(self) -> None:
+        self._guard(self._lend)
+
+    def _reclaim_guarded(self) -> None:
+        self._guard(self._reclaim)
+
+    def _absorb_guarded(self) -> None:
+        self._guard(self._absorb)
 
     def _lend(self) -> None:
         """A caller waits: hand it the sockets (see Lease)."""
