@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,4 +196,12 @@ def run_suite(suite: Suite, work: Path, *, timeout: float = 1800) -> dict[str, O
         # the test report what it got.
         if "pytest.py::internal" not in results:
             break
+        # Said, not hidden: the warnings summary of our run shows it, and
+        # the first run's log stays.
+        kept = (work / f"{suite.key}.log").replace(work / f"{suite.key}-1.log")
+        warnings.warn(
+            f"{suite.key}: the suite's pytest ended with an INTERNALERROR;"
+            f" running it once more (the first run's log: {kept})",
+            stacklevel=2,
+        )
     return results
