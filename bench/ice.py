@@ -65,8 +65,11 @@ Cases:
   per pair), sends one datagram each way on every pair and checks it, then
   closes everything. It reports the total time, VmHWM (peak RSS) and the
   resident size after imports, and the highest thread count (threading and
-  /proc/self/task) and fd count seen between steps. Raw: 2N plain sockets,
-  one datagram each way, no connect.
+  /proc/self/task) and fd count seen between steps, with the peak RSS per
+  connection above the resident size after imports, and the time per pair.
+  A run that needs more descriptors than the hard limit raises both limits
+  (root, up to ``fs.nr_open``) and says so in its "descriptor limit" row.
+  Raw: 2N plain sockets, one datagram each way, no connect.
 
 Raw sockets are blocking, with a 10 s ``settimeout`` (each receive polls
 first, about 1 us), as syncice's ``recv(timeout=10.0)`` is. For throughput and
@@ -102,6 +105,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 from _bulk import case_bulk
@@ -500,12 +504,38 @@ def scale_raw(pairs: int, peaks: Peaks) -> None:
     peaks.sample(fds=True)
 
 
-def scale_child(library: str, pairs: int) -> dict[str, object]:
-    """The scale case for one library, in this (fresh) process."""
+#: Descriptors a scale run needs beyond one socket per connection.
+FD_SPARE = 256
+
+
+def raise_fd_limit(need: int) -> int:
+    """Raise the soft limit on descriptors to the hard one, and both to
+    ``need`` when the hard one is lower and the process may (root, or
+    CAP_SYS_RESOURCE; at most ``fs.nr_open``). :returns: the soft limit now.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        with contextlib.suppress(OSError, ValueError):
+            ceiling = int(Path("/proc/sys/fs/nr_open").read_text())
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, ceiling),) * 2)
+            return min(need, ceiling)
     if hard == resource.RLIM_INFINITY or soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard if hard != resource.RLIM_INFINITY else soft
+    return soft
+
+
+def scale_child(library: str, pairs: int) -> dict[str, object]:
+    """The scale case for one library, in this (fresh) process."""
     report: dict[str, object] = {"library": library, "pairs": pairs}
+    need = 2 * pairs + FD_SPARE
+    report["fd_limit"] = limit = raise_fd_limit(need)
+    if limit < need:
+        report["error"] = (
+            f"needs about {need} descriptors, and the limit is {limit}"
+            " (raising the hard limit takes root with CAP_SYS_RESOURCE)"
+        )
+        return report
     peaks = Peaks()
     try:
         if library == "syncice":
@@ -744,6 +774,18 @@ def scale_pairs(report: Report, pairs: int, syncice_ok: bool) -> None:
         f"scale {pairs} peak RSS",
     )
     report.row("  RSS after imports (MiB)", column("base_rss_kb", 1 / 1024), ".1f")
+    peak, base = column("peak_rss_kb"), column("base_rss_kb")
+    per_connection: dict[str, float | None] = {}
+    for k, top in peak.items():
+        bottom = base[k]
+        per_connection[k] = (
+            None if top is None or bottom is None else (top - bottom) / (2 * pairs)
+        )
+    report.row("  per connection (KiB)", per_connection, ".1f")
+    seconds = column("seconds")
+    per_pair = {k: None if v is None else v * 1e3 / pairs for k, v in seconds.items()}
+    report.row("  time per pair (ms)", per_pair, ".2f")
+    report.row("  descriptor limit, raised", column("fd_limit"), ".0f")
     tasks, threads = column("tasks"), column("threads")
     report.row(
         "threads, /proc/self/task",
