@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 
 from .._aio_bridge import AsyncWaiter, bridge
 from .._checklist import PairStats
+from .._describe import Form, add_remote, local_description, remote_description
 from .._facade import ConnectionCore, TransportPolicy
 from ..candidate import Candidate
+from ..description import IceDescription
 from ..events import ConnectionEvent
 from ..exceptions import ConnectionClosedError
 from ..ice import IceConfig
@@ -51,6 +53,8 @@ class Connection:
     :param config: timing constants and bounds (:class:`~syncice.ice.IceConfig`).
     :param mdns_host_candidates: show host candidates as random ``.local``
         names, as :class:`syncice.Connection` does. Off by default.
+    :param ice_lite: be an ICE-lite agent, as :class:`syncice.Connection`
+        is. Off by default.
     :raises ValueError: as :class:`syncice.Connection` does.
     """
 
@@ -73,6 +77,7 @@ class Connection:
         local_addresses: Sequence[str] | None = None,
         config: IceConfig | None = None,
         mdns_host_candidates: bool = False,
+        ice_lite: bool = False,
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -92,6 +97,7 @@ class Connection:
             local_addresses=local_addresses,
             config=_aioice_config() if config is None else config,
             mdns_host_candidates=mdns_host_candidates,
+            ice_lite=ice_lite,
         )
         self._name = core.name
         #: The address of the STUN server, or ``None``.
@@ -357,6 +363,19 @@ class Connection:
         """Per-pair statistics: a syncice extension (see
         :meth:`syncice.Connection.get_stats`)."""
         return await bridge(self._core.stats())
+
+    def local_description(self) -> IceDescription:
+        """As :meth:`syncice.Connection.local_description`."""
+        return local_description(self._core)
+
+    def set_remote_description(self, description: Form) -> None:
+        """As :meth:`syncice.Connection.set_remote_description`: a plain
+        method, not a coroutine, since it returns at once (no I/O)."""
+        desc = remote_description(self._core, description)
+        self.remote_username = desc.username
+        self.remote_password = desc.password
+        self.remote_is_lite = desc.lite
+        add_remote(self._core, desc)
 
 
 def _aioice_config() -> IceConfig:
