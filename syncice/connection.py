@@ -97,7 +97,7 @@ class Connection:
         address), which this process answers mDNS queries for, and hide the
         related address of server-reflexive and relay candidates
         (draft-ietf-mmusic-mdns-ice-candidates). Off by default.
-    :param ice_lite: be an ICE-lite agent (RFC 8445 §2.5, :doc:`guides/lite`;
+    :param ice_lite: be an ICE-lite agent (RFC 8445 §2.5, :doc:`/guides/lite`;
         also ``IceConfig(ice_lite=True)``): host candidates only (servers
         given are not used), always controlled, it answers checks and sends
         none; the full peer nominates. Off by default.
@@ -515,7 +515,7 @@ class Connection:
 
     def local_description(self) -> IceDescription:
         """What the peer needs to know of this side, now
-        (:doc:`guides/signalling`): the local credentials, the candidates
+        (:doc:`/guides/signalling`): the local credentials, the candidates
         gathered so far, ``end_of_candidates`` once gathering is done,
         ``lite``, and ``trickle`` (remote candidates are taken while
         :meth:`connect` runs). Send it in any of its forms (``to_json()``,
