@@ -246,8 +246,6 @@ class IceDescription:
                     candidates.append(Candidate.from_sdp(line))
                 except ValueError as exc:
                     raise ValueError(f"{where}: {exc}") from None
-                if len(candidates) > MAX_LINES:
-                    raise ValueError(f"{where}: more than {MAX_LINES} candidates")
             elif name in ("end-of-candidates", "ice-lite"):
                 if colon:
                     raise ValueError(f"{where}: a=" + name + " takes no value")

@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -169,8 +170,49 @@ def test_bad_json_is_a_value_error(text: str) -> None:
 
 
 def test_deep_json_is_a_value_error() -> None:
+    deep = '{"a":' + "[" * 100_000 + "]" * 100_000 + "}"
     with pytest.raises(ValueError, match="JSON"):
-        IceDescription.from_json("{" + '"a":[' * 100_000)
+        IceDescription.from_json(deep)
+
+
+def test_bounds() -> None:
+    """A peer's description is untrusted: at most 10,000 lines or candidates."""
+    with pytest.raises(ValueError, match="more than 10000 candidates"):
+        IceDescription(username="abcd", password="p", candidates=(HOST,) * 10_001)
+    lines = ["x"] * 10_001
+    with pytest.raises(ValueError, match="more than 10000 candidates"):
+        IceDescription.from_dict(
+            {"username": "a", "password": "p", "candidates": lines}
+        )
+    with pytest.raises(ValueError, match="more than 10000 lines"):
+        IceDescription.from_sdp(GOOD + "\n" * 10_000)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: IceDescription.from_dict(["username"]), "must be a mapping"),  # type: ignore[arg-type]
+        (
+            lambda: IceDescription.from_dict(
+                {"username": "a", "password": "p", "candidates": [5]}
+            ),
+            r"candidates\[0\] must be a str",
+        ),
+        (lambda: IceDescription.from_json(b"{}"), "JSON text must be a str"),  # type: ignore[arg-type]
+        (lambda: IceDescription.from_sdp(None), "SDP text must be a str"),  # type: ignore[arg-type]
+        (
+            lambda: IceDescription(username="a", password="p", candidates=5),  # type: ignore[arg-type]
+            "iterable of Candidate",
+        ),
+        (
+            lambda: IceDescription(username="a", password="p", candidates="x"),  # type: ignore[arg-type]
+            "iterable of Candidate",
+        ),
+    ],
+)
+def test_wrong_types(call: Callable[[], object], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        call()
 
 
 def test_parse_refuses_other_types() -> None:
