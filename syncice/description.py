@@ -127,10 +127,9 @@ class IceDescription:
         or start with ``candidate:`` or ``a=candidate:``.
 
         :raises ValueError: an unknown key, a missing credential, a bad
-            value (the message names the key, and the index of a bad
-            candidate).
-        :raises TypeError: ``data`` is not a mapping, or a value has the
-            wrong type.
+            value or one of the wrong type (the message names the key, and
+            the index of a bad candidate): what came from the peer is wrong.
+        :raises TypeError: ``data`` is not a mapping.
         """
         if not isinstance(data, Mapping):
             raise TypeError(f"a description must be a mapping, not {type(data)}")
@@ -142,21 +141,30 @@ class IceDescription:
                 raise ValueError(f"the description has no {name!r}")
         lines = data.get("candidates", [])
         if not isinstance(lines, (list, tuple)):
-            raise TypeError("candidates must be a list of candidate lines")
+            raise ValueError("candidates must be a list of candidate lines")
         if len(lines) > MAX_LINES:
             raise ValueError(f"more than {MAX_LINES} candidates")
         candidates = []
         for i, line in enumerate(lines):
             if not isinstance(line, str):
-                raise TypeError(f"candidates[{i}] must be a str, not {type(line)}")
+                raise ValueError(f"candidates[{i}] must be a str, not {type(line)}")
             try:
                 candidates.append(Candidate.from_sdp(line))
             except ValueError as exc:
                 raise ValueError(f"candidates[{i}] {line[:200]!r}: {exc}") from None
+        try:
+            return cls._of(data, tuple(candidates))
+        except TypeError as exc:  # a wrong type from the peer: a bad value
+            raise ValueError(str(exc)) from None
+
+    @classmethod
+    def _of(
+        cls, data: Mapping[str, object], candidates: tuple[Candidate, ...]
+    ) -> IceDescription:
         return cls(
             username=data["username"],  # type: ignore[arg-type]
             password=data["password"],  # type: ignore[arg-type]
-            candidates=tuple(candidates),
+            candidates=candidates,
             end_of_candidates=data.get("end_of_candidates", False),  # type: ignore[arg-type]
             lite=data.get("lite", False),  # type: ignore[arg-type]
             trickle=data.get("trickle", False),  # type: ignore[arg-type]

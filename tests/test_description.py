@@ -148,10 +148,15 @@ def test_a_bad_sdp_line_is_named(text: str, message: str) -> None:
             ValueError,
             r"candidates\[1\] 'x'",
         ),
-        ({"username": "abcd", "password": "p" * 22, "lite": 1}, TypeError, "lite"),
+        ({"username": "abcd", "password": "p" * 22, "lite": 1}, ValueError, "lite"),
         ({"username": "ab:c", "password": "p" * 22}, ValueError, "username"),
-        ({"username": 5, "password": "p" * 22}, TypeError, "username"),
-        ({"username": "a", "password": "p", "candidates": "x"}, TypeError, "list"),
+        ({"username": 5, "password": "p" * 22}, ValueError, "username"),
+        ({"username": "a", "password": "p", "candidates": "x"}, ValueError, "list"),
+        (
+            {"username": "a", "password": "p", "candidates": [5]},
+            ValueError,
+            r"candidates\[0\] must be a str",
+        ),
     ],
 )
 def test_a_bad_field_is_named(
@@ -192,12 +197,6 @@ def test_bounds() -> None:
     ("call", "message"),
     [
         (lambda: IceDescription.from_dict(["username"]), "must be a mapping"),  # type: ignore[arg-type]
-        (
-            lambda: IceDescription.from_dict(
-                {"username": "a", "password": "p", "candidates": [5]}
-            ),
-            r"candidates\[0\] must be a str",
-        ),
         (lambda: IceDescription.from_json(b"{}"), "JSON text must be a str"),  # type: ignore[arg-type]
         (lambda: IceDescription.from_sdp(None), "SDP text must be a str"),  # type: ignore[arg-type]
         (
