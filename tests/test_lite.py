@@ -13,6 +13,7 @@ import syncice
 import syncice.asyncio as shim
 from syncice.exceptions import NegotiationFailedError
 from syncice.ice import IceConfig
+from syncice.testing import virtual_time
 from tests.loopguard import SHIM, guarded_run
 
 LOOPBACK = ["127.0.0.1"]
@@ -137,3 +138,45 @@ def test_asyncio_full_against_lite_and_lite_against_lite() -> None:
                 await c.close()
 
     guarded_run(main(), allow=SHIM)
+
+
+def test_a_lite_connection_keeps_the_full_peers_consent_for_a_virtual_hour() -> None:
+    """In virtual time: the full side checks consent every 5 s for an hour
+    and the lite side answers every one, sending none of its own."""
+    with virtual_time() as vt:
+        full = syncice.Connection(ice_controlling=True, local_addresses=LOOPBACK)
+        lite = syncice.Connection(
+            ice_controlling=False, local_addresses=LOOPBACK, ice_lite=True
+        )
+        try:
+            for c in (full, lite):
+                c.gather_candidates(timeout=GUARD)
+            full.set_remote_description(lite.local_description())
+            lite.set_remote_description(full.local_description())
+            with vt.paused():  # both start at one instant
+                waiting = threading.Thread(
+                    target=lite.connect, kwargs={"timeout": GUARD}
+                )
+                waiting.start()
+                full.connect(timeout=GUARD)
+            waiting.join(GUARD)
+            start = vt.now()
+            vt.wait(3600.0, timeout=GUARD)
+            with vt.paused():  # no consent check goes out meanwhile
+                full.send(b"\x80still here")
+                assert lite.recv(timeout=GUARD) == b"\x80still here"
+                lite.send(b"\x80yes")
+                assert full.recv(timeout=GUARD) == b"\x80yes"
+                stats = full.get_stats()
+                lite_sent = sum(s.requests_sent for s in lite.get_stats())
+            assert vt.now() - start >= 3600.0
+            checks = sum(s.requests_sent for s in stats)
+            answered = sum(s.responses_received for s in stats)
+            # One consent check every 4 to 6 s (and the connect's checks),
+            # each answered (the last perhaps still on its way).
+            assert 600 <= checks <= 905
+            assert checks - 1 <= answered <= checks
+            assert lite_sent == 0
+        finally:
+            full.close()
+            lite.close()
