@@ -30,7 +30,7 @@ from typing import Any
 Record = dict[str, Any]
 
 PEER_ORDER = ("aioice", "libnice-regular", "libnice-aggressive", "werift", "syncice")
-ROLE_ORDER = ("controlling", "controlled")
+ROLE_ORDER = ("controlling", "controlled", "lite-vs-controlling", "lite-vs-controlled")
 SCENARIO_ORDER = ("host", "srflx", "relay-ours", "relay-peer", "relay-both")
 TRANSPORT_ORDER = (None, "udp", "tcp", "tls")
 
@@ -186,6 +186,15 @@ def matrix_section(records: list[Record]) -> list[str]:
     ]
     lines += [f"- ``{name}``: {note}" for name, note in SCENARIO_NOTES.items()]
     lines += [""]
+    lines += [
+        "In the roles ``lite-vs-controlling`` and ``lite-vs-controlled``",
+        "syncice is an ICE-lite agent (``ice_lite=True``: host candidates",
+        "only, always controlled, it sends no check) and the peer a full",
+        "agent created controlling or controlled; a controlled peer meets",
+        "syncice's 487 (Role Conflict) and takes control (:rfc:`8445`",
+        "§7.2.5.1). aioice has no lite mode: these cells have no baseline.",
+        "",
+    ]
     lines += [
         "What decides the times on loopback:",
         "",

@@ -93,9 +93,11 @@ _F, _W, _I, _S, _X = (
 #: is the best one left (In-Progress); a check succeeds, fails, or meets a
 #: role conflict (back to Waiting, checked again); a valid pair is checked
 #: again to nominate it; a Failed pair is checked again when the peer's check
-#: triggers it; any pair fails when its relay is lost.
+#: triggers it; any pair fails when its relay is lost. An ICE-lite agent's
+#: pair goes from Frozen to Succeeded when the peer nominates it (RFC 8445
+#: §7.3.2: the lite agent sends no check).
 PAIR_TRANSITIONS: Mapping[PairState, frozenset[PairState]] = {
-    _F: frozenset({_W, _I, _X}),
+    _F: frozenset({_W, _I, _X, _S}),  # _S: a lite agent's nominated pair
     _W: frozenset({_I, _X}),
     _I: frozenset({_W, _S, _X}),
     _S: frozenset({_I, _X}),

@@ -43,6 +43,7 @@ from ._checklist import CandidatePair, CheckList, PairFaults, PairState, canonic
 from ._ice_config import IceConfig
 from ._ice_log import EventLog, status, times
 from ._ice_states import IceState, StateMachine
+from ._lite import take_check
 from ._transaction import ClientTransaction, Poll
 from .candidate import Candidate, candidate_foundation, candidate_priority
 from .events import RoleChanged
@@ -203,6 +204,8 @@ class Checks:
         #: authentication (the peer's credentials for us are wrong).
         self.checks_received = 0
         self.checks_rejected = 0
+        #: Whether this is an ICE-lite agent (:mod:`syncice._lite`).
+        self.lite = config.ice_lite
 
     # --- credentials and role ------------------------------------------------
 
@@ -540,7 +543,8 @@ class Checks:
         if theirs is not None:
             # The larger tie-breaker controls: keep our role and answer 487,
             # or give it up.
-            if (self.tie_breaker >= theirs) == self.controlling:
+            # A lite agent stays controlled (RFC 8445 §6.1.1): always 487.
+            if self.lite or (self.tie_breaker >= theirs) == self.controlling:
                 self._respond_error(
                     endpoint,
                     message,
@@ -646,6 +650,10 @@ class Checks:
             # not pair, say nothing of the components still to nominate.)
             self.checks_received += 1
             self.heard_at = now
+        if self.lite:  # RFC 8445 §7.3.2: no triggered check
+            if take_check(checklist, self._log, pair, check.use_candidate):
+                self._listener.peer_nominated(pair, now)
+            return
         if self._states.state is IceState.COMPLETED and component in selected:
             if (
                 check.use_candidate

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import enum
 import errno
 import itertools
@@ -47,13 +48,19 @@ from . import _gather, _worker
 from ._checklist import PairStats, canonical
 from ._inbox import INBOX_SIZE, Inbox
 from ._lifecycle import Phase
+from ._lite import BOTH_LITE, lite_role, lite_servers
 from ._mailbox import Mailbox, Waiter
 from ._routes import Route
 from ._session import Published, Session, closed_error
 from ._sockets import Plan, open_paths
 from .candidate import Candidate
 from .events import ConnectionClosed, ConnectionEvent
-from .exceptions import ComponentError, ConnectionClosedError, NotConnectedError
+from .exceptions import (
+    ComponentError,
+    ConnectionClosedError,
+    NegotiationFailedError,
+    NotConnectedError,
+)
 from .ice import IceAgent, IceConfig, validate_password, validate_username
 
 if TYPE_CHECKING:
@@ -278,6 +285,7 @@ class ConnectionCore:
         config: IceConfig | None,
         mdns_host_candidates: bool,
         direct_reads: bool = False,
+        ice_lite: bool = False,
     ) -> None:
         #: The name in logs and ``repr()``, set first: a facade's repr()
         #: works even when the checks below raise.
@@ -305,6 +313,12 @@ class ConnectionCore:
         check_type("local_addresses", local_addresses, (list, tuple, none))
         check_type("config", config, (IceConfig, none))
         check_type("mdns_host_candidates", mdns_host_candidates, bool)
+        check_type("ice_lite", ice_lite, bool)
+        if ice_lite:  # ICE-lite (syncice._lite): the config says so
+            config = dataclasses.replace(config or IceConfig(), ice_lite=True)
+        lite = config is not None and config.ice_lite
+        if lite and transport_policy is TransportPolicy.RELAY:
+            raise ValueError("ice_lite gathers host candidates only: no relay policy")
         if not (use_ipv4 or use_ipv6):
             raise ValueError("use_ipv4 and use_ipv6 are both False: no address to use")
         self.stun_server = _check_server("stun_server", stun_server)
@@ -366,6 +380,11 @@ class ConnectionCore:
             turn_transport=turn_transport,
             turn_ssl=turn_ssl,
         )
+        if lite:  # host candidates only (RFC 8445 §5.2), logged
+            lite_servers(self.name, self.stun_server, self.turn_server)
+            self._plan = dataclasses.replace(
+                self._plan, stun_server=None, turn_server=None
+            )
         self._agent = IceAgent(
             controlling=ice_controlling,
             local_username=local_username,
@@ -383,7 +402,7 @@ class ConnectionCore:
         self.direct_reads = direct_reads
         #: Connection events; ``None`` once :class:`ConnectionClosed` was taken.
         self.events: Mailbox[ConnectionEvent | None] = Mailbox()
-        self._published = Published(ice_controlling)
+        self._published = Published(self._agent.controlling)
         self._lifecycle = self._published.lifecycle
         self._gathered: concurrent.futures.Future[None] | None = None
         # A close() made while the gathering job binds: the job ends it.
@@ -504,6 +523,10 @@ class ConnectionCore:
         """
         self.check_inherited()
         published = self._published
+        if self.lite:  # always controlled (syncice._lite), logged
+            fut_lite: concurrent.futures.Future[bool] = concurrent.futures.Future()
+            fut_lite.set_result(lite_role(self.name, controlling))
+            return fut_lite
         with self._lock:
             session = self._session()
             if session is None:  # the agent is still ours
@@ -667,10 +690,13 @@ class ConnectionCore:
         :raises TypeError: a credential that is not a ``str``.
         :raises ValueError: an empty credential.
         :raises ConnectionClosedError: if the connection is closed.
+        :raises NegotiationFailedError: if both sides are ICE-lite.
         """
         with self._lock:
             if self._closed:
                 raise self.closed_error()
+            if lite and self.lite:
+                raise NegotiationFailedError(BOTH_LITE)
             session = self._session()
             if session is None or not session.gathered.done():
                 raise NotConnectedError("Local candidates gathering was not performed")
@@ -946,3 +972,15 @@ class ConnectionCore:
         self.events.reset_after_fork(None)
         if session is not None:
             session.forget_after_fork()
+
+    # --- ICE-lite and descriptions (syncice._lite, syncice.description) -----
+
+    @property
+    def lite(self) -> bool:
+        """Whether this is an ICE-lite connection (the config is frozen)."""
+        return self._agent.config.ice_lite
+
+    @property
+    def remote_end(self) -> bool:
+        """Whether end-of-candidates was given for the peer."""
+        return self._remote_end

@@ -128,6 +128,10 @@ class IceConfig:
         work or not on the first try and remembered), and ``recv_many()``
         let it glue what arrives (GRO); ``False`` sends and reads one
         datagram per call, always. A bool.
+    :param ice_lite: whether the agent is an ICE-lite one (RFC 8445 §2.5,
+        :mod:`syncice._lite`): host candidates only, always controlled, it
+        answers checks and sends none, the full peer nominates. A bool,
+        ``False`` by default.
     :raises TypeError: if a field has the wrong type.
     :raises ValueError: if a field is out of range.
     """
@@ -147,6 +151,7 @@ class IceConfig:
     max_pairs: int = 100
     max_early_checks: int = 100
     batch_io: bool = True
+    ice_lite: bool = False
 
     def __post_init__(self) -> None:
         if _number("ta", self.ta) < 0.005:
@@ -198,6 +203,10 @@ class IceConfig:
         if not isinstance(self.batch_io, bool):
             raise TypeError(
                 f"batch_io must be a bool, not {type(self.batch_io).__name__}"
+            )
+        if not isinstance(self.ice_lite, bool):
+            raise TypeError(
+                f"ice_lite must be a bool, not {type(self.ice_lite).__name__}"
             )
 
     @property

@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from ._checklist import PairStats
+from ._describe import Form, add_remote, local_description, remote_description
 from ._facade import ConnectionCore, TransportPolicy, check_timeout
 from .candidate import Candidate
+from .description import IceDescription
 from .events import ConnectionEvent
 from .exceptions import IceTimeoutError
 from .ice import IceConfig
@@ -95,6 +97,10 @@ class Connection:
         address), which this process answers mDNS queries for, and hide the
         related address of server-reflexive and relay candidates
         (draft-ietf-mmusic-mdns-ice-candidates). Off by default.
+    :param ice_lite: be an ICE-lite agent (RFC 8445 §2.5, :doc:`/guides/lite`;
+        also ``IceConfig(ice_lite=True)``): host candidates only (servers
+        given are not used), always controlled, it answers checks and sends
+        none; the full peer nominates. Off by default.
     :raises TypeError: for an argument of the wrong type (the message names it).
     :raises ValueError: for a malformed username or password, server address or
         transport, a component count outside 1-256, ``local_addresses`` that
@@ -121,6 +127,7 @@ class Connection:
         local_addresses: Sequence[str] | None = None,
         config: IceConfig | None = None,
         mdns_host_candidates: bool = False,
+        ice_lite: bool = False,
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -141,6 +148,7 @@ class Connection:
             config=config,
             mdns_host_candidates=mdns_host_candidates,
             direct_reads=True,
+            ice_lite=ice_lite,
         )
         self._name = core.name
         self.stun_server = core.stun_server
@@ -502,3 +510,33 @@ class Connection:
         core = self._core
         core.check_thread()
         return core.stats().result()
+
+    # --- signalling helpers (syncice.description) ------------------------------
+
+    def local_description(self) -> IceDescription:
+        """What the peer needs to know of this side, now
+        (:doc:`/guides/signalling`): the local credentials, the candidates
+        gathered so far, ``end_of_candidates`` once gathering is done,
+        ``lite``, and ``trickle`` (remote candidates are taken while
+        :meth:`connect` runs). Send it in any of its forms (``to_json()``,
+        ``to_sdp()`` ...)."""
+        return local_description(self._core)
+
+    def set_remote_description(self, description: Form) -> None:
+        """Take the peer's description: an
+        :class:`~syncice.description.IceDescription`, its dict, its JSON
+        text or its SDP lines. It is read and checked whole first, then
+        sets :attr:`remote_username`, :attr:`remote_password` and
+        :attr:`remote_is_lite`, and adds its candidates and its
+        end-of-candidates (as :meth:`add_remote_candidate`). Returns at once.
+
+        :raises ValueError: a bad description (naming the field or line), or
+            candidates after end-of-candidates; nothing is applied.
+        :raises TypeError: not one of those forms.
+        :raises NegotiationFailedError: both sides are ICE-lite.
+        """
+        desc = remote_description(self._core, description)
+        self.remote_username = desc.username
+        self.remote_password = desc.password
+        self.remote_is_lite = desc.lite
+        add_remote(self._core, desc)

@@ -46,8 +46,9 @@ The agent's parts, each in a module of its own, owned by the agent:
 ``_consent.py``, ``_gathering.py`` (server-reflexive candidates),
 ``_relays.py`` (TURN relays, with the agent's verbs for them in
 ``_agent_relays.py``), ``_ice_failure.py`` (failure reasons),
-``_ice_log.py`` (events and log lines), ``_ice_config.py`` and
-``_ice_states.py``.
+``_ice_log.py`` (events and log lines), ``_ice_config.py``,
+``_ice_states.py`` and ``_lite.py`` (the rules of a local ICE-lite agent,
+``IceConfig(ice_lite=True)``).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from ._ice_config import IceConfig, validate_password, validate_username
 from ._ice_failure import FailureFacts, failure_reason
 from ._ice_log import EventLog, plural
 from ._ice_states import ICE_TRANSITIONS, IceState, StateMachine
+from ._lite import BOTH_LITE, lite_role, lite_servers
 from ._nomination import Nomination
 from ._relays import RelaySet
 from .candidate import Candidate, candidate_foundation, candidate_priority
@@ -157,6 +159,8 @@ class IceAgent(RelayVerbs):
         if not isinstance(components, int) or not 1 <= components <= 256:
             raise ValueError("components must be an int from 1 to 256")
         self.config = config if config is not None else IceConfig()
+        if self.config.ice_lite:  # RFC 8445 §6.1.1 (syncice._lite)
+            controlling = lite_role(name, bool(controlling))
         self._rng = rng if rng is not None else _SYSTEM_RANDOM
         self.local_username = validate_username(local_username)
         self.local_password = validate_password(local_password)
@@ -328,6 +332,9 @@ class IceAgent(RelayVerbs):
         """
         if self._gathering.state is not GatherState.NEW:
             return
+        if self.config.ice_lite:  # host candidates only (RFC 8445 §5.2)
+            lite_servers(self.name, *stun_servers)
+            stun_servers = ()
         self._gathering.to(GatherState.GATHERING)
         deadline = now + self.config.gather_timeout
         for relay in self._relays:
@@ -461,8 +468,9 @@ class IceAgent(RelayVerbs):
             plural(len(self.pairs), "pair"),
             plural(len(checks.early), "early check"),
         )
-        self._list.unfreeze_initial()
-        checks.next_check_at = now
+        if not self.config.ice_lite:  # a lite agent sends no check
+            self._list.unfreeze_initial()
+            checks.next_check_at = now
         early = list(checks.early)
         checks.early.clear()
         for check in early:
@@ -707,7 +715,8 @@ class IceAgent(RelayVerbs):
         if event is None:
             return
         self._log.emit(event)
-        self._consent.start(pair.component, now, pair.responded_at)
+        if not self.config.ice_lite:  # lite: no consent checks (RFC 7675 §4)
+            self._consent.start(pair.component, now, pair.responded_at)
         if self.state is IceState.CHECKING and len(self.selected) >= len(
             self._active_components()
         ):
@@ -773,9 +782,12 @@ class IceAgent(RelayVerbs):
         """Choose the role before :meth:`connect` (aioice's
         ``ice_controlling``); :class:`~syncice.events.RoleChanged` follows if
         it changes. Once checks have started only role conflicts change it
-        (RFC 8445 §7.3.1.1): later calls do nothing.
+        (RFC 8445 §7.3.1.1): later calls do nothing. An ICE-lite agent stays
+        controlled (it logs the request to control, and ignores it).
         """
-        if self.state is IceState.NEW and controlling != self.controlling:
+        if self.config.ice_lite:  # always controlled (syncice._lite)
+            lite_role(self.name, bool(controlling))
+        elif self.state is IceState.NEW and controlling != self.controlling:
             self._checks.switch_role(bool(controlling))
 
     def set_remote_lite(self, lite: bool) -> None:
@@ -783,7 +795,12 @@ class IceAgent(RelayVerbs):
         lite peer the full agent controls (RFC 8445 §6.1.1): a controlled
         agent switches to controlling, with a
         :class:`~syncice.events.RoleChanged`. Call it before :meth:`connect`.
+
+        :raises ValueError: if both this agent and the peer are ICE-lite
+            (they cannot connect, :mod:`syncice._lite`).
         """
+        if lite and self.config.ice_lite:
+            raise ValueError(BOTH_LITE)
         self.remote_is_lite = bool(lite)
         if lite and not self.controlling:
             self._checks.switch_role(True)

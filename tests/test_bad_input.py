@@ -83,6 +83,8 @@ CONSTRUCTOR_CASES: list[tuple[str, object, type[Exception], str]] = [
     ("config", {"ta": 0.05}, TypeError, "config"),
     ("mdns_host_candidates", "yes", TypeError, "mdns_host_candidates"),
     ("mdns_host_candidates", None, TypeError, "mdns_host_candidates"),
+    ("ice_lite", "yes", TypeError, "ice_lite"),
+    ("ice_lite", 1, TypeError, "ice_lite"),
 ]
 
 

@@ -177,3 +177,50 @@ def test_cli_guide_commands_exist() -> None:
     guide = (Path(ROOT) / "docs" / "guides" / "cli.rst").read_text()
     commands = re.findall(r"^\s+\$ syncice (\w+)", guide, re.MULTILINE)
     assert set(commands) == {"stun", "turn", "pipe"}
+
+
+def test_ice_lite() -> None:
+    done = run_example("examples/ice_lite.py")
+    assert (done.returncode, done.stderr) == (0, "")
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(
+        r"log: Connection\(\d+\) ICE-lite: host candidates only, STUN/TURN server"
+        r" 127\.0\.0\.1:3478 not used \(RFC 8445 §5\.2\)",
+        lines[0],
+    )
+    assert re.fullmatch(
+        r"log: Connection\(\d+\) ICE-lite: taking the controlled role"
+        r" \(ice_controlling=True ignored: a lite agent is always controlled,"
+        r" RFC 8445 §6\.1\.1\)",
+        lines[1],
+    )
+    assert lines[2:] == [
+        "server says: a=ice-lite",
+        "client controlling: True",
+        "server controlling: False",
+        "server got: hello",
+        "client got: welcome",
+        "checks the server sent: 0",
+        "lite against lite: both agents are ICE-lite",
+    ]
+
+
+def test_signalling() -> None:
+    done = run_example("examples/signalling.py")
+    assert (done.returncode, done.stderr) == (0, "")
+    lines = done.stdout.splitlines()
+    assert lines[:3] == [
+        "offer: a=ice-options:trickle",
+        "offer: a=ice-ufrag:...",
+        "offer: a=ice-pwd:...",
+    ]
+    assert re.fullmatch(
+        r"offer: a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 <port> typ host", lines[3]
+    )
+    assert lines[4:] == [
+        "offer: a=end-of-candidates",
+        "answer keys: ['candidates', 'end_of_candidates', 'lite', 'password',"
+        " 'trickle', 'username']",
+        "b got: hello",
+        "bad: line 6 'a=candidate:1 1 udp x 1.2.3.4 9 typ host'",
+    ]

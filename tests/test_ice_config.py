@@ -36,7 +36,7 @@ INTS = [
     "max_early_checks",
 ]
 #: Switches: bools only.
-BOOLS = ["batch_io"]
+BOOLS = ["batch_io", "ice_lite"]
 
 
 def test_every_field_is_in_a_table() -> None:
@@ -72,6 +72,7 @@ def test_defaults() -> None:
         "max_pairs": 100,
         "max_early_checks": 100,
         "batch_io": True,
+        "ice_lite": False,
     }
 
 

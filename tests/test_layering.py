@@ -28,6 +28,8 @@ CORE = (
     "_ice_log",
     "_ice_states",
     "_nomination",
+    "_lite",
+    "description",
     "_relays",
     "_agent_relays",
     "_transaction",

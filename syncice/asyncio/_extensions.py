@@ -1,6 +1,6 @@
 """What :class:`syncice.asyncio.Connection` has beyond aioice's API: the
-drop counters, the batch coroutines and the pair statistics, as
-:class:`syncice.Connection` has them.
+drop counters, the batch coroutines, the pair statistics and the
+signalling helpers, as :class:`syncice.Connection` has them.
 
 A mixin, so that ``connection.py`` keeps aioice's API alone and its size.
 """
@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from .._aio_bridge import bridge
 from .._checklist import PairStats
+from .._describe import Form, add_remote, local_description, remote_description
+from ..description import IceDescription
 from ..exceptions import ConnectionClosedError
 
 if TYPE_CHECKING:
@@ -24,11 +26,12 @@ class Extensions:
     """syncice's additions to aioice's ``Connection`` (all of them also on
     :class:`syncice.Connection`)."""
 
-    __slots__ = ()
-
     if TYPE_CHECKING:
         _core: ConnectionCore
         _selecting: concurrent.futures.Future[None] | None
+        remote_username: str | None
+        remote_password: str | None
+        remote_is_lite: bool
 
         async def recvfrom(self) -> tuple[bytes, int]: ...
 
@@ -95,3 +98,16 @@ class Extensions:
         """Per-pair statistics: a syncice extension (see
         :meth:`syncice.Connection.get_stats`)."""
         return await bridge(self._core.stats())
+
+    def local_description(self) -> IceDescription:
+        """As :meth:`syncice.Connection.local_description`."""
+        return local_description(self._core)
+
+    def set_remote_description(self, description: Form) -> None:
+        """As :meth:`syncice.Connection.set_remote_description`: a plain
+        method, not a coroutine, since it returns at once (no I/O)."""
+        desc = remote_description(self._core, description)
+        self.remote_username = desc.username
+        self.remote_password = desc.password
+        self.remote_is_lite = desc.lite
+        add_remote(self._core, desc)

@@ -51,6 +51,8 @@ class Connection(Extensions):
     :param config: timing constants and bounds (:class:`~syncice.ice.IceConfig`).
     :param mdns_host_candidates: show host candidates as random ``.local``
         names, as :class:`syncice.Connection` does. Off by default.
+    :param ice_lite: be an ICE-lite agent, as :class:`syncice.Connection`
+        is. Off by default.
     :raises ValueError: as :class:`syncice.Connection` does.
     """
 
@@ -73,6 +75,7 @@ class Connection(Extensions):
         local_addresses: Sequence[str] | None = None,
         config: IceConfig | None = None,
         mdns_host_candidates: bool = False,
+        ice_lite: bool = False,
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -92,6 +95,7 @@ class Connection(Extensions):
             local_addresses=local_addresses,
             config=_aioice_config() if config is None else config,
             mdns_host_candidates=mdns_host_candidates,
+            ice_lite=ice_lite,
         )
         self._name = core.name
         #: The address of the STUN server, or ``None``.

@@ -68,6 +68,14 @@ class MatrixRunner:
             )
         return self.done[cell]
 
+    def syncice_result(self, cell: Cell) -> Result:
+        """syncice's result alone, for a cell without an aioice baseline
+        (our side ICE-lite: aioice has no lite mode)."""
+        if cell not in self.done:
+            result = run_cell(cell, "syncice", self.turn)
+            self.done[cell] = (result, result)
+        return self.done[cell][0]
+
 
 @pytest.fixture(scope="session")
 def matrix(coturn: TurnService, aioice_loopback_session: None) -> MatrixRunner:

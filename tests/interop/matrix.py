@@ -35,6 +35,12 @@ ECHO_TIMEOUT = 5.0
 
 PEERS = ("aioice", "libnice-regular", "libnice-aggressive", "werift")
 ROLES = ("controlling", "controlled")
+#: Cells where our side is ICE-lite (always controlled), the peer a full
+#: agent created controlling or controlled: it is told ``a=ice-lite``
+#: where it has a way to hear it (aioice's ``remote_is_lite``; libnice has
+#: none), and a controlled one takes the controlling role on our 487.
+LITE_PEERS = ("aioice", "libnice-regular", "libnice-aggressive")
+LITE_ROLES = ("lite-vs-controlling", "lite-vs-controlled")
 TRANSPORTS = ("udp", "tcp", "tls")
 
 
@@ -92,6 +98,23 @@ def all_cells() -> list[Cell]:
     return cells
 
 
+def lite_cells() -> list[Cell]:
+    """The cells with our side ICE-lite (host candidates only): the peer
+    with host candidates, or relay-only over TURN/UDP (a client that only
+    a relay lets out, against a lite server)."""
+    cells = []
+    for peer in LITE_PEERS:
+        for role in LITE_ROLES:
+            cells.append(Cell(peer, role, "host", None))
+            cells.append(Cell(peer, role, "relay-peer", "udp"))
+    return cells
+
+
+def peer_controlling(role: str) -> bool:
+    """Whether the peer is created controlling in a cell of ``role``."""
+    return role in ("controlled", "lite-vs-controlling")
+
+
 @dataclass
 class Result:
     """One run of a cell with ``ours`` on our side."""
@@ -101,6 +124,8 @@ class Result:
     outcome: str = "failed"
     seconds: float = 0.0
     selected: str | None = None
+    #: Connectivity and consent checks syncice sent (``None``: not syncice).
+    checks_sent: int | None = None
     datagrams: int = 0
     error: str | None = None
     offered: Description | None = None
@@ -147,7 +172,7 @@ def payload(i: int) -> bytes:
 
 
 def make_theirs(cell: Cell, turn: TurnService, servers: Servers) -> Theirs:
-    controlling = cell.role == "controlled"
+    controlling = peer_controlling(cell.role)
     if cell.peer == "aioice":
         return AioiceTheirs(controlling, turn, servers)
     if cell.peer == "werift":
@@ -170,7 +195,10 @@ def run_cell(cell: Cell, ours_name: str, turn: TurnService) -> Result:
     start = time.monotonic()
     try:
         theirs = make_theirs(cell, turn, spec.theirs)
-        ours = OURS[ours_name](cell.role == "controlling", turn, spec.ours)
+        if cell.role in LITE_ROLES:  # syncice only: aioice has no lite mode
+            ours = SynciceOurs(False, turn, Servers(), lite=True)
+        else:
+            ours = OURS[ours_name](cell.role == "controlling", turn, spec.ours)
         mine = ours.gather()
         result.offered = mine
         their = theirs.gather()
@@ -188,6 +216,8 @@ def run_cell(cell: Cell, ours_name: str, turn: TurnService) -> Result:
                     f"for {len(data)}"
                 )
             result.datagrams += 1
+        if isinstance(ours, SynciceOurs):
+            result.checks_sent = ours.checks_sent()
         result.outcome = "connected"
     except Exception as exc:
         if result.seconds == 0.0:

@@ -67,6 +67,8 @@ class Description:
     ufrag: str
     pwd: str
     candidates: list[str]
+    #: Whether the side is ICE-lite (``a=ice-lite``).
+    lite: bool = False
 
 
 def candidate_type(sdp: str) -> str:
@@ -158,13 +160,20 @@ class SynciceOurs:
 
     name = "syncice"
 
-    def __init__(self, controlling: bool, turn: TurnService, servers: Servers):
+    def __init__(
+        self,
+        controlling: bool,
+        turn: TurnService,
+        servers: Servers,
+        *,
+        lite: bool = False,
+    ):
         policy = syncice.TransportPolicy.RELAY if servers.relay_only else None
         kwargs = _server_kwargs(turn, servers)
         if policy is not None:
             kwargs["transport_policy"] = policy
         self.conn = syncice.Connection(
-            controlling, local_addresses=["127.0.0.1"], **kwargs
+            controlling, local_addresses=["127.0.0.1"], ice_lite=lite, **kwargs
         )
 
     def gather(self) -> Description:
@@ -173,6 +182,7 @@ class SynciceOurs:
             self.conn.local_username,
             self.conn.local_password,
             [c.to_sdp() for c in self.conn.local_candidates],
+            self.conn.local_description().lite,
         )
 
     def connect(self, remote: Description) -> float:
@@ -190,6 +200,10 @@ class SynciceOurs:
     def selected(self) -> str:
         [pair] = [s for s in self.conn.get_stats() if s.selected]
         return f"{pair.local.type}/{pair.remote.type}"
+
+    def checks_sent(self) -> int:
+        """The STUN requests sent on every pair (checks and consent)."""
+        return sum(s.requests_sent for s in self.conn.get_stats())
 
     def send(self, data: bytes) -> None:
         self.conn.send(data)
@@ -254,6 +268,7 @@ class _Aioice:
     async def _apply(self, remote: Description) -> None:
         self.conn.remote_username = remote.ufrag
         self.conn.remote_password = remote.pwd
+        self.conn.remote_is_lite = remote.lite
         for sdp in remote.candidates:
             await self.conn.add_remote_candidate(
                 aioice.Candidate.from_sdp(_strip_prefix(sdp))

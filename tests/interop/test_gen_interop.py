@@ -300,3 +300,27 @@ def test_browser_tables(tmp_path: Path) -> None:
         ["aioice", "pass", "0.040", "1000"],
         ["syncice.asyncio", "pass", "0.035", "1000"],
     ]
+
+
+def test_lite_cells_have_no_baseline_and_sort_after_the_full_roles(
+    tmp_path: Path,
+) -> None:
+    records = [
+        _record(role="lite-vs-controlled", scenario="host", turn_transport=None),
+        _record(role="lite-vs-controlling", scenario="host", turn_transport=None),
+        _record(seconds=0.03),
+        _record(ours="aioice", seconds=0.5),
+    ]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "interop.rst"
+    assert _generator().main([str(results), "-o", str(out), "--where", "here"]) == 0
+    text = out.read_text()
+    assert "syncice is an ICE-lite agent" in text
+    matrix = _rows(text, "Interop matrix\n--------------")
+    assert [row[1] for row in matrix[1:]] == [
+        "controlled",
+        "lite-vs-controlling",
+        "lite-vs-controlled",
+    ]
+    assert matrix[2][4:8] == ["pass", "0.020", "—", "—"]

@@ -12,6 +12,11 @@ Scenarios, for "ours" (syncice or the aioice baseline) and the peer:
 ``host`` (no server), ``srflx`` (both with STUN), ``relay-ours`` (ours
 relay-only, the peer with STUN), ``relay-peer`` (the reverse) and
 ``relay-both`` (both relay-only), TURN over UDP, TCP or TLS.
+
+The lite cells (:func:`~tests.interop.matrix.lite_cells`) put syncice as an
+ICE-lite agent against aioice and libnice created controlling or
+controlled, with host candidates or the peer relay-only; they have no
+aioice baseline (aioice has no lite mode).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import pytest
 import syncice
 from tests.conftest import TurnService
 from tests.interop.conftest import MatrixRunner
-from tests.interop.matrix import DATAGRAMS, Cell, all_cells
+from tests.interop.matrix import DATAGRAMS, Cell, all_cells, lite_cells
 from tests.interop.peers import (
     STEP_TIMEOUT,
     AioiceOurs,
@@ -62,6 +67,25 @@ def test_cell(cell: Cell, matrix: MatrixRunner, request: pytest.FixtureRequest) 
     # The baseline is recorded, not judged (aioice's own interop is not ours
     # to assert), but it must have run.
     assert baseline.ours == "aioice"
+
+
+@pytest.mark.parametrize("cell", lite_cells(), ids=lambda c: c.id)
+def test_lite_cell(
+    cell: Cell, matrix: MatrixRunner, request: pytest.FixtureRequest
+) -> None:
+    """syncice ICE-lite against a full peer, created controlling or
+    controlled: the peer nominates, syncice sends no check."""
+    if cell.peer.startswith("libnice"):
+        request.getfixturevalue("libnice")
+    ours = matrix.syncice_result(cell)
+    assert ours.outcome == "connected", ours.error
+    assert ours.datagrams == DATAGRAMS
+    remote = "relay" if cell.scenario == "relay-peer" else "host"
+    assert ours.selected in {f"host/{remote}", "host/prflx"}
+    assert ours.offered is not None
+    assert ours.offered.lite
+    assert {candidate_type(c) for c in ours.offered.candidates} == {"host"}
+    assert ours.checks_sent == 0
 
 
 def test_no_redundant_srflx_on_loopback(
