@@ -215,12 +215,12 @@ coverage_gate() {
   echo
   echo "Gate: 100% line and branch coverage for the sans-IO modules"
   "$py" -m coverage report --fail-under=100 \
-    --include=syncice/stun.py,syncice/candidate.py,syncice/_demux.py,syncice/_gather.py,syncice/exceptions.py,syncice/events.py || return
+    --include=syncice/stun.py,syncice/candidate.py,syncice/_demux.py,syncice/_gather.py,syncice/exceptions.py,syncice/events.py,syncice/description.py || return
   echo
   echo "Gate: 100% for the ICE agent from its layer-1 tests alone (no sockets)"
   "$py" -m coverage report --fail-under=100 \
-    --contexts='^$|tests\.test_ice_agent|tests\.test_ice_early_checks|tests\.test_ice_turn|tests\.test_transaction|tests\.test_ice_state_machine|tests\.test_ice_failures|tests\.test_ice_config|tests\.test_ice_states|tests\.test_ice_patience' \
-    --include=syncice/ice.py,syncice/_checklist.py,syncice/_transaction.py,syncice/_checks.py,syncice/_consent.py,syncice/_gathering.py,syncice/_ice_config.py,syncice/_ice_failure.py,syncice/_ice_log.py,syncice/_ice_states.py,syncice/_nomination.py,syncice/_relays.py || return
+    --contexts='^$|tests\.test_ice_agent|tests\.test_ice_early_checks|tests\.test_ice_turn|tests\.test_transaction|tests\.test_ice_state_machine|tests\.test_ice_failures|tests\.test_ice_config|tests\.test_ice_states|tests\.test_ice_patience|tests\.test_ice_lite' \
+    --include=syncice/ice.py,syncice/_checklist.py,syncice/_transaction.py,syncice/_checks.py,syncice/_consent.py,syncice/_gathering.py,syncice/_ice_config.py,syncice/_ice_failure.py,syncice/_ice_log.py,syncice/_ice_states.py,syncice/_nomination.py,syncice/_relays.py,syncice/_agent_relays.py,syncice/_lite.py || return
   "$py" -m coverage report --fail-under=100 \
     --contexts='^$|tests\.test_turn\.' \
     --include=syncice/turn.py || return
@@ -230,7 +230,7 @@ coverage_gate() {
   echo
   echo "Gate: 90% for the worker, the facades and the sockets (OS-specific paths)"
   "$py" -m coverage report --fail-under=90 \
-    --include=syncice/_worker.py,syncice/connection.py,syncice/_clock.py,syncice/_stream.py,syncice/_mdns_socket.py,syncice/asyncio.py,syncice/_aio_bridge.py,syncice/_facade.py,syncice/_inbox.py,syncice/_mailbox.py,syncice/_batch.py,syncice/_lifecycle.py,syncice/_session.py,syncice/_sockets.py
+    --include=syncice/_worker.py,syncice/connection.py,syncice/_clock.py,syncice/_stream.py,syncice/_mdns_socket.py,syncice/asyncio/*.py,syncice/_describe.py,syncice/_aio_bridge.py,syncice/_facade.py,syncice/_inbox.py,syncice/_mailbox.py,syncice/_batch.py,syncice/_lifecycle.py,syncice/_session.py,syncice/_sockets.py
 }
 
 check "ruff check" "$py" -m ruff check .
