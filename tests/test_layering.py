@@ -30,6 +30,8 @@ CORE = (
     "_nomination",
     "_relays",
     "_agent_relays",
+    "_agent_tcp",
+    "_ice_tcp",
     "_transaction",
     "events",
     "turn",
