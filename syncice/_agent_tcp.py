@@ -81,6 +81,12 @@ class TcpVerbs:
             made.append(candidate)
         return made[0], made[1]
 
+    def is_authenticated(self, endpoint: int, addr: Address) -> bool:
+        """Whether ``addr`` has authenticated itself on ``endpoint`` (see
+        :meth:`~syncice.ice.IceAgent.authenticated_peers`), in constant time."""
+        ep = self._list.endpoints.get(endpoint)
+        return ep is not None and addr in ep.peers
+
     def tcp_closed(self, endpoint: int, addr: Address, now: float) -> bool:
         """The TCP connection of ``(endpoint, addr)`` ended (refused, reset,
         closed by the peer, or by the caller for bad framing): a check out on

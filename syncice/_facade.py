@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _gather, _worker
 from ._checklist import PairStats, canonical
+from ._ice_tcp import check_transports
 from ._inbox import INBOX_SIZE, Inbox
 from ._lifecycle import Phase
 from ._mailbox import Mailbox, Waiter
@@ -278,6 +279,7 @@ class ConnectionCore:
         config: IceConfig | None,
         mdns_host_candidates: bool,
         direct_reads: bool = False,
+        transports: Sequence[str] = ("udp",),
     ) -> None:
         #: The name in logs and ``repr()``, set first: a facade's repr()
         #: works even when the checks below raise.
@@ -365,6 +367,7 @@ class ConnectionCore:
             turn_password=turn_password or "",
             turn_transport=turn_transport,
             turn_ssl=turn_ssl,
+            transports=check_transports(transports),
         )
         self._agent = IceAgent(
             controlling=ice_controlling,
@@ -374,6 +377,8 @@ class ConnectionCore:
             config=config,
             name=self.name,
         )
+        if "tcp" in self._plan.transports:
+            self._agent.enable_tcp()  # remote TCP candidates are accepted
         self._lock = threading.Lock()
         #: Received datagrams, ``(data, component)``.
         self.inbox = Inbox(INBOX_SIZE)
@@ -591,7 +596,11 @@ class ConnectionCore:
                 remote, self._pending_remote = self._pending_remote, []
                 worker.post(
                     lambda: session.start_gathering(
-                        paths.sockets, paths.stun, paths.turn, remote
+                        paths.sockets,
+                        paths.stun,
+                        paths.turn,
+                        remote,
+                        paths.listeners,
                     )
                 )
                 return

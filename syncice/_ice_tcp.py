@@ -42,8 +42,10 @@ __all__ = [
     "ACTIVE_PORT",
     "DIRECTION_PREFERENCES",
     "MAX_FRAME",
+    "TRANSPORTS",
     "FrameDecoder",
     "FramingError",
+    "check_transports",
     "frame",
     "is_tcp",
     "mapped_is_base",
@@ -64,6 +66,30 @@ DIRECTION_PREFERENCES = {"active": 6, "passive": 4, "so": 2}
 MAX_FRAME = 0xFFFF
 _TYPE_PREFERENCES = {"host": 63, "prflx": 55, "srflx": 50, "relay": 0}
 _LENGTH = struct.Struct("!H")
+
+
+#: The transports a connection may gather candidates on.
+TRANSPORTS = ("udp", "tcp")
+
+
+def check_transports(transports: object) -> tuple[str, ...]:
+    """The ``transports=`` option of a connection, checked: a non-empty
+    list or tuple of ``"udp"`` and ``"tcp"``, each at most once.
+
+    :raises TypeError: not a list or tuple of :class:`str`.
+    :raises ValueError: empty, repeated or unknown names.
+    """
+    if not isinstance(transports, (list, tuple)) or not all(
+        isinstance(t, str) for t in transports
+    ):
+        raise TypeError('transports must be a tuple of "udp" and "tcp"')
+    names = tuple(transports)
+    unknown = [t for t in names if t not in TRANSPORTS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(
+            f'transports must name "udp", "tcp" or both, once each, not {transports!r}'
+        )
+    return names
 
 
 class FramingError(ValueError):

@@ -95,6 +95,11 @@ class Connection:
         address), which this process answers mDNS queries for, and hide the
         related address of server-reflexive and relay candidates
         (draft-ietf-mmusic-mdns-ice-candidates). Off by default.
+    :param transports: the transports of host candidates: ``("udp",)`` by
+        default, ``("udp", "tcp")`` or ``("tcp",)`` for ICE-TCP (RFC 6544,
+        :doc:`/guides/ice-tcp`): a passive (listening) and an active TCP
+        candidate per host address, and remote TCP candidates accepted
+        (refused without ``"tcp"``).
     :raises TypeError: for an argument of the wrong type (the message names it).
     :raises ValueError: for a malformed username or password, server address or
         transport, a component count outside 1-256, ``local_addresses`` that
@@ -121,6 +126,7 @@ class Connection:
         local_addresses: Sequence[str] | None = None,
         config: IceConfig | None = None,
         mdns_host_candidates: bool = False,
+        transports: Sequence[str] = ("udp",),
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -140,6 +146,7 @@ class Connection:
             local_addresses=local_addresses,
             config=config,
             mdns_host_candidates=mdns_host_candidates,
+            transports=transports,
             direct_reads=True,
         )
         self._name = core.name

@@ -51,6 +51,8 @@ class Connection:
     :param config: timing constants and bounds (:class:`~syncice.ice.IceConfig`).
     :param mdns_host_candidates: show host candidates as random ``.local``
         names, as :class:`syncice.Connection` does. Off by default.
+    :param transports: ``("udp",)`` by default; with ``"tcp"``, ICE-TCP, as
+        :class:`syncice.Connection` does.
     :raises ValueError: as :class:`syncice.Connection` does.
     """
 
@@ -73,6 +75,7 @@ class Connection:
         local_addresses: Sequence[str] | None = None,
         config: IceConfig | None = None,
         mdns_host_candidates: bool = False,
+        transports: Sequence[str] = ("udp",),
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -92,6 +95,7 @@ class Connection:
             local_addresses=local_addresses,
             config=_aioice_config() if config is None else config,
             mdns_host_candidates=mdns_host_candidates,
+            transports=transports,
         )
         self._name = core.name
         #: The address of the STUN server, or ``None``.
