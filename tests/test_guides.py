@@ -177,3 +177,17 @@ def test_cli_guide_commands_exist() -> None:
     guide = (Path(ROOT) / "docs" / "guides" / "cli.rst").read_text()
     commands = re.findall(r"^\s+\$ syncice (\w+)", guide, re.MULTILINE)
     assert set(commands) == {"stun", "turn", "pipe"}
+
+
+def test_ice_tcp() -> None:
+    done = run_example("examples/ice_tcp.py")
+    assert (done.returncode, done.stderr) == (0, "")
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"a: tcp passive \d+", lines[0])
+    assert lines[0] != "a: tcp passive 9"
+    assert lines[1:] == [
+        "a: tcp active 9",
+        "a's pair: active -> passive",
+        "b got: hello over TCP",
+        "a got: and back",
+    ]
