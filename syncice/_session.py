@@ -692,9 +692,10 @@ class Session:
             def post_tcp(data: bytes) -> None:
                 worker.post(lambda: self.send_data(component, data))
 
-            # A stream is written by the worker only: no channel, so every
-            # send() is posted to it (as for TURN over TCP).
-            return Route(None, addr, Relayed({}, addr, post_tcp))
+            # The caller writes the pair's stream itself, under the
+            # connection's lock; posted to the worker while it connects.
+            write = self.tcp.writer(endpoint, addr)
+            return Route(None, addr, Relayed({}, addr, post_tcp, write))
         if relay is None:
             return Route(self.sockets[endpoint], addr, batch=self.batch)
         transport, allocation = relay

@@ -3,15 +3,20 @@ selector: :class:`TcpLinks`, one per connection, owned by its session.
 
 Rules of this module:
 
-- Everything runs on the worker thread and never blocks: accepts, connects,
+- Everything but :meth:`TcpLinks.writer`'s function runs on the worker
+  thread and never blocks: accepts, connects,
   reads and writes are non-blocking, resumed when the selector says so.
 - One connection per pair, keyed as the agent keys pairs: ``(endpoint,
   remote address)``. A passive endpoint's connections are accepted on its
   listening socket; an active endpoint's are opened, bound to its host
   address, when the agent first queues something for a remote address.
 - Every frame is RFC 4571 (:mod:`syncice._ice_tcp`): what the agent queues
-  goes out framed, what arrives is cut into frames and handed on, one
-  ``deliver(endpoint, frames, addr)`` per read.
+  goes out framed (and what callers ``send()``, written from their own
+  thread by :meth:`TcpLinks.writer` under the connection's lock, behind
+  whatever the worker has still to write); what arrives is cut into frames
+  and handed on, one ``deliver(endpoint, frames, addr)`` per read. An
+  empty datagram cannot be framed (a zero length is an error): it is
+  dropped and counted.
 - **Untrusted bytes.** An accepted connection is *pending* until its peer
   authenticates itself (a check that passed MESSAGE-INTEGRITY, or a signed
   answer: the agent's :meth:`~syncice.ice.IceAgent.is_authenticated`). At
@@ -33,6 +38,7 @@ import errno
 import functools
 import logging
 import socket
+import threading
 from collections.abc import Callable
 
 from ._demux import is_stun
@@ -78,10 +84,12 @@ class _Link:
     """One TCP connection of a pair."""
 
     __slots__ = (
+        "closed",
         "connecting",
         "decoder",
         "endpoint",
         "key",
+        "lock",
         "out",
         "pending",
         "sock",
@@ -97,6 +105,10 @@ class _Link:
         self.connecting = connecting
         self.decoder = FrameDecoder()
         self.out = bytearray()
+        #: Guards ``out``, ``closed`` and writes to ``sock``: the worker and
+        #: the callers of ``send()`` both write the stream.
+        self.lock = threading.Lock()
+        self.closed = False
         #: The listening endpoint it counts against while unauthenticated.
         self.pending: int | None = None
         self.timer: TimerHandle | None = None
@@ -139,8 +151,10 @@ class TcpLinks:
         self.refused = 0
         #: Connections closed for bad framing or unauthenticated data.
         self.garbage = 0
-        #: Bytes dropped because a write buffer was full or closed.
+        #: Bytes dropped because a write buffer was full or closed (an empty
+        #: datagram counts 1), under ``_count_lock``: callers count too.
         self.dropped = 0
+        self._count_lock = threading.Lock()
 
     def owns(self, endpoint: int) -> bool:
         """Whether ``endpoint`` is one of these TCP endpoints."""
@@ -158,6 +172,56 @@ class TcpLinks:
         """The ``(endpoint, remote address)`` of each open connection."""
         return list(self._links)
 
+    def writer(self, endpoint: int, addr: Address) -> Callable[[bytes], bool]:
+        """A function that writes one datagram, framed, on the connection of
+        ``(endpoint, addr)`` from any thread, and says whether it did (not
+        while it connects, nor once it is gone: then the caller hands the
+        datagram to the worker, whose :meth:`send` takes it)."""
+        key = (endpoint, addr)
+        links = self._links
+        worker = self._worker
+
+        def write(data: bytes) -> bool:
+            link = links.get(key)  # one dict read: no lock needed
+            if link is None or link.connecting:
+                return False
+            if not data:
+                self._count_drop(1)
+                return True
+            framed = frame(data)
+            with link.lock:
+                if link.closed:
+                    return False
+                out = link.out
+                if out:  # the worker writes the rest: queue behind it
+                    if len(out) + len(framed) > MAX_BUFFER:
+                        self._count_drop(len(data))
+                    else:
+                        out += framed
+                    return True
+                try:
+                    sent = link.sock.send(framed)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    return True  # the worker's read will meet the error
+                if sent == len(framed):
+                    return True
+                out += framed[sent:]
+            # The rest waits for the socket to be writable: tell the worker.
+            worker.call_soon(lambda: self._rewatch(link))
+            return True
+
+        return write
+
+    def _count_drop(self, size: int) -> None:
+        with self._count_lock:
+            self.dropped += size
+
+    def _rewatch(self, link: _Link) -> None:
+        if self._links.get(link.key) is link:
+            self._watch(link)
+
     def send(self, endpoint: int, data: bytes, addr: Address) -> None:
         """Send ``data`` framed over the connection of ``(endpoint, addr)``,
         opened first on an active endpoint; dropped without one."""
@@ -166,7 +230,7 @@ class TcpLinks:
         if link is None:
             host = self._active.get(endpoint)
             if host is None:
-                self.dropped += len(data)
+                self._count_drop(len(data))
                 return
             link = self._open(key, host)
             if link is None:
@@ -174,12 +238,13 @@ class TcpLinks:
         try:
             framed = frame(data)
         except ValueError:
-            self.dropped += len(data)
+            self._count_drop(len(data) or 1)
             return
-        if len(link.out) + len(framed) > MAX_BUFFER:
-            self.dropped += len(data)
-            return
-        link.out += framed
+        with link.lock:
+            if len(link.out) + len(framed) > MAX_BUFFER:
+                self._count_drop(len(data))
+                return
+            link.out += framed
         if not link.connecting:
             self._flush(link)
         self._watch(link)
@@ -314,19 +379,20 @@ class TcpLinks:
             link.timer = None
 
     def _flush(self, link: _Link) -> None:
-        out = link.out
-        while out:
-            try:
-                sent = link.sock.send(out)
-            except (BlockingIOError, InterruptedError):
-                return
-            del out[:sent]
+        with link.lock:
+            out = link.out
+            while out:
+                try:
+                    sent = link.sock.send(out)
+                except (BlockingIOError, InterruptedError):
+                    return
+                del out[:sent]
 
     def _watch(self, link: _Link) -> None:
+        with link.lock:
+            writable = link.connecting or bool(link.out)
         self._worker.add_reader(
-            link.sock,
-            lambda: self._on_ready(link),
-            writable=link.connecting or bool(link.out),
+            link.sock, lambda: self._on_ready(link), writable=writable
         )
 
     def _drop(self, link: _Link) -> None:
@@ -334,7 +400,10 @@ class TcpLinks:
             del self._links[link.key]
         self._trusted(link)  # no longer pending either
         self._worker.remove_reader(link.sock)
-        link.sock.close()
+        with link.lock:
+            link.closed = True
+            link.out.clear()
+            link.sock.close()
 
     def _end(self, link: _Link, reason: str) -> None:
         if self._links.get(link.key) is not link:

@@ -90,6 +90,26 @@ def test_connect_and_data_over_tcp_only() -> None:
         assert sa.datagrams_received == 1
 
 
+def test_many_datagrams_arrive_in_order() -> None:
+    # 2,000 datagrams of 100 bytes: far less than the socket buffers and the
+    # connection's 1 MiB, so TCP loses none, and keeps their order.
+    with tcp_pair() as (a, b):
+        sent = [i.to_bytes(4, "big") + bytes(96) for i in range(2000)]
+        writer = spawn(lambda: a.send_many(sent))
+        got = [b.recv(timeout=GUARD) for _ in sent]
+        writer.result(GUARD)
+        assert got == sent
+        a.send(b"")  # cannot be framed: dropped, not an error
+        a.send(b"after")
+        assert b.recv(timeout=GUARD) == b"after"
+        session = a._core.session
+        assert session is not None
+        assert session.tcp is not None
+        assert session.tcp.dropped == 1
+        (stats,) = [s for s in a.get_stats() if s.selected]
+        assert stats.datagrams_sent == 2002
+
+
 def test_udp_pair_wins_when_both_work() -> None:
     with tcp_pair(("udp", "tcp")) as (a, b):
         assert {c.transport for c in a.local_candidates} == {"udp", "tcp"}
