@@ -351,3 +351,11 @@ def test_tcp_closed_reports_a_selected_pair() -> None:
     assert a.tcp_closed(pair.endpoint, pair.remote_addr, net.now) is True
     assert a.tcp_closed(pair.endpoint, ("10.9.9.9", 1), net.now) is False
     assert a.tcp_closed(999, pair.remote_addr, net.now) is False
+
+
+def test_tcp_endpoints_send_no_stun_binding_requests() -> None:
+    agent = make(True, 10, udp=True)
+    server = ("198.51.100.1", 3478)
+    agent.gather(0.0, [server])
+    sent = agent.datagrams_to_send()
+    assert [(t.endpoint, t.addr) for t in sent] == [(UDP, server)]

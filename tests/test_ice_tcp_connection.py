@@ -18,18 +18,24 @@ import pytest
 import syncice._tcp_links as tcp_links
 import syncice.asyncio
 from syncice import Candidate, Connection, ConnectionClosedError
-from tests.conftest import exchange_candidates, spawn
+from tests.conftest import exchange_candidates, has_ipv6_loopback, requires, spawn
 
 LOOPBACK = ["127.0.0.1"]
 GUARD = 10.0
+
+needs_ipv6 = requires(has_ipv6_loopback(), "this host has no IPv6 loopback (::1)")
 
 
 @contextmanager
 def tcp_pair(
     transports: tuple[str, ...] = ("tcp",),
+    *,
+    components: int = 1,
+    addresses: list[str] = LOOPBACK,
 ) -> Iterator[tuple[Connection, Connection]]:
-    a = Connection(True, local_addresses=LOOPBACK, transports=transports)
-    b = Connection(False, local_addresses=LOOPBACK, transports=transports)
+    kwargs = {"local_addresses": addresses, "components": components}
+    a = Connection(True, transports=transports, **kwargs)  # type: ignore[arg-type]
+    b = Connection(False, transports=transports, **kwargs)  # type: ignore[arg-type]
     try:
         exchange_candidates(a, b)
         other = spawn(lambda: b.connect(timeout=GUARD))
@@ -108,6 +114,26 @@ def test_many_datagrams_arrive_in_order() -> None:
         assert session.tcp.dropped == 1
         (stats,) = [s for s in a.get_stats() if s.selected]
         assert stats.datagrams_sent == 2002
+
+
+def test_two_components_over_tcp() -> None:
+    with tcp_pair(components=2) as (a, b):
+        pairs = [s for s in a.get_stats() if s.selected]
+        assert sorted(s.component for s in pairs) == [1, 2]
+        assert {s.local.transport for s in pairs} == {"tcp"}
+        for component in (1, 2):
+            a.sendto(b"to %d" % component, component)
+            assert b.recvfrom(timeout=GUARD) == (b"to %d" % component, component)
+
+
+@needs_ipv6
+def test_ipv6_over_tcp() -> None:
+    with tcp_pair(addresses=["::1"]) as (a, b):
+        local, remote = selected(a)
+        assert (local.host, local.transport) == ("::1", "tcp")
+        assert (remote.host, remote.tcptype) == ("::1", "passive")
+        b.send(b"over ::1")
+        assert a.recv(timeout=GUARD) == b"over ::1"
 
 
 def test_udp_pair_wins_when_both_work() -> None:
