@@ -110,13 +110,16 @@ class FrameDecoder:
     """Cuts the bytes of one TCP connection into RFC 4571 frames.
 
     Holds at most one unfinished frame, so its memory is bounded whatever the
-    peer sends.
+    peer sends. A zero length ends it: :attr:`error` says why, and the
+    connection is to close (after the frames before it are handled).
     """
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "error")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        #: Why the stream is not RFC 4571 framing, or ``None``.
+        self.error: str | None = None
 
     @property
     def pending(self) -> int:
@@ -124,20 +127,22 @@ class FrameDecoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Take received bytes; return the frames they complete, in order.
-
-        :raises FramingError: on a zero length; the decoder is then unusable.
-        """
+        """Take received bytes; return the frames they complete, in order, up
+        to a zero length, which sets :attr:`error` (nothing is taken after
+        it). Never raises."""
+        if self.error is not None:
+            return []
         buffer = self._buffer
         buffer += data
-        frames = []
+        frames: list[bytes] = []
         start = 0
         end = len(buffer)
         while end - start >= 2:
             (length,) = _LENGTH.unpack_from(buffer, start)
             if length == 0:
                 buffer.clear()
-                raise FramingError("a frame of length 0")
+                self.error = "a frame of length 0"
+                return frames
             if end - start - 2 < length:
                 break
             frames.append(bytes(buffer[start + 2 : start + 2 + length]))

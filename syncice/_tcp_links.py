@@ -250,7 +250,9 @@ class TcpLinks:
         self._watch(link)
 
     def close(self) -> None:
-        """Close every socket, without calling ``lost``."""
+        """Close every socket, without calling ``lost``; no connection is
+        opened after."""
+        self._active.clear()
         for link in list(self._links.values()):
             self._drop(link)
         for sock in self._listeners.values():
@@ -354,7 +356,7 @@ class TcpLinks:
                 self._end(link, "closed by the peer")
                 return
             frames = link.decoder.feed(data)
-            if not frames:
+            if not frames and link.decoder.error is None:
                 continue
             if link.pending is not None:
                 # Until it authenticates, one frame at a time, STUN only.
@@ -369,6 +371,8 @@ class TcpLinks:
                         return  # closed meanwhile (the connection closed)
             else:
                 self._deliver(endpoint, frames, addr)
+            if link.decoder.error is not None and self._links.get(key) is link:
+                raise FramingError(link.decoder.error)
 
     def _trusted(self, link: _Link) -> None:
         if link.pending is not None:
