@@ -83,6 +83,11 @@ CONSTRUCTOR_CASES: list[tuple[str, object, type[Exception], str]] = [
     ("config", {"ta": 0.05}, TypeError, "config"),
     ("mdns_host_candidates", "yes", TypeError, "mdns_host_candidates"),
     ("mdns_host_candidates", None, TypeError, "mdns_host_candidates"),
+    ("transports", "tcp", TypeError, "transports"),
+    ("transports", (), ValueError, "transports"),
+    ("transports", ("udp", "UDP"), ValueError, "transports"),
+    ("transports", ("tcp", "tcp"), ValueError, "transports"),
+    ("transports", (b"tcp",), TypeError, "transports"),
 ]
 
 
