@@ -726,7 +726,9 @@ class Session:
             not self.direct_reads
             or self.lease is not None
             or self.agent.relay_count
-            or self.tcp is not None  # TCP data is read by the worker
+            # ICE-TCP's streams are the worker's; the UDP sockets, if any,
+            # may still be lent (TCP data reaches the reader by the inbox).
+            or not self.sockets
         ):
             return
         lease = Lease(
