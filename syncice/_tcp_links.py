@@ -306,8 +306,12 @@ class TcpLinks:
                 self.refused += 1
                 sock.close()
                 continue
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # reset already
+                sock.close()
+                continue
             link = self._links[key] = _Link(sock, key, connecting=False)
             link.pending = passive
             self._pending[passive] += 1
