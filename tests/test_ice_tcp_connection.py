@@ -18,6 +18,7 @@ import pytest
 import syncice._tcp_links as tcp_links
 import syncice.asyncio
 from syncice import Candidate, Connection, ConnectionClosedError
+from syncice.testing import virtual_time
 from tests.conftest import exchange_candidates, has_ipv6_loopback, requires, spawn
 
 LOOPBACK = ["127.0.0.1"]
@@ -286,3 +287,19 @@ def test_asyncio_facade_over_tcp() -> None:
             await b.close()
 
     asyncio.run(main())
+
+
+def test_pending_connection_closed_after_10_virtual_seconds() -> None:
+    """The default bound, in virtual time: an accepted connection that never
+    authenticates is closed no sooner than PENDING_TIMEOUT after it came."""
+    with virtual_time() as vt:
+        conn = Connection(False, local_addresses=LOOPBACK, transports=("tcp",))
+        try:
+            conn.gather_candidates(timeout=GUARD)
+            with vt.paused() as came:
+                raw = socket.create_connection(("127.0.0.1", passive_port(conn)), GUARD)
+            with raw:
+                assert closed_by_peer(raw)
+            assert vt.now() >= came + tcp_links.PENDING_TIMEOUT
+        finally:
+            conn.close()
