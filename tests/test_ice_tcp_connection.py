@@ -2,7 +2,7 @@
 connecting with TCP only, data both ways with ``send()``/``recv()``
 unchanged, the choice of UDP when both work, and what a TCP peer that has
 not authenticated itself may do (nothing lasting). Connect time and
-throughput against UDP are measured by ``bench/ice_tcp.py``, not here.
+throughput against UDP are measured by ``bench/ice_tcp_vs_udp.py``, not here.
 """
 
 from __future__ import annotations

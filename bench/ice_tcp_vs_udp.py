@@ -7,7 +7,7 @@ to both done), then one sends ``--count`` datagrams of ``--size`` bytes as
 fast as it can while the other receives; the rate counts what arrived.
 Prints one table. Not part of the test suites.
 
-Run: ``python bench/ice_tcp.py [--runs 20] [--count 50000] [--size 1200]``.
+Run: ``python bench/ice_tcp_vs_udp.py [--runs 20] [--count 50000] [--size 1200]``.
 """
 
 from __future__ import annotations
