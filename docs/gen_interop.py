@@ -31,7 +31,14 @@ Record = dict[str, Any]
 
 PEER_ORDER = ("aioice", "libnice-regular", "libnice-aggressive", "werift", "syncice")
 ROLE_ORDER = ("controlling", "controlled", "lite-vs-controlling", "lite-vs-controlled")
-SCENARIO_ORDER = ("host", "srflx", "relay-ours", "relay-peer", "relay-both")
+SCENARIO_ORDER = (
+    "host",
+    "srflx",
+    "relay-ours",
+    "relay-peer",
+    "relay-both",
+    "ice-tcp",
+)
 TRANSPORT_ORDER = (None, "udp", "tcp", "tls")
 
 SCENARIO_NOTES = {
@@ -40,6 +47,8 @@ SCENARIO_NOTES = {
     "relay-ours": "our side relay-only (TURN), the peer with STUN",
     "relay-peer": "the peer relay-only (TURN), our side with STUN",
     "relay-both": "both sides relay-only (TURN)",
+    "ice-tcp": "ICE-TCP (RFC 6544): host TCP candidates only on both sides "
+    "(aioice has no ICE-TCP: its baseline cannot connect)",
 }
 
 

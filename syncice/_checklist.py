@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from ._ice_log import EventLog
 from ._ice_states import IllegalTransitionError
+from ._ice_tcp import tcp_pairable
 from ._transaction import ClientTransaction
 from .candidate import Candidate
 from .events import PairStateChanged
@@ -43,6 +44,7 @@ __all__ = [
     "PairStats",
     "canonical",
     "pair_priority",
+    "remote_key",
 ]
 
 Address = tuple[str, int]
@@ -68,6 +70,16 @@ def canonical(host: str) -> str:
             _CANONICAL.clear()
         spelled = _CANONICAL[host] = _CANONICAL.setdefault(spelled, spelled)
     return spelled
+
+
+def remote_key(
+    component: int, addr: Address, transport: str = "udp"
+) -> tuple[int, Address] | tuple[int, Address, str]:
+    """The key of a remote candidate in :attr:`CheckList.remote_by_addr`:
+    its component and address, and its transport unless UDP (a TCP and a
+    UDP candidate may share an address and port)."""
+    transport = transport.lower()
+    return (component, addr) if transport == "udp" else (component, addr, transport)
 
 
 class PairState(enum.Enum):
@@ -368,7 +380,9 @@ class CheckList:
         #: Every remote candidate, peer-reflexive ones included.
         self.remote_candidates: list[Candidate] = []
         #: Remote candidates by ``(component, address)``.
-        self.remote_by_addr: dict[tuple[int, Address], Candidate] = {}
+        self.remote_by_addr: dict[
+            tuple[int, Address] | tuple[int, Address, str], Candidate
+        ] = {}
         #: The check list, highest priority first.
         self.pairs: list[CandidatePair] = []
         #: The selected pair of each component that has one.
@@ -381,7 +395,8 @@ class CheckList:
 
     def add_remote(self, candidate: Candidate, addr: Address) -> None:
         """A remote candidate at ``addr`` (its canonical address)."""
-        self.remote_by_addr[(candidate.component, addr)] = candidate
+        key = remote_key(candidate.component, addr, candidate.transport)
+        self.remote_by_addr[key] = candidate
         self.remote_candidates.append(candidate)
 
     def pair(
@@ -396,7 +411,9 @@ class CheckList:
         if they cannot pair or the check list is full. Call :meth:`sort`
         after forming pairs."""
         ep = self.endpoints[endpoint]
-        if not ep.candidate.can_pair_with(remote):
+        if not ep.candidate.can_pair_with(remote) or not tcp_pairable(
+            ep.candidate, remote
+        ):
             return None
         addr = (canonical(remote.host), remote.port)
         existing = ep.pairs.get(addr)

@@ -39,13 +39,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from ._checklist import CandidatePair, CheckList, PairFaults, PairState, canonical
+from ._checklist import (
+    CandidatePair,
+    CheckList,
+    PairFaults,
+    PairState,
+    canonical,
+    remote_key,
+)
 from ._ice_config import IceConfig
 from ._ice_log import EventLog, status, times
 from ._ice_states import IceState, StateMachine
+from ._ice_tcp import mapped_is_base, prflx_priority, tcptype_seen_from_peer
 from ._lite import take_check
 from ._transaction import ClientTransaction, Poll
-from .candidate import Candidate, candidate_foundation, candidate_priority
+from .candidate import Candidate, candidate_foundation
 from .events import RoleChanged
 from .exceptions import CandidateError
 from .stun import Class, Message, Method, short_term_key
@@ -332,9 +340,7 @@ class Checks:
         attributes: dict[str, object] = {
             "USERNAME": f"{self._remote_username}:{self._local_username}",
             # RFC 8445 §7.1.1: the priority a peer-reflexive candidate would have.
-            "PRIORITY": candidate_priority(
-                local.component, "prflx", (local.priority >> 8) & 0xFFFF
-            ),
+            "PRIORITY": prflx_priority(local),
         }
         if self.controlling:
             attributes["ICE-CONTROLLING"] = self.tie_breaker
@@ -594,7 +600,9 @@ class Checks:
             self._stats.early_checks_dropped += 1
         self.early.append(check)
 
-    def _learn_remote(self, check: EarlyCheck, component: int) -> Candidate | None:
+    def _learn_remote(
+        self, check: EarlyCheck, component: int, local: Candidate
+    ) -> Candidate | None:
         """The peer-reflexive remote candidate a check shows (RFC 8445
         §7.3.1.3), or ``None`` (refused)."""
         if (
@@ -607,11 +615,12 @@ class Checks:
             remote = Candidate(
                 foundation=f"{self._rng.getrandbits(32):08x}",
                 component=component,
-                transport="udp",
+                transport=local.transport,
                 priority=check.priority,
                 host=addr[0],
                 port=addr[1],
                 type="prflx",
+                tcptype=tcptype_seen_from_peer(local),
             )
         except CandidateError:
             # A source a candidate cannot name (an IPv6 zone id,
@@ -629,9 +638,10 @@ class Checks:
         addr = check.addr
         pair = ep.pairs.get(addr)
         if pair is None:
-            remote = checklist.remote_by_addr.get((component, addr))
+            key = remote_key(component, addr, ep.candidate.transport)
+            remote = checklist.remote_by_addr.get(key)
             if remote is None:
-                remote = self._learn_remote(check, component)
+                remote = self._learn_remote(check, component, ep.candidate)
             pair = (
                 None
                 if remote is None
@@ -837,7 +847,7 @@ class Checks:
         pair.faults = PairFaults()
         pair.role_conflicts = 0
         # Discovering a local peer-reflexive candidate (RFC 8445 §7.2.5.3.1).
-        if (pair.local.host, pair.local.port) != mapped and not pair.valid:
+        if not mapped_is_base(pair.local, mapped) and not pair.valid:
             known = next(
                 (
                     c
@@ -849,17 +859,16 @@ class Checks:
             if known is None:
                 base = pair.local
                 known = Candidate(
-                    foundation=candidate_foundation("prflx", "udp", base.host),
+                    foundation=candidate_foundation("prflx", base.transport, base.host),
                     component=base.component,
-                    transport="udp",
-                    priority=candidate_priority(
-                        base.component, "prflx", (base.priority >> 8) & 0xFFFF
-                    ),
+                    transport=base.transport,
+                    priority=prflx_priority(base),
                     host=mapped[0],
                     port=mapped[1],
                     type="prflx",
                     related_address=base.host,
                     related_port=base.port,
+                    tcptype=base.tcptype,
                 )
                 self._log.debug(
                     "local candidate %s learnt from a check", known.to_sdp()

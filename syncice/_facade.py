@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _gather, _worker
 from ._checklist import PairStats, canonical
+from ._ice_tcp import check_transports
 from ._inbox import INBOX_SIZE, Inbox
 from ._lifecycle import Phase
 from ._lite import BOTH_LITE, lite_role, lite_servers
@@ -286,6 +287,7 @@ class ConnectionCore:
         mdns_host_candidates: bool,
         direct_reads: bool = False,
         ice_lite: bool = False,
+        transports: Sequence[str] = ("udp",),
     ) -> None:
         #: The name in logs and ``repr()``, set first: a facade's repr()
         #: works even when the checks below raise.
@@ -379,6 +381,7 @@ class ConnectionCore:
             turn_password=turn_password or "",
             turn_transport=turn_transport,
             turn_ssl=turn_ssl,
+            transports=check_transports(transports),
         )
         if lite:  # host candidates only (RFC 8445 §5.2), logged
             lite_servers(self.name, self.stun_server, self.turn_server)
@@ -393,6 +396,8 @@ class ConnectionCore:
             config=config,
             name=self.name,
         )
+        if "tcp" in self._plan.transports:
+            self._agent.enable_tcp()  # remote TCP candidates are accepted
         self._lock = threading.Lock()
         #: Received datagrams, ``(data, component)``.
         self.inbox = Inbox(INBOX_SIZE)
@@ -614,7 +619,11 @@ class ConnectionCore:
                 remote, self._pending_remote = self._pending_remote, []
                 worker.post(
                     lambda: session.start_gathering(
-                        paths.sockets, paths.stun, paths.turn, remote
+                        paths.sockets,
+                        paths.stun,
+                        paths.turn,
+                        remote,
+                        paths.listeners,
                     )
                 )
                 return

@@ -52,9 +52,12 @@ class Gathering(StateMachine[GatherState]):
 def plan(
     hosts: Iterable[tuple[int, Candidate]], servers: Sequence[Address]
 ) -> Iterator[tuple[int, Address]]:
-    """The Binding requests to send: ``(endpoint, server)`` for every host
-    endpoint and every STUN server of its address family."""
+    """The Binding requests to send: ``(endpoint, server)`` for every UDP
+    host endpoint and every STUN server of its address family (ICE-TCP's
+    endpoints gather no server-reflexive candidate)."""
     for endpoint, candidate in hosts:
+        if candidate.transport.lower() != "udp":
+            continue
         family = ":" in candidate.host
         for server in servers:
             if (":" in server[0]) == family:

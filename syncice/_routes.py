@@ -25,7 +25,9 @@ class Route:
 
     A relayed route (``relay`` set) sends through its TURN allocation: as
     ChannelData straight to the server over UDP once a channel is bound,
-    otherwise through the worker, which wraps it. :attr:`sent` and
+    otherwise through the worker, which wraps it. An ICE-TCP route is a
+    relayed one without channels whose ``write`` frames the datagram onto
+    the pair's TCP connection from the calling thread. :attr:`sent` and
     :attr:`sent_bytes` count what callers wrote on it themselves (the
     worker adds them to the selected pair's stats), under a lock of the
     route's own, so that concurrent senders are all counted.
@@ -76,11 +78,12 @@ class Route:
                 raise ValueError(f"datagram of {len(data)} bytes is too large")
             channel = relay.channels.get(relay.peer)
             sock = self.sock
-            if channel is None or sock is None:
+            if channel is not None and sock is not None:
+                sock.sendto(frame_channel_data(channel, data), self.addr)
+            elif relay.write is None or not relay.write(data):
                 relay.post(bytes(data))
                 return
             size = len(data)
-            sock.sendto(frame_channel_data(channel, data), self.addr)
         else:
             size = self.sock.sendto(data, self.addr)  # type: ignore[union-attr]
         with self.count_lock:
@@ -114,14 +117,18 @@ class Route:
 class Relayed:
     """The relay half of a route (see :class:`Route`)."""
 
-    __slots__ = ("channels", "peer", "post")
+    __slots__ = ("channels", "peer", "post", "write")
 
     def __init__(
         self,
         channels: dict[Address, int],
         peer: Address,
         post: Callable[[bytes], None],
+        write: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.channels = channels  # the allocation's: read, never written, here
         self.peer = peer
         self.post = post
+        #: Writes from the calling thread when it can (an ICE-TCP stream
+        #: under its own lock): whether it did; else ``post`` is used.
+        self.write = write

@@ -62,6 +62,7 @@ from .turn import TurnAllocation
 if TYPE_CHECKING:
     from ._sockets import TurnPath
     from ._stream import StreamTransport
+    from ._tcp_links import TcpLinks
 
 __all__ = [
     "Published",
@@ -182,6 +183,7 @@ class Session:
         "streams",
         "sweep_period",
         "sweeper",
+        "tcp",
         "timer",
         "turn_paths",
         "turn_sockets",
@@ -220,6 +222,8 @@ class Session:
         self.streams: dict[int, StreamTransport] = {}
         self.turn_paths: dict[int, TurnPath] = {}
         self.next_endpoint = 0
+        # ICE-TCP's listening sockets and connections, with transports=tcp.
+        self.tcp: TcpLinks | None = None
         # Made when there is a TURN server (a Future costs a Condition).
         self.released: concurrent.futures.Future[None] | None = None
         # mDNS: whether to show .local names for our host candidates, the
@@ -256,8 +260,11 @@ class Session:
         stun_servers: list[Address],
         turn: list[TurnPath],
         remote: list[Candidate | None],
+        listeners: list[tuple[socket.socket, int]] | None = None,
     ) -> None:
-        self._guard(self._start_gathering, sockets, stun_servers, turn, remote)
+        self._guard(
+            self._start_gathering, sockets, stun_servers, turn, remote, listeners
+        )
 
     def _start_gathering(
         self,
@@ -265,6 +272,7 @@ class Session:
         stun_servers: list[Address],
         turn: list[TurnPath],
         remote: list[Candidate | None],
+        listeners: list[tuple[socket.socket, int]] | None = None,
     ) -> None:
         now = self.worker.clock.now()
         agent = self.agent
@@ -293,6 +301,10 @@ class Session:
             else:
                 self._open_stream(transport, path.sock, path.server)
         self.next_endpoint = endpoint
+        if listeners is not None:
+            from ._tcp_session import start_tcp
+
+            start_tcp(self, listeners)
         for candidate in remote:
             self._add_remote(candidate, now)
         agent.gather(now, stun_servers)
@@ -592,6 +604,8 @@ class Session:
                 stream = self.streams.get(endpoint)
                 if stream is not None:
                     stream.write(data)
+                elif self.tcp is not None:
+                    self.tcp.send(endpoint, data, addr)
                 continue
             try:
                 sock.sendto(data, addr)
@@ -672,6 +686,16 @@ class Session:
 
     def _route(self, component: int, endpoint: int, addr: Address) -> Route:
         relay = self.agent.relay(endpoint)
+        if relay is None and self.tcp is not None and self.tcp.owns(endpoint):
+            worker = self.worker
+
+            def post_tcp(data: bytes) -> None:
+                worker.post(lambda: self.send_data(component, data))
+
+            # The caller writes the pair's stream itself, under the
+            # connection's lock; posted to the worker while it connects.
+            write = self.tcp.writer(endpoint, addr)
+            return Route(None, addr, Relayed({}, addr, post_tcp, write))
         if relay is None:
             return Route(self.sockets[endpoint], addr, batch=self.batch)
         transport, allocation = relay
@@ -698,7 +722,14 @@ class Session:
         """Let blocking callers read the sockets themselves once connected;
         not with TURN (the worker unwraps relayed data), nor for the asyncio
         shim (whose callers must never block)."""
-        if not self.direct_reads or self.lease is not None or self.agent.relay_count:
+        if (
+            not self.direct_reads
+            or self.lease is not None
+            or self.agent.relay_count
+            # ICE-TCP's streams are the worker's; the UDP sockets, if any,
+            # may still be lent (TCP data reaches the reader by the inbox).
+            or not self.sockets
+        ):
             return
         lease = Lease(
             tuple((sock, endpoint) for endpoint, sock in self.sockets.items()),
@@ -852,6 +883,8 @@ class Session:
         for sock in hosts:
             if id(sock) not in leased:
                 sock.close()
+        if self.tcp is not None:
+            self.tcp.close()
         for route in self.published.routes.values():
             self._retire(route)
         self.published.routes = {}
@@ -878,6 +911,8 @@ class Session:
             sock.close()
         for stream in self.streams.values():
             stream.forget_after_fork()
+        if self.tcp is not None:
+            self.tcp.forget_after_fork()
         self.sockets = {}
         self.streams = {}
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import _gather
+from . import _gather, _tcp_links
 
 if TYPE_CHECKING:
     import ssl
@@ -78,10 +78,13 @@ class Paths:
     stun: list[Address] = field(default_factory=list)
     #: A path to the TURN server per component.
     turn: list[TurnPath] = field(default_factory=list)
+    #: A listening TCP socket per host address and component (ICE-TCP), or
+    #: ``None`` without TCP.
+    listeners: list[tuple[socket.socket, int]] | None = None
 
     def close(self) -> None:
         """Close every socket (the gathering was abandoned)."""
-        for sock, _ in self.sockets:
+        for sock, _ in [*self.sockets, *(self.listeners or ())]:
             sock.close()
         for path in self.turn:
             path.sock.close()
@@ -103,6 +106,8 @@ class Plan:
     turn_password: str
     turn_transport: str
     turn_ssl: bool | ssl.SSLContext
+    #: Which transports host candidates use: ``"udp"``, ``"tcp"`` or both.
+    transports: tuple[str, ...] = ("udp",)
 
 
 def bind_udp(address: str) -> socket.socket:
@@ -128,10 +133,17 @@ def open_paths(plan: Plan) -> Paths:
                 paths.stun = _gather.resolve_server(
                     plan.stun_server, use_ipv4=plan.use_ipv4, use_ipv6=plan.use_ipv6
                 )
+            if "tcp" in plan.transports:
+                paths.listeners = []
             for component in range(1, plan.components + 1):
                 for address in addresses:
                     try:
-                        paths.sockets.append((_gather.bind_udp(address), component))
+                        if "udp" in plan.transports:
+                            sock = _gather.bind_udp(address)
+                            paths.sockets.append((sock, component))
+                        if paths.listeners is not None:
+                            sock = _tcp_links.listen_tcp(address)
+                            paths.listeners.append((sock, component))
                     except OSError as exc:
                         logger.warning(
                             "%s cannot bind to %s: %s", plan.name, address, exc

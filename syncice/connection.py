@@ -101,6 +101,11 @@ class Connection:
         also ``IceConfig(ice_lite=True)``): host candidates only (servers
         given are not used), always controlled, it answers checks and sends
         none; the full peer nominates. Off by default.
+    :param transports: the transports of host candidates: ``("udp",)`` by
+        default, ``("udp", "tcp")`` or ``("tcp",)`` for ICE-TCP (RFC 6544,
+        :doc:`/guides/ice-tcp`): a passive (listening) and an active TCP
+        candidate per host address, and remote TCP candidates accepted
+        (refused without ``"tcp"``).
     :raises TypeError: for an argument of the wrong type (the message names it).
     :raises ValueError: for a malformed username or password, server address or
         transport, a component count outside 1-256, ``local_addresses`` that
@@ -128,6 +133,7 @@ class Connection:
         config: IceConfig | None = None,
         mdns_host_candidates: bool = False,
         ice_lite: bool = False,
+        transports: Sequence[str] = ("udp",),
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -147,6 +153,7 @@ class Connection:
             local_addresses=local_addresses,
             config=config,
             mdns_host_candidates=mdns_host_candidates,
+            transports=transports,
             direct_reads=True,
             ice_lite=ice_lite,
         )

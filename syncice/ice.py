@@ -58,7 +58,8 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from ._agent_relays import RelayVerbs
-from ._checklist import CandidatePair, CheckList, PairStats, canonical
+from ._agent_tcp import TcpVerbs
+from ._checklist import CandidatePair, CheckList, PairStats, canonical, remote_key
 from ._checks import AgentStats, Checks, Kind
 from ._consent import ConsentSet
 from ._demux import is_stun
@@ -133,7 +134,7 @@ class _Reactions:
         self.agent._on_consent_answered(pair, now)
 
 
-class IceAgent(RelayVerbs):
+class IceAgent(RelayVerbs, TcpVerbs):
     """An ICE agent for one media stream, sans-IO.
 
     :param controlling: whether the agent starts in the controlling role.
@@ -397,8 +398,9 @@ class IceAgent(RelayVerbs):
     def add_remote_candidate(self, candidate: Candidate | None, now: float) -> None:
         """Add a remote candidate, or ``None`` for end-of-candidates (RFC 8838).
 
-        Candidates that cannot be paired (not UDP, a host name, a component we
-        do not have) are kept out; one with the transport address of a known
+        Candidates that cannot be paired (not UDP, or TCP without
+        :meth:`enable_tcp`, a host name, a component we do not have) are kept
+        out; one with the transport address of a known
         candidate is ignored. While checking, new pairs join the check list.
 
         :raises ValueError: after end-of-candidates.
@@ -417,13 +419,19 @@ class IceAgent(RelayVerbs):
             return
         addr = (canonical(candidate.host), candidate.port)
         limit = self.config.max_remote_candidates
-        if candidate.transport.lower() != "udp":
+        transport = candidate.transport.lower()
+        if transport != "udp" and (transport != "tcp" or not self.tcp):
             why = "not UDP"
+        elif transport == "tcp" and candidate.tcptype is None:
+            why = "TCP without tcptype"
         elif not 1 <= candidate.component <= self.components:
             why = f"no component {candidate.component} here"
         elif candidate.type not in ("host", "srflx", "prflx", "relay"):
             why = f"unknown type {candidate.type!r}"
-        elif (candidate.component, addr) in self._list.remote_by_addr:
+        elif (
+            remote_key(candidate.component, addr, transport)
+            in self._list.remote_by_addr
+        ):
             log.debug("remote candidate %s ignored: a known address", sdp)
             return
         elif len(self.remote_candidates) >= limit:

@@ -85,6 +85,11 @@ CONSTRUCTOR_CASES: list[tuple[str, object, type[Exception], str]] = [
     ("mdns_host_candidates", None, TypeError, "mdns_host_candidates"),
     ("ice_lite", "yes", TypeError, "ice_lite"),
     ("ice_lite", 1, TypeError, "ice_lite"),
+    ("transports", "tcp", TypeError, "transports"),
+    ("transports", (), ValueError, "transports"),
+    ("transports", ("udp", "UDP"), ValueError, "transports"),
+    ("transports", ("tcp", "tcp"), ValueError, "transports"),
+    ("transports", (b"tcp",), TypeError, "transports"),
 ]
 
 

@@ -224,3 +224,17 @@ def test_signalling() -> None:
         "b got: hello",
         "bad: line 6 'a=candidate:1 1 udp x 1.2.3.4 9 typ host'",
     ]
+
+
+def test_ice_tcp() -> None:
+    done = run_example("examples/ice_tcp.py")
+    assert (done.returncode, done.stderr) == (0, "")
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"a: tcp passive \d+", lines[0])
+    assert lines[0] != "a: tcp passive 9"
+    assert lines[1:] == [
+        "a: tcp active 9",
+        "a's pair: active -> passive",
+        "b got: hello over TCP",
+        "a got: and back",
+    ]

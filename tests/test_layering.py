@@ -32,6 +32,8 @@ CORE = (
     "description",
     "_relays",
     "_agent_relays",
+    "_agent_tcp",
+    "_ice_tcp",
     "_transaction",
     "events",
     "turn",

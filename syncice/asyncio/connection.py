@@ -53,6 +53,8 @@ class Connection(Extensions):
         names, as :class:`syncice.Connection` does. Off by default.
     :param ice_lite: be an ICE-lite agent, as :class:`syncice.Connection`
         is. Off by default.
+    :param transports: ``("udp",)`` by default; with ``"tcp"``, ICE-TCP, as
+        :class:`syncice.Connection` does.
     :raises ValueError: as :class:`syncice.Connection` does.
     """
 
@@ -76,6 +78,7 @@ class Connection(Extensions):
         config: IceConfig | None = None,
         mdns_host_candidates: bool = False,
         ice_lite: bool = False,
+        transports: Sequence[str] = ("udp",),
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -96,6 +99,7 @@ class Connection(Extensions):
             config=_aioice_config() if config is None else config,
             mdns_host_candidates=mdns_host_candidates,
             ice_lite=ice_lite,
+            transports=transports,
         )
         self._name = core.name
         #: The address of the STUN server, or ``None``.

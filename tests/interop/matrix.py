@@ -66,6 +66,8 @@ def scenario(name: str, transport: str | None) -> Scenario:
         "relay-ours": (relay, stun),
         "relay-peer": (stun, relay),
         "relay-both": (relay, relay),
+        # ICE-TCP (RFC 6544): TCP host candidates only, on both sides.
+        "ice-tcp": (Servers(transports=("tcp",)), Servers(transports=("tcp",))),
     }
     ours, theirs = table[name]
     return Scenario(name, ours, theirs, transport is not None)
@@ -95,6 +97,8 @@ def all_cells() -> list[Cell]:
             for name in ("relay-ours", "relay-peer", "relay-both"):
                 for transport in TRANSPORTS:
                     cells.append(Cell(peer, role, name, transport))
+            if peer.startswith("libnice"):  # libnice has ICE-TCP
+                cells.append(Cell(peer, role, "ice-tcp", None))
     return cells
 
 

@@ -7,7 +7,7 @@ comes from ``apt-get install -y gir1.2-nice-0.1 libnice10``::
     /usr/bin/python3 tests/interop/nice_peer.py --role controlling|controlled
         [--local-address 127.0.0.1 ...] [--stun HOST:PORT]
         [--turn HOST:PORT --turn-user U --turn-password P
-         --turn-transport udp|tcp|tls] [--relay-only]
+         --turn-transport udp|tcp|tls] [--relay-only] [--transport udp|tcp]
         [--nomination regular|aggressive] [--max-life SECONDS] [--debug]
 
 The agent is ``Nice.Agent.new_full(..., Nice.Compatibility.RFC5245, flags)``:
@@ -15,8 +15,11 @@ libnice's standard ICE mode (it has no separate RFC 8445 value), with
 regular nomination (``REGULAR_NOMINATION``, the default here) or aggressive
 nomination. It gathers UDP candidates on the ``--local-address`` addresses
 only (default ``127.0.0.1``), with UPnP and ICE-TCP off, so no traffic leaves
-them. ``--relay-only`` sets ``force-relay``. The process exits by itself after
-``--max-life`` seconds (default 60), on ``{"cmd": "quit"}`` and at EOF on stdin.
+them; ``--transport tcp`` gathers TCP candidates only instead (ICE-TCP,
+RFC 6544: ``ice-tcp`` on, ``ice-udp`` off, the agent not reliable, so each
+datagram is one RFC 4571 frame). ``--relay-only`` sets ``force-relay``.
+The process exits by itself after ``--max-life`` seconds (default 60), on
+``{"cmd": "quit"}`` and at EOF on stdin.
 
 Every datagram received on the selected pair is sent back unchanged (any
 bytes). Datagrams that arrive before libnice has selected a pair (the other
@@ -115,8 +118,10 @@ class NicePeer:
         self.agent = agent
         agent.props.controlling_mode = args.role == "controlling"
         agent.props.upnp = False  # no SSDP multicast
-        agent.props.ice_tcp = False
-        agent.props.ice_udp = True
+        # ICE-TCP (RFC 6544) with --transport tcp: TCP candidates only, in
+        # libnice's non-reliable mode (RFC 4571 framing, datagram semantics).
+        agent.props.ice_tcp = args.transport == "tcp"
+        agent.props.ice_udp = args.transport == "udp"
         agent.props.force_relay = bool(args.relay_only)
         if args.stun:
             host, port = host_port(args.stun)
@@ -369,6 +374,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--relay-only", action="store_true", help="relayed candidates only"
+    )
+    parser.add_argument(
+        "--transport",
+        choices=["udp", "tcp"],
+        default="udp",
+        help="host candidates over UDP, or over TCP only (ICE-TCP, RFC 6544)",
     )
     parser.add_argument(
         "--nomination", choices=["regular", "aggressive"], default="regular"

@@ -52,11 +52,14 @@ class Servers:
     :param turn_transport: ``"udp"``, ``"tcp"`` or ``"tls"`` for TURN, or
         ``None`` for no TURN server.
     :param relay_only: offer relayed candidates only.
+    :param transports: ``("udp",)``, or ``("tcp",)`` for ICE-TCP.
     """
 
     stun: bool = False
     turn_transport: str | None = None
     relay_only: bool = False
+    #: The transports of host candidates (``("tcp",)``: ICE-TCP only).
+    transports: tuple[str, ...] = ("udp",)
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,11 @@ class SynciceOurs:
         if policy is not None:
             kwargs["transport_policy"] = policy
         self.conn = syncice.Connection(
-            controlling, local_addresses=["127.0.0.1"], ice_lite=lite, **kwargs
+            controlling,
+            local_addresses=["127.0.0.1"],
+            ice_lite=lite,
+            transports=servers.transports,
+            **kwargs,
         )
 
     def gather(self) -> Description:
@@ -249,6 +256,8 @@ class _Aioice:
     """An :class:`aioice.Connection` driven from other threads."""
 
     def __init__(self, controlling: bool, turn: TurnService, servers: Servers):
+        if "tcp" in servers.transports:
+            raise NotImplementedError("aioice 0.13 has no ICE-TCP")
         self.runner = _Loop()
         kwargs = _server_kwargs(turn, servers)
         if servers.relay_only:
@@ -374,6 +383,8 @@ class NiceTheirs:
             ]
         if servers.relay_only:
             args.append("--relay-only")
+        if "tcp" in servers.transports:
+            args += ["--transport", "tcp"]
         self._spawn(args)
 
     def _spawn(self, args: list[str]) -> None:
@@ -507,6 +518,8 @@ class WeriftTheirs(NiceTheirs):
             ]
         if servers.relay_only:
             args.append("--relay-only")
+        if "tcp" in servers.transports:
+            args += ["--transport", "tcp"]
         self._spawn(args)
 
 

@@ -11,7 +11,8 @@ place: its connect time is recorded next to syncice's (in
 Scenarios, for "ours" (syncice or the aioice baseline) and the peer:
 ``host`` (no server), ``srflx`` (both with STUN), ``relay-ours`` (ours
 relay-only, the peer with STUN), ``relay-peer`` (the reverse) and
-``relay-both`` (both relay-only), TURN over UDP, TCP or TLS.
+``relay-both`` (both relay-only), TURN over UDP, TCP or TLS; and, with
+libnice, ``ice-tcp`` (TCP host candidates only on both sides, RFC 6544).
 
 The lite cells (:func:`~tests.interop.matrix.lite_cells`) put syncice as an
 ICE-lite agent against aioice and libnice created controlling or
@@ -64,6 +65,13 @@ def test_cell(cell: Cell, matrix: MatrixRunner, request: pytest.FixtureRequest) 
     # Our side never signals a srflx candidate equal to a host candidate.
     assert ours.offered is not None
     assert without_redundant(ours.offered.candidates) == ours.offered.candidates
+    if cell.scenario == "ice-tcp":
+        # Only TCP candidates on either side: the pair that carried the
+        # datagrams was a TCP pair.
+        assert {c.split()[2].lower() for c in ours.offered.candidates} == {"tcp"}
+        picked = [e for e in ours.peer_events if e.get("event") == "selected-pair"]
+        assert picked
+        assert all(str(e["local"]).split()[2].upper() == "TCP" for e in picked)
     # The baseline is recorded, not judged (aioice's own interop is not ours
     # to assert), but it must have run.
     assert baseline.ours == "aioice"
