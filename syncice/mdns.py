@@ -34,7 +34,10 @@ Its rules:
   Questions for other names are never answered.
 - **Bytes** from the network never raise: a datagram that does not parse, is
   larger than 9000 bytes (§17), or is neither a query nor a response we use is
-  dropped and counted in :attr:`MdnsProtocol.stats`.
+  dropped and counted in :attr:`MdnsProtocol.stats`. A record whose rdata
+  has a compressed name where dnspython refuses one (an NSEC record, as
+  Chromium's responder sends with every answer: RFC 6762 §18.14 allows it)
+  is skipped, the rest of its message used.
 - **Names** are checked strictly: :func:`is_mdns_hostname` accepts one
   LDH label (RFC 1123) of 1 to 63 characters followed by ``.local``, and
   :func:`create_mdns_hostname` makes a random UUID version 4 name.
@@ -361,9 +364,8 @@ class MdnsProtocol:
         if len(data) > _MAX_MESSAGE:
             self.stats.malformed += 1
             return
-        try:
-            message = dns.message.from_wire(data, ignore_trailing=True)
-        except Exception:  # dnspython raises many kinds on hostile input
+        message = _parse(data)
+        if message is None:
             self.stats.malformed += 1
             return
         if addr[1] != MDNS_PORT or message.opcode() != dns.opcode.QUERY:
@@ -484,6 +486,44 @@ class MdnsProtocol:
     def next_event(self) -> MdnsEvent | None:
         """:returns: the next event, or ``None`` when there is none."""
         return self._events.popleft() if self._events else None
+
+
+#: dnspython >= 2.8 refuses a compression pointer in the rdata of a type
+#: whose RFC forbids it (NSEC's next domain name, RFC 4034 §4.1.1); older
+#: versions decompress every name and never raise it.
+_DecompressionForbidden: type[Exception] = getattr(
+    dns.name, "DecompressionForbidden", type("_Never", (Exception,), {})
+)
+
+
+def _parse(data: bytes) -> dns.message.Message | None:
+    """The DNS message in ``data``, or ``None`` if it is not one.
+
+    RFC 6762 §18.14 has mDNS compress names in rdata too, NSEC's included:
+    Chromium's responder does, in the NSEC record it adds to every answer
+    (the "negative" half of its announcement, RFC 6762 §6.1). A strict
+    parser refuses such a message whole; here only those records are
+    skipped (we use none of them) and the rest of the message is kept. Any
+    other error drops the datagram.
+    """
+    try:
+        return dns.message.from_wire(data, ignore_trailing=True)
+    except _DecompressionForbidden:
+        pass
+    except Exception:  # dnspython raises many kinds on hostile input
+        return None
+    try:
+        message = dns.message.from_wire(
+            data, ignore_trailing=True, continue_on_error=True
+        )
+    except Exception:
+        return None
+    # A compressed name in rdata is skipped record by record (parsing goes
+    # on); any other error ends the parse and the message is refused.
+    errors = getattr(message, "errors", ())
+    if not all(isinstance(e.exception, _DecompressionForbidden) for e in errors):
+        return None
+    return message
 
 
 def _text(key: dns.name.Name) -> str:

@@ -570,3 +570,43 @@ def test_arbitrary_bytes_never_raise_nor_answer_for_others(data: bytes) -> None:
     for reply, _ in protocol.datagrams_to_send(0.0):
         names = {r.name for r in dns.message.from_wire(reply).answer}
         assert names == {dns.name.from_text(NAME)}
+
+
+# Chromium 156's announcement of its name for 10.78.0.1, as captured on the
+# wire: an A record, and an NSEC record whose next domain name is a
+# compression pointer to its own name (services/network/mdns_responder.cc,
+# CreateNsecRdata; RFC 6762 §18.14 allows it, dnspython >= 2.8 refuses it).
+CHROMIUM_NAME = "96a35380-d02c-4930-a4e4-a26ab4cb132d.local"
+CHROMIUM_ANNOUNCEMENT = bytes.fromhex(
+    "000084000000000100000001"
+    "2439366133353338302d643032632d343933302d613465342d613236616234636231333264"
+    "056c6f63616c00"
+    "0001800100000078"
+    "00040a4e0001"
+    "2439366133353338302d643032632d343933302d613465342d613236616234636231333264"
+    "056c6f63616c00"
+    "002f800100000078"
+    "0005c046000140"
+)
+
+
+def test_chromium_answers_with_a_compressed_nsec_resolve() -> None:
+    protocol = MdnsProtocol()
+    protocol.resolve(CHROMIUM_NAME, 0.0)
+    protocol.datagrams_to_send(0.0)
+    protocol.receive_datagram(CHROMIUM_ANNOUNCEMENT, PEER, 0.01)
+    assert events(protocol) == [
+        NameResolved(name=CHROMIUM_NAME, addresses=("10.78.0.1",))
+    ]
+    assert protocol.stats.malformed == 0
+
+
+def test_a_compressed_nsec_does_not_excuse_other_errors() -> None:
+    # The same message cut inside its A record's rdata: still malformed.
+    protocol = MdnsProtocol()
+    protocol.resolve(CHROMIUM_NAME, 0.0)
+    protocol.datagrams_to_send(0.0)
+    truncated = CHROMIUM_ANNOUNCEMENT[:60]
+    protocol.receive_datagram(truncated, PEER, 0.01)
+    assert events(protocol) == []
+    assert protocol.stats.malformed == 1

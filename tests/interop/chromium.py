@@ -123,21 +123,47 @@ def page_server() -> Iterator[str]:
         server.server_close()
 
 
-class Browser:
-    """One headless Chromium with the page loaded."""
+#: The page's URL when Chromium runs in a namespace of its own: playwright
+#: answers the request itself (no server, and no network, in between).
+ROUTED_URL = "http://localhost/"
 
-    def __init__(self, url: str, *, media: bool) -> None:
-        from playwright.sync_api import sync_playwright
+
+class Browser:
+    """One headless Chromium with the page loaded.
+
+    With ``netns``, Chromium runs in that network namespace rather than ours
+    (an ``ip netns exec`` wrapper as its executable; playwright's pipe to it
+    is inherited), and the page comes from playwright at :data:`ROUTED_URL`.
+    """
+
+    def __init__(self, url: str, *, media: bool, netns: str | None = None) -> None:
+        from playwright.sync_api import Route, sync_playwright
 
         self._profile = tempfile.TemporaryDirectory(prefix="si-browser-profile-")
+        executable = CHROMIUM
+        if netns is not None:
+            wrapper = Path(self._profile.name) / "chromium-in-netns"
+            wrapper.write_text(
+                f'#!/bin/sh\nexec ip netns exec {netns} {CHROMIUM} "$@"\n'
+            )
+            wrapper.chmod(0o755)
+            executable = str(wrapper)
         self._pw = sync_playwright().start()
         self.context = self._pw.chromium.launch_persistent_context(
             self._profile.name,
-            executable_path=CHROMIUM,
+            executable_path=executable,
             headless=True,
             args=FLAGS + (FAKE_MEDIA if media else []),
         )
         self.page = self.context.new_page()
+        if netns is not None:
+            body = PAGE.read_text()
+
+            def fulfil(route: Route) -> None:
+                route.fulfill(body=body, content_type="text/html; charset=utf-8")
+
+            self.page.route(ROUTED_URL, fulfil)
+            url = ROUTED_URL
         self.page.goto(url)
         self.media = media
 
@@ -219,14 +245,14 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
 class StunWatch:
-    """A capture of the STUN messages to and from our UDP ports on ``lo``.
+    """A capture of the STUN messages to and from our UDP ports on ``device``.
 
     Records the attributes of each binding request that arrives there and
     counts the success responses sent from there (an AF_PACKET socket: root,
     inside the test's namespace).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "lo") -> None:
         #: Our ports: one per local address (a check may come to any).
         self.ports: frozenset[int] = frozenset()
         self.requests: list[tuple[float, list[str]]] = []
@@ -236,7 +262,10 @@ class StunWatch:
         # each): a buffer that holds seconds of them, so that a thread slow
         # to read on a loaded machine drops no STUN message.
         self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
-        self._sock.bind(("lo", 0))
+        self._sock.bind((device, 0))
+        # On lo each packet is seen twice, outgoing and incoming; elsewhere
+        # our answers are seen only going out.
+        self._loopback = device == "lo"
         self._sock.settimeout(0.2)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -248,7 +277,7 @@ class StunWatch:
                 frame, info = self._sock.recvfrom(65535)
             except OSError:
                 continue
-            if info[2] == socket.PACKET_OUTGOING:
+            if self._loopback and info[2] == socket.PACKET_OUTGOING:
                 continue  # each packet on lo is seen twice
             self._packet(frame[14:])
 
@@ -307,6 +336,19 @@ def _started(conn: syncice.Connection) -> None:
     conn.get_stats()
 
 
+def _await_resolved(conn: syncice.Connection) -> list[str]:
+    """Wait (at most a step) until a remote host candidate is paired: a
+    ``.local`` name resolved; the addresses of the remote host candidates."""
+    deadline = time.monotonic() + STEP
+    while True:
+        hosts = sorted(
+            {s.remote.host for s in conn.get_stats() if s.remote.type == "host"}
+        )
+        if hosts or time.monotonic() > deadline:
+            return hosts
+        time.sleep(0.01)
+
+
 def run(
     role: str,
     regime: str,
@@ -317,7 +359,9 @@ def run(
     renomination: bool = False,
 ) -> dict[str, Any]:
     """One run: Chromium ``role`` ("offerer", controlling, or "answerer"),
-    its candidates ``regime`` ("none", or "host" with a media permission),
+    its candidates ``regime`` ("none", "host" with a media permission, or
+    "mdns": none, with Chromium in a namespace of its own, ``$SI_CHROMIUM_NETNS``,
+    whose default route makes it name its address),
     ``order`` of our connect() and Chromium's first check ("connect-first"
     or "check-first"), the pair kept ``hold`` seconds, then ``close`` one
     side ("syncice" or "chromium") and watch the other notice."""
@@ -331,9 +375,11 @@ def run(
     conn = syncice.Connection(
         role == "answerer", local_addresses=addresses, config=config
     )
-    watch = StunWatch()
+    watch = StunWatch(os.environ.get("SI_CAPTURE_DEV", "lo"))
     with page_server() as url:
-        browser = Browser(url, media=regime == "host")
+        browser = Browser(
+            url, media=regime == "host", netns=os.environ.get("SI_CHROMIUM_NETNS")
+        )
         try:
             conn.gather_candidates(timeout=STEP)
             watch.ports = frozenset(c.port for c in conn.local_candidates)
@@ -354,6 +400,12 @@ def run(
                 begin_ms = browser.now_ms()
                 if order == "connect-first":
                     _started(conn)
+                    if regime == "mdns":
+                        # Chromium's name resolved before it has what it
+                        # needs to check us: the pair checked is its host
+                        # candidate, not the peer-reflexive one of a check.
+                        out["resolved"] = _await_resolved(conn)
+                        out["resolved_s"] = round(time.monotonic() - begin, 4)
                 browser.call(
                     "a => acceptAnswer(a)",
                     description(conn, candidates=True, renomination=renomination),
@@ -381,6 +433,12 @@ def run(
                 begin_ms = browser.now_ms()
                 if order == "connect-first":
                     _started(conn)
+                    if regime == "mdns":
+                        # Chromium's name resolved before it has what it
+                        # needs to check us: the pair checked is its host
+                        # candidate, not the peer-reflexive one of a check.
+                        out["resolved"] = _await_resolved(conn)
+                        out["resolved_s"] = round(time.monotonic() - begin, 4)
                 for c in conn.local_candidates:
                     browser.call("l => addCandidate(l)", f"candidate:{c.to_sdp()}")
                 if order == "check-first":
@@ -392,6 +450,11 @@ def run(
             out["chromium_connected_s"] = round((connected - begin_ms) / 1000, 4)
             [pair] = [s for s in conn.get_stats() if s.selected]
             out["selected"] = f"{pair.local.type}/{pair.remote.type}"
+            # The remote candidates of our pairs, a resolved .local name's
+            # among them (by its address).
+            out["remote_candidates"] = sorted(
+                {f"{s.remote.type} {s.remote.host}" for s in conn.get_stats()}
+            )
             out["checks_at_connect"] = watch.summary()
             if hold:
                 held = time.monotonic()
@@ -441,7 +504,7 @@ def run(
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("role", choices=["offerer", "answerer"])
-    parser.add_argument("regime", choices=["none", "host"])
+    parser.add_argument("regime", choices=["none", "host", "mdns"])
     parser.add_argument("order", choices=["connect-first", "check-first"])
     parser.add_argument("--hold", type=float, default=0.0)
     parser.add_argument("--close", choices=["syncice", "chromium"], default="syncice")

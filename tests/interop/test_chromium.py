@@ -4,17 +4,31 @@ Each test makes a namespace ``si-browser-<pid>-<n>`` with ``lo`` and a veth
 pair (both ends inside, 10.77.0.1 and 10.77.0.2: Chromium gathers nothing on
 ``lo`` alone), runs ``tests/interop/chromium.py`` in it with ``ip netns
 exec`` (Chromium, syncice and a capture of the STUN traffic), and checks what
-it prints. Nothing leaves the namespace.
+it prints. Nothing leaves the namespace. The ``mdns`` regime uses two
+namespaces instead (below): there Chromium runs in the other one.
 
 Candidate regimes:
 
-- ``none``: no media permission. Chromium signals no candidates at all (no
-  ``.local`` names either: it emits none here, see docs/interop.rst) and is
-  reached through the peer-reflexive candidate of its first check, which
+- ``none``: no media permission. Chromium signals no candidates at all and
+  is reached through the peer-reflexive candidate of its first check, which
   must work whether that check comes before our connect() or after it (the
-  controlling side used to fail at once: tests/test_ice_patience.py).
+  controlling side used to fail at once: tests/test_ice_patience.py). No
+  ``.local`` name either: without a media permission Chromium signals only
+  its *default* local address, behind an mDNS name, and it finds that
+  address by connecting a UDP socket to 8.8.8.8:53 (no packet is sent;
+  services/network/p2p/socket_manager.cc); the namespace has no default
+  route, so the connect fails, the candidate keeps the address 0.0.0.0 and
+  is not signalled (its name is announced for 0.0.0.0).
 - ``host``: a fake microphone granted (getUserMedia on ``http://localhost``):
   Chromium signals its host candidates.
+- ``mdns``: no media permission, Chromium in a namespace of its own
+  (``si-mdnschrome-<pid>-<n>-chromium``, 10.78.0.1) whose default route goes
+  over a veth to syncice's (``...-syncice``, 10.78.0.2; no route onwards, so
+  nothing leaves the two). Chromium then signals one host candidate,
+  ``<uuid>.local``, and answers queries for it on 224.0.0.251; syncice
+  resolves the name over the veth and checks Chromium's host candidate
+  (``host/host``, not peer-reflexive: the test waits for the name to be
+  resolved before Chromium gets what it needs to check us).
 
 Times are printed (``-s``), never asserted.
 """
@@ -33,6 +47,7 @@ from typing import Any
 
 import pytest
 
+from syncice.mdns import is_mdns_hostname
 from tests.conftest import missing_service
 from tests.interop import chromium
 from tests.interop.matrix import append_record
@@ -47,14 +62,18 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
 
 
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    """A namespace with ``lo`` and a veth pair inside it, removed after."""
+def _requirements() -> None:
     ok, why = chromium.available()
     if not ok:
         missing_service(why)
     if shutil.which("ip") is None or os.geteuid() != 0:
         missing_service("the Chromium tests need root and iproute2 (ip netns)")
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    """A namespace with ``lo`` and a veth pair inside it, removed after."""
+    _requirements()
     name = f"si-browser-{os.getpid()}-{next(_names)}"
     _ip("netns", "add", name)
     try:
@@ -82,10 +101,76 @@ def namespace() -> Iterator[str]:
         _ip("netns", "delete", name)
 
 
-def run_module(namespace: str, module: str, *args: str) -> dict[str, Any] | None:
+#: Chromium's address and syncice's in the mDNS regime's namespaces.
+MDNS_CHROMIUM, MDNS_SYNCICE = "10.78.0.1", "10.78.0.2"
+
+
+@pytest.fixture
+def mdns_namespaces() -> Iterator[dict[str, str]]:
+    """Chromium's namespace and syncice's, joined by a veth: in Chromium's,
+    a default route to syncice's end (Chromium names only its default local
+    address); in both, the multicast route to the veth. Syncice's has no
+    route beyond the veth and does not forward. The environment of a run in
+    syncice's namespace (:func:`run`), with ``"namespace"``; removed after."""
+    _requirements()
+    base = f"si-mdnschrome-{os.getpid()}-{next(_names)}"
+    ours, theirs = f"{base}-syncice", f"{base}-chromium"
+    made = []
+    try:
+        for name in (ours, theirs):
+            _ip("netns", "add", name)
+            made.append(name)
+            _ip("-n", name, "link", "set", "lo", "up")
+        _ip(
+            "-n",
+            theirs,
+            "link",
+            "add",
+            "veth-chromium",
+            "type",
+            "veth",
+            "peer",
+            "veth-syncice",
+            "netns",
+            ours,
+        )
+        for name, dev, addr in (
+            (theirs, "veth-chromium", MDNS_CHROMIUM),
+            (ours, "veth-syncice", MDNS_SYNCICE),
+        ):
+            _ip("-n", name, "addr", "add", f"{addr}/24", "dev", dev)
+            _ip("-n", name, "link", "set", dev, "up")
+            _ip("-n", name, "route", "add", "224.0.0.0/4", "dev", dev)
+        _ip("-n", theirs, "route", "add", "default", "via", MDNS_SYNCICE)
+        subprocess.run(
+            ["ip", "netns", "exec", ours, "sysctl", "-qw", "net.ipv4.ip_forward=0"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        yield {
+            "namespace": ours,
+            "SI_ADDRESSES": MDNS_SYNCICE,
+            "SI_CHROMIUM_NETNS": theirs,
+            "SI_CAPTURE_DEV": "veth-syncice",
+        }
+    finally:
+        for name in made:
+            _ip("netns", "delete", name)
+
+
+def run_module(
+    namespace: str, module: str, *args: str, env: dict[str, str] | None = None
+) -> dict[str, Any] | None:
     """Run ``python -m module args`` in ``namespace``: its JSON result
-    (printed), or ``None`` if it failed (its stderr printed)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), SI_ADDRESSES="10.77.0.1")
+    (printed), or ``None`` if it failed (its stderr printed). ``env`` adds
+    to (or overrides) the run's environment."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SI_ADDRESSES": "10.77.0.1",
+        **(env or {}),
+    }
     proc = subprocess.run(
         ["ip", "netns", "exec", namespace, sys.executable, "-m", module, *args],
         capture_output=True,
@@ -109,10 +194,13 @@ def run(
     order: str,
     *args: str,
     label: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One Chromium run; its result, also recorded for docs/interop.rst
     (suite ``browser``) under ``label`` (default: ``order``)."""
-    result = run_module(namespace, "tests.interop.chromium", role, regime, order, *args)
+    result = run_module(
+        namespace, "tests.interop.chromium", role, regime, order, *args, env=env
+    )
     ok = result is not None and result.get("ok") is True
     got = result or {}
     append_record(
@@ -255,3 +343,26 @@ def test_renomination_offered_to_a_controlling_chromium(namespace: str) -> None:
     assert result["events_while_held"] == []
     check_answered(result["checks"])
     assert "ICE-CONTROLLING" in result["checks"]["attributes"]
+
+
+@pytest.mark.parametrize("role", ["offerer", "answerer"])
+def test_chromium_mdns_candidates_resolved(
+    mdns_namespaces: dict[str, str], role: str
+) -> None:
+    # No media permission, a default route: Chromium signals its host
+    # candidate as a .local name only; syncice resolves it over the veth
+    # (Chromium's answers carry an NSEC record with a compressed name) and
+    # the pair checked and selected is that host candidate.
+    env = dict(mdns_namespaces)
+    namespace = env.pop("namespace")
+    result = run(namespace, role, "mdns", "connect-first", env=env)
+    assert result["ok"]
+    hosts = [c.split()[4] for c in result["chromium_candidates"]]
+    assert hosts
+    assert all(is_mdns_hostname(h) for h in hosts), hosts
+    assert result["resolved"] == [MDNS_CHROMIUM]
+    assert result["remote_candidates"] == [f"host {MDNS_CHROMIUM}"]
+    assert result["selected"] == "host/host"
+    assert result["chromium_states"][-1] == "connected"
+    check_answered(result["checks_at_connect"])
+    assert result["noticed"] in ("disconnected", "failed")
