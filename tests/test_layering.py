@@ -30,6 +30,7 @@ CORE = (
     "_nomination",
     "_relays",
     "_agent_relays",
+    "_restart",
     "_transaction",
     "events",
     "turn",
