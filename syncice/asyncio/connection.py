@@ -358,6 +358,21 @@ class Connection:
         :meth:`syncice.Connection.get_stats`)."""
         return await bridge(self._core.stats())
 
+    async def restart(
+        self, local_username: str | None = None, local_password: str | None = None
+    ) -> None:
+        """Restart ICE (RFC 8445 §9): a syncice extension, as
+        :meth:`syncice.Connection.restart`; then exchange the new
+        credentials and candidates, and ``await`` :meth:`connect` again.
+
+        :raises NotConnectedError: if the connection has not connected yet.
+        :raises ValueError: a malformed credential, or one that is not new.
+        """
+        done = self._core.restart(local_username, local_password)
+        self.remote_username = None
+        self.remote_password = None
+        await bridge(done)
+
 
 def _aioice_config() -> IceConfig:
     # Imported here: .ice imports this module for Connection.
