@@ -704,22 +704,21 @@ class ConnectionCore:
     def restart(
         self, username: str | None, password: str | None
     ) -> concurrent.futures.Future[None]:
-        """Start an ICE restart (RFC 8445 §9, ``IceAgent.restart``): new local
-        credentials (random when ``None``), no remote candidate; the next
-        :meth:`connect` starts the new checks and returns their outcome.
+        """Start an ICE restart (``IceAgent.restart``): new local credentials
+        (random when ``None``), no remote candidate; the next :meth:`connect`
+        starts the new checks and returns their outcome.
 
         :returns: done once the worker has started the new generation.
         :raises NotConnectedError: before the connection connected (or failed).
         :raises ValueError: a malformed credential, or one that is not new.
-        :raises TypeError: a credential that is not a ``str``.
         :raises ConnectionClosedError: if the connection is closed.
         """
-        username = validate_username(
-            _random_string(4) if username is None else username
-        )
-        password = validate_password(
-            _random_string(22) if password is None else password
-        )
+        if username is None:
+            username = _random_string(4)
+        if password is None:
+            password = _random_string(22)
+        validate_username(username)
+        validate_password(password)
         with self._lock:
             if self._closed:
                 raise self.closed_error()

@@ -271,7 +271,8 @@ class Connection:
         raises otherwise. Failure is only reported once end-of-candidates has
         been signalled with :meth:`add_remote_candidate`: until then more
         remote candidates may come. Calling it again after success returns at
-        once.
+        once; after :meth:`restart`, it starts the new checks and returns
+        once they nominated a pair.
 
         :param timeout: at most this many seconds; ``None`` waits until done.
         :raises NotConnectedError: (a :class:`ConnectionError`) if gathering
