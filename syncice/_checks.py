@@ -696,8 +696,7 @@ class Checks:
                 elif renominated and pair.transaction is None:
                     # Not valid here yet: check it, select it on success.
                     pair.remote_nominated = True
-                    if pair.state is not PairState.SUCCEEDED:
-                        checklist.set_state(pair, PairState.WAITING)
+                    checklist.set_state(pair, PairState.WAITING)
                     self.send_check(pair, now, nominate=False)
             return
         # Triggered check (RFC 8445 §7.3.1.4).

@@ -96,9 +96,9 @@ class Previous:
         """Never called: gathering requests moved to the new driver."""
 
     def consent_answered(self, pair: CandidatePair, now: float) -> None:
-        """Consent on an old selected pair lasts from now."""
-        if self.selected.get(pair.component) is pair:
-            self.consent.answered(pair.component, now)
+        """Consent on an old selected pair lasts from now (consent checks
+        go on selected pairs only)."""
+        self.consent.answered(pair.component, now)
 
     def peer_renominated(self, pair: CandidatePair, value: int) -> bool:
         """Renominations count in the new generation only."""

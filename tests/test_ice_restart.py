@@ -5,6 +5,8 @@ network in virtual time, or one agent fed hand-made checks.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from syncice.candidate import Candidate, candidate_priority
@@ -405,3 +407,59 @@ def test_regular_nomination_is_unchanged_without_the_attribute() -> None:
     agent.receive_datagram(0, check, ("10.0.1.2", 2001), 0.0)
     # A lower-priority pair nominated by USE-CANDIDATE does not take over.
     assert selected_remote(agent) == "10.0.0.2"
+
+
+def test_two_components_switch_one_by_one_then_the_restart_completes() -> None:
+    net, a, b = agent_pair(components=2)
+    connect_pair(net, a, b)
+    marks = {a: len(net.timeline(a)), b: len(net.timeline(b))}
+    a.restart()
+    b.set_remote_credentials(a.local_username, a.local_password)  # b restarts
+    exchange_new(net, a, b)
+    seen_half = False
+
+    def half_switched() -> bool:
+        nonlocal seen_half
+        # One component on its new pair, the other still on the old one.
+        seen_half |= a.restarting and len(a.selected) == 1
+        return False
+
+    a.connect(net.now)
+    b.connect(net.now)
+    net.run(net.now + 5.0, stop=half_switched)
+    assert seen_half
+    for agent in (a, b):
+        kinds = [type(e) for _, e in net.timeline(agent)[marks[agent] :]]
+        switches = [i for i, k in enumerate(kinds) if k is SelectedPairChanged]
+        assert len(switches) == 2
+        assert kinds.count(RestartCompleted) == 1
+        assert kinds.index(RestartCompleted) > switches[-1]
+        assert agent.route(1) is not None
+        assert agent.route(2) is not None
+
+
+def test_the_old_generation_answers_but_ignores_a_renomination() -> None:
+    net, a, b = agent_pair(controlling=(False, True))
+    connect_pair(net, a, b)
+    old = a.selected[1]
+    a.restart()
+    net.flush()
+    check = renominating_check(9, 77)  # aaaa:bbbb, the old credentials
+    a.receive_datagram(0, check, old.remote_addr, net.now)
+    (tx,) = a.datagrams_to_send()
+    assert parse_message(tx.data).message_class == Class.SUCCESS
+    assert a.route(1) == (old.endpoint, old.remote_addr)
+    assert a.restarting
+
+
+def test_the_end_of_a_restart_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="syncice.ice")
+    net, a, b = agent_pair()
+    connect_pair(net, a, b)
+    a.restart()
+    b.restart()
+    exchange_new(net, a, b)
+    connect_pair(net, a, b)
+    lines = [r.getMessage() for r in caplog.records]
+    assert "aaaa ICE restart completed: generation 1" in lines
+    assert any(line.startswith("aaaa ICE restart: generation 1") for line in lines)
