@@ -9,6 +9,7 @@ time from ``restart()`` to the new pair echoing is printed, not asserted.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TurnService
-from tests.interop.matrix import ECHO_TIMEOUT, payload
+from tests.interop.matrix import ECHO_TIMEOUT, append_record, payload
 from tests.interop.peers import Description, NiceTheirs, Servers, SynciceOurs
 
 pytestmark = pytest.mark.interop
@@ -49,6 +50,23 @@ def described(ours: SynciceOurs) -> Description:
 def test_restart_with_libnice(role: str, starter: str, libnice: None) -> None:
     theirs = NiceTheirs(role == "controlled", NO_SERVER, Servers(), "regular")
     ours = SynciceOurs(role == "controlling", NO_SERVER, Servers())
+    # The matrix's results line (docs/gen_interop.py): seconds from the new
+    # descriptions applied to the new pair nominated.
+    record: dict[str, object] = {
+        "suite": "interop",
+        "scenario": f"restart-by-{starter}",
+        "peer": "libnice-regular",
+        "ours": "syncice",
+        "role": role,
+        "turn_transport": None,
+        "impairment": None,
+        "run": int(os.environ.get("SYNCICE_INTEROP_RUN", "1")),
+        "outcome": "failed",
+        "seconds": 0.0,
+        "selected": None,
+        "datagrams": 0,
+        "error": None,
+    }
     try:
         mine = ours.gather()
         their = theirs.gather()
@@ -75,6 +93,12 @@ def test_restart_with_libnice(role: str, starter: str, libnice: None) -> None:
         echo(ours, 3 * ECHOES)
         echoed = time.monotonic()
         [pair] = [s for s in ours.conn.get_stats() if s.selected]
+        record.update(
+            outcome="connected",
+            seconds=round(connected - signalled, 4),
+            selected=f"{pair.local.type}/{pair.remote.type}",
+            datagrams=4 * ECHOES,
+        )
         assert pair.state == "succeeded"
         assert pair.datagrams_received >= ECHOES
         sys.stdout.write(
@@ -84,9 +108,13 @@ def test_restart_with_libnice(role: str, starter: str, libnice: None) -> None:
             f"{1000 * (echoed - started):.1f} ms ({2 * ECHOES} echoed on the old "
             "pair meanwhile)\n"
         )
+    except Exception as exc:
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         ours.close()
         theirs.close()
+        append_record(record)
     assert theirs.seen[-1]["event"] == "exit"
     assert theirs.seen[-1]["echoed"] == 4 * ECHOES
     # libnice selected a pair again, in its new generation.
