@@ -10,6 +10,7 @@ connection's own logic can drop a datagram here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 import time
@@ -19,7 +20,12 @@ import pytest
 
 import syncice.asyncio
 from syncice import Connection
-from syncice.exceptions import IceTimeoutError, NotConnectedError
+from syncice.exceptions import (
+    IceTimeoutError,
+    NegotiationFailedError,
+    NotConnectedError,
+)
+from syncice.testing import VirtualTime, virtual_time
 
 LOOPBACK = ["127.0.0.1"]
 GUARD = 30.0
@@ -231,3 +237,95 @@ def test_asyncio_restart(starter: str) -> None:
             await b.close()
 
     asyncio.run(main())
+
+
+# --- in virtual time ------------------------------------------------------------
+#
+# The test thread is not seen by the virtual clock: calls that must happen at
+# one virtual instant (both sides' connect(), a restart and its signalling)
+# run with the clock paused, connect() started as a poll (syncice.testing).
+
+
+def start_connect(*conns: Connection) -> None:
+    for conn in conns:
+        with contextlib.suppress(IceTimeoutError):
+            conn.connect(timeout=0)
+
+
+def vt_connect(vt: VirtualTime, a: Connection, b: Connection) -> None:
+    with vt.paused():
+        start_connect(a, b)
+    a.connect(timeout=GUARD)
+    b.connect(timeout=GUARD)
+
+
+def vt_pair(vt: VirtualTime) -> tuple[Connection, Connection]:
+    a = Connection(True, local_addresses=LOOPBACK)
+    b = Connection(False, local_addresses=LOOPBACK)
+    a.gather_candidates(timeout=GUARD)
+    b.gather_candidates(timeout=GUARD)
+    signal(a, b)
+    return a, b
+
+
+def test_consent_holds_on_the_old_pair_through_a_long_restart() -> None:
+    """A minute (virtual) between restart() and the new signalling, twice
+    the consent timeout: each side's old generation answers the other's
+    consent checks, so the old pair carries data all along."""
+    with virtual_time() as vt:
+        a, b = vt_pair(vt)
+        try:
+            vt_connect(vt, a, b)
+            with vt.paused() as started:
+                a.restart()
+                b.restart()
+            assert vt.wait(60.0, timeout=GUARD) >= started + 60.0
+            a.send(b"a minute later")
+            assert b.recv(timeout=GUARD) == b"a minute later"
+            with vt.paused():
+                signal(a, b)
+            vt_connect(vt, a, b)
+            b.send(b"new pair")
+            assert a.recv(timeout=GUARD) == b"new pair"
+        finally:
+            a.close()
+            b.close()
+
+
+def test_a_restart_recovers_a_connection_whose_checks_failed() -> None:
+    with virtual_time() as vt:
+        a, b = vt_pair(vt)
+        try:
+            a.remote_password = "w" * 22  # a signs its checks wrongly
+            with vt.paused():
+                start_connect(a, b)
+            with pytest.raises(NegotiationFailedError, match="no nomination"):
+                b.connect(timeout=GUARD)
+            with pytest.raises(NegotiationFailedError, match="rejected our checks"):
+                a.connect(timeout=GUARD)
+            with vt.paused():
+                a.restart()
+                b.restart()
+                signal(a, b)
+            vt_connect(vt, a, b)
+            a.send(b"recovered")
+            assert b.recv(timeout=GUARD) == b"recovered"
+        finally:
+            a.close()
+            b.close()
+
+
+def test_a_restart_whose_checks_fail_says_so() -> None:
+    with virtual_time() as vt:
+        a, b = vt_pair(vt)
+        try:
+            vt_connect(vt, a, b)
+            b.restart()
+            b.remote_username, b.remote_password = "nobody", "n" * 22
+            b.add_remote_candidate(None)
+            # No check from the controlling side: the nomination timeout.
+            with pytest.raises(NegotiationFailedError, match="no nomination"):
+                b.connect(timeout=GUARD)
+        finally:
+            a.close()
+            b.close()
