@@ -178,12 +178,13 @@ class RestartVerbs:
 
         :param local_username: the new ``ice-ufrag`` (random if ``None``).
         :param local_password: the new ``ice-pwd`` (random if ``None``).
-        :raises ValueError: on a closed agent, before :meth:`connect`, or with
-            a credential that is malformed or not new.
+        :raises ValueError: on a closed agent, before the first
+            :meth:`connect`, or with a credential that is malformed or not
+            new.
         :raises TypeError: with a credential that is not a :class:`str`.
         """
         state = self.state
-        if state in (IceState.NEW, IceState.CLOSED):
+        if state is IceState.CLOSED or (state is IceState.NEW and not self._generation):
             raise ValueError(f"cannot restart an agent in state {state.value}")
         rng = self._rng
         username = validate_username(
@@ -228,7 +229,8 @@ class RestartVerbs:
         self.remote_password = None
         self.remote_end = False
         self._generation += 1
-        self._machine.to(IceState.NEW)
+        if state is not IceState.NEW:  # NEW: a restart before connect() again
+            self._machine.to(IceState.NEW)
         self._log.info(
             "ICE restart: generation %d, %s",
             self._generation,

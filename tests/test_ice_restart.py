@@ -463,3 +463,19 @@ def test_the_end_of_a_restart_is_logged(caplog: pytest.LogCaptureFixture) -> Non
     lines = [r.getMessage() for r in caplog.records]
     assert "aaaa ICE restart completed: generation 1" in lines
     assert any(line.startswith("aaaa ICE restart: generation 1") for line in lines)
+
+
+def test_a_second_restart_before_connect_replaces_the_first() -> None:
+    net, a, b = agent_pair()
+    connect_pair(net, a, b)
+    old = a.selected[1]
+    a.restart()
+    a.restart(local_username="eeee", local_password=password_of("eeee"))
+    assert state(a) is IceState.NEW
+    assert a.generation == 2
+    assert a.route(1) == (old.endpoint, old.remote_addr)
+    b.set_remote_credentials(a.local_username, a.local_password)
+    exchange_new(net, a, b)
+    connect_pair(net, a, b)
+    assert state(a) is IceState.COMPLETED
+    assert not a.restarting

@@ -138,6 +138,21 @@ def test_connect_after_restart_waits_for_the_new_checks(
     assert b.recv(timeout=GUARD) == b"new pair"
 
 
+def test_a_restart_of_a_restart_before_connect(
+    pair: tuple[Connection, Connection],
+) -> None:
+    a, b = pair
+    a.restart()
+    first = a.local_username
+    a.restart()
+    assert a.local_username != first
+    b.restart()
+    signal(a, b)
+    connect_both(a, b)
+    a.send(b"second generation")
+    assert b.recv(timeout=GUARD) == b"second generation"
+
+
 def test_no_datagram_lost_across_a_restart_at_1000_per_second(
     pair: tuple[Connection, Connection],
 ) -> None:
