@@ -247,6 +247,15 @@ class RestartVerbs:
             return self._previous.selected.get(component)
         return pair
 
+    def old_pairs(self) -> list[CandidatePair]:
+        """The old generation's selected pairs that still carry data (while
+        restarting): those of components the new one has not selected yet."""
+        previous = self._previous
+        if previous is None:
+            return []
+        selected = self._list.selected
+        return [p for c, p in previous.selected.items() if c not in selected]
+
     def _restart_state(self, state: IceState) -> None:
         """After a change of state: a completed new generation ends the
         restart, a failed or closed one drops the old generation."""

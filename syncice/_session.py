@@ -434,9 +434,17 @@ class Session:
         stats = self.agent.pair_stats()
         if not sent:
             return stats
+        # Once per key: after an ICE restart, a pair of the new generation may
+        # have the candidates of the old one (the selected pair gets them).
+        first: dict[tuple[int, Candidate, Candidate], int] = {}
+        for i, s in enumerate(stats):
+            key = (s.component, s.local, s.remote)
+            if key not in first or s.selected:
+                first[key] = i
         out = []
-        for s in stats:
-            count, size = sent.get((s.component, s.local, s.remote), (0, 0))
+        for i, s in enumerate(stats):
+            key = (s.component, s.local, s.remote)
+            count, size = sent.get(key, (0, 0)) if first[key] == i else (0, 0)
             if count:
                 s = dataclasses.replace(
                     s,

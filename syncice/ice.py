@@ -858,7 +858,8 @@ class IceAgent(RelayVerbs, RestartVerbs):
 
     def pair_stats(self) -> list[PairStats]:
         """A snapshot of every pair: its checks, and the data sent and
-        received on it (see :class:`~syncice._checklist.PairStats`)."""
+        received on it (see :class:`~syncice._checklist.PairStats`); while
+        restarting, the old generation's pairs that still carry data too."""
         return [
             PairStats(
                 component=p.component,
@@ -866,7 +867,7 @@ class IceAgent(RelayVerbs, RestartVerbs):
                 remote=p.remote,
                 state=p.state.value,
                 nominated=p.nominated,
-                selected=self.selected.get(p.component) is p,
+                selected=self.data_pair(p.component) is p,
                 requests_sent=p.requests_sent,
                 requests_received=p.requests_received,
                 responses_sent=p.responses_sent,
@@ -877,5 +878,5 @@ class IceAgent(RelayVerbs, RestartVerbs):
                 bytes_received=p.bytes_received,
                 rtt=p.rtt,
             )
-            for p in self.pairs
+            for p in self.pairs + self.old_pairs()
         ]

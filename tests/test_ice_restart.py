@@ -82,9 +82,15 @@ def test_a_restart_moves_data_to_the_new_generation_without_a_loss(
     stream(net, a, b, 0.05, sent)
     t0 = net.now
     first, second = (a, b) if starter == "controlling" else (b, a)
+    old_pair = first.selected[1]
     first.restart()
     assert state(first) is IceState.NEW
     assert first.restarting
+    # Stats show the old pair, still selected, and nothing of the new yet.
+    [stats] = first.pair_stats()
+    assert stats.selected
+    assert (stats.local, stats.remote) == (old_pair.valid_local, old_pair.remote)
+    assert first.old_pairs() == [old_pair]
     # The other side sees the restart in the new remote ufrag and restarts too.
     second.set_remote_credentials(first.local_username, first.local_password)
     assert state(second) is IceState.NEW

@@ -99,6 +99,7 @@ def test_restart_then_connect_again(
     first, second = (a, b) if starter == "controlling" else (b, a)
     old = (a.local_username, b.local_username)
     first.restart()
+    [old] = [s for s in first.get_stats() if s.selected]  # the old pair
     # While restarting, data flows on the old pair, both ways.
     a.send(b"during")
     assert b.recv(timeout=GUARD) == b"during"
@@ -116,6 +117,13 @@ def test_restart_then_connect_again(
     selected = [s for s in a.get_stats() if s.selected]
     assert len(selected) == 1
     assert selected[0].state == "succeeded"
+    # After the switch the old pair is no longer listed: one pair of those
+    # candidates, the new generation's.
+    assert old.selected
+    same = [
+        s for s in first.get_stats() if (s.local, s.remote) == (old.local, old.remote)
+    ]
+    assert len(same) == 1
     # connect() once more returns at once.
     a.connect(timeout=GUARD)
 
@@ -344,3 +352,27 @@ def test_a_restart_whose_checks_fail_says_so() -> None:
         finally:
             a.close()
             b.close()
+
+
+def test_stats_count_each_datagram_once_across_a_restart(
+    pair: tuple[Connection, Connection],
+) -> None:
+    a, b = pair
+    for _ in range(5):
+        a.send(b"x")
+    a.restart()
+    b.restart()
+    for _ in range(5):
+        a.send(b"y")
+    a.remote_username, a.remote_password = b.local_username, b.local_password
+    for c in b.local_candidates:
+        a.add_remote_candidate(c)  # a's new pair has the old one's candidates
+    with pytest.raises(IceTimeoutError):
+        a.connect(timeout=0)
+    assert sum(s.datagrams_sent for s in a.get_stats()) == 10
+    signal(a, b)
+    connect_both(a, b)
+    a.send(b"z")
+    assert sum(s.datagrams_sent for s in a.get_stats()) == 11
+    for _ in range(11):
+        b.recv(timeout=GUARD)
