@@ -99,7 +99,7 @@ def test_restart_then_connect_again(
     first, second = (a, b) if starter == "controlling" else (b, a)
     old = (a.local_username, b.local_username)
     first.restart()
-    [old] = [s for s in first.get_stats() if s.selected]  # the old pair
+    [old_pair] = [s for s in first.get_stats() if s.selected]
     # While restarting, data flows on the old pair, both ways.
     a.send(b"during")
     assert b.recv(timeout=GUARD) == b"during"
@@ -119,10 +119,9 @@ def test_restart_then_connect_again(
     assert selected[0].state == "succeeded"
     # After the switch the old pair is no longer listed: one pair of those
     # candidates, the new generation's.
-    assert old.selected
-    same = [
-        s for s in first.get_stats() if (s.local, s.remote) == (old.local, old.remote)
-    ]
+    assert old_pair.selected
+    key = (old_pair.local, old_pair.remote)
+    same = [s for s in first.get_stats() if (s.local, s.remote) == key]
     assert len(same) == 1
     # connect() once more returns at once.
     a.connect(timeout=GUARD)
