@@ -28,8 +28,9 @@ Rules, in the manner of h11's ``_state.py``:
   switched (the agent completes), :class:`~syncice.events.RestartCompleted`
   follows. Addresses that had authenticated themselves stay authenticated,
   so data the peer still sends on the old pair is accepted after the switch.
-- The old pair's consent expiring before the switch closes the agent, as it
-  would without a restart; a new generation that fails is ICE failing.
+- The old pair's consent expiring (or its TURN relay lost) before the
+  switch closes the agent, as it would without a restart; a new generation
+  that fails is ICE failing.
 """
 
 from __future__ import annotations
