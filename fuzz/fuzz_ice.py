@@ -24,7 +24,7 @@ from syncice.ice import IceAgent, IceState
 from syncice.stun import Class, Message, Method
 
 PEER = ("192.0.2.9", 4000)
-STATES = ("new", "checking", "completed", "failed", "closed")
+STATES = ("new", "checking", "completed", "failed", "closed", "restarting")
 
 
 def make_agent(state: str) -> IceAgent:
@@ -49,8 +49,11 @@ def make_agent(state: str) -> IceAgent:
         while (at := agent.get_timer()) is not None:
             agent.handle_timer(at)
         assert agent.state == IceState.FAILED
-    if state == "completed":
+    if state in ("completed", "restarting"):
         agent.set_selected_pair(1, agent.local_candidates[0].foundation, "remote")
+    if state == "restarting":
+        # An ICE restart: the old generation (ufrag "fuzz") still answers.
+        agent.restart("fuzz2", "g" * 22)
     if state == "closed":
         agent.close()
     agent.datagrams_to_send()

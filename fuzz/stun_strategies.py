@@ -143,6 +143,7 @@ _VALUES: dict[str, st.SearchStrategy[Any]] = {
     "ALTERNATE-SERVER": _ADDRESSES,
     "ICE-CONTROLLED": _U64,
     "ICE-CONTROLLING": _U64,
+    "NOMINATION": _U32,
 }
 if set(_VALUES) != set(ATTRIBUTE_NAMES):  # the codec grew or lost an attribute
     raise RuntimeError(

@@ -51,6 +51,8 @@ class RelayVerbs:
 
         def close(self, now: float | None = None) -> None: ...
 
+        def old_pairs(self) -> list[CandidatePair]: ...
+
     def add_relay(
         self,
         transport: int,
@@ -135,8 +137,14 @@ class RelayVerbs:
         ep = self._list.endpoints.get(relay.endpoint)
         if not self._relays.mark_lost(relay, reason) or ep is None:
             return
-        # The relay candidate is gone: so are its pairs.
+        # The relay candidate is gone: so are its pairs, and the old pair of
+        # an ICE restart on it, which carries the data until the switch.
         pairs = list(ep.pairs.values())
+        for old in self.old_pairs():
+            if old.endpoint == relay.endpoint and self.state is not IceState.CLOSED:
+                self._log.emit(RelayLost(component=old.component, reason=reason))
+                self.close()
+                return
         if pairs:
             self._relays_lost.append(reason)
         for pair in pairs:

@@ -49,7 +49,7 @@ from ._checklist import (
 )
 from ._ice_config import IceConfig
 from ._ice_log import EventLog, status, times
-from ._ice_states import IceState, StateMachine
+from ._ice_states import ICE_TRANSITIONS, IceState, StateMachine
 from ._ice_tcp import mapped_is_base, prflx_priority, tcptype_seen_from_peer
 from ._lite import take_check
 from ._transaction import ClientTransaction, Poll
@@ -126,6 +126,8 @@ class EarlyCheck(NamedTuple):
     addr: Address
     priority: int
     use_candidate: bool
+    #: libwebrtc's NOMINATION value (renomination), 0 when absent.
+    nomination: int = 0
 
 
 class CheckListener(Protocol):
@@ -146,6 +148,10 @@ class CheckListener(Protocol):
 
     def consent_answered(self, pair: CandidatePair, now: float) -> None:
         """An authenticated success answered a consent check on ``pair``."""
+
+    def peer_renominated(self, pair: CandidatePair, value: int) -> bool:
+        """The controlling peer sent NOMINATION ``value`` on ``pair``: whether
+        it is the highest on its component (the pair to select)."""
 
 
 class Checks:
@@ -285,6 +291,26 @@ class Checks:
             self.requests.clear()
             self.early.clear()
         self.next_check_at = None
+
+    def retire(self, listener: CheckListener) -> dict[bytes, Request]:
+        """An ICE restart replaced this driver's generation (RFC 8445 §9):
+        from now on it sends no check and starts nothing, answers the peer's
+        checks with its credentials as a completed agent would, and runs the
+        consent checks its new ``listener`` hears about.
+
+        :returns: the gathering requests still out, for the new driver.
+        """
+        gathering = {t: r for t, r in self.requests.items() if r.kind is Kind.GATHER}
+        self.requests = {}
+        self.early.clear()
+        self.next_check_at = None
+        self._states = StateMachine(IceState.COMPLETED, ICE_TRANSITIONS)
+        self._listener = listener
+        return gathering
+
+    def knows_endpoint(self, endpoint: int) -> bool:
+        """Whether ``endpoint`` is on this driver's check list."""
+        return endpoint in self._list.endpoints
 
     def transaction_id(self) -> bytes:
         """A fresh 96-bit transaction ID."""
@@ -576,7 +602,11 @@ class Checks:
         # The sender proved it knows our password: its data is accepted.
         self._list.authenticate(endpoint, addr)
         check = EarlyCheck(
-            endpoint, addr, attributes.get("PRIORITY", 0), "USE-CANDIDATE" in attributes
+            endpoint,
+            addr,
+            attributes.get("PRIORITY", 0),
+            "USE-CANDIDATE" in attributes,
+            attributes.get("NOMINATION", 0),
         )
         if state is IceState.NEW:
             self._keep_early(check)
@@ -660,19 +690,32 @@ class Checks:
             # not pair, say nothing of the components still to nominate.)
             self.checks_received += 1
             self.heard_at = now
+        renominated = (
+            check.nomination > 0
+            and not self.controlling
+            and self._listener.peer_renominated(pair, check.nomination)
+        )
+        use_candidate = check.use_candidate or renominated
+        if renominated:
+            self._log.debug("pair %s renominated (%d)", pair, check.nomination)
         if self.lite:  # RFC 8445 §7.3.2: no triggered check
-            if take_check(checklist, self._log, pair, check.use_candidate):
+            if take_check(checklist, self._log, pair, use_candidate):
                 self._listener.peer_nominated(pair, now)
             return
         if self._states.state is IceState.COMPLETED and component in selected:
             if (
-                check.use_candidate
+                use_candidate
                 and not self.controlling
-                and pair.valid
                 and pair is not selected[component]
             ):
-                self._log.debug("pair %s nominated by the peer (USE-CANDIDATE)", pair)
-                self._listener.peer_nominated(pair, now)
+                if pair.valid:
+                    self._log.debug("pair %s nominated by the peer", pair)
+                    self._listener.peer_nominated(pair, now)
+                elif renominated and pair.transaction is None:
+                    # Not valid here yet: check it, select it on success.
+                    pair.remote_nominated = True
+                    checklist.set_state(pair, PairState.WAITING)
+                    self.send_check(pair, now, nominate=False)
             return
         # Triggered check (RFC 8445 §7.3.1.4).
         if pair.state in (PairState.FROZEN, PairState.WAITING, PairState.FAILED):
@@ -681,7 +724,7 @@ class Checks:
         elif pair.state is PairState.IN_PROGRESS:
             self._retrigger(pair, now)
         # Nomination by the controlling peer (RFC 8445 §7.3.1.5).
-        if check.use_candidate and not self.controlling:
+        if use_candidate and not self.controlling:
             if not pair.remote_nominated:
                 self._log.debug("pair %s nominated by the peer (USE-CANDIDATE)", pair)
             pair.remote_nominated = True

@@ -244,6 +244,7 @@ class ConnectionCore(DataPath):
         "_remote_candidates",
         "_remote_end",
         "_remote_keys",
+        "_restart",
         "_session_box",
         "_worker_box",
         "components",
@@ -414,6 +415,8 @@ class ConnectionCore(DataPath):
         self._remote_keys: set[tuple[int, str, str, int]] = set()
         self._pending_remote: list[Candidate | None] = []
         self._remote_end = False
+        # An ICE restart's outcome, and whether connect() started its checks.
+        self._restart: tuple[concurrent.futures.Future[None], bool] | None = None
         self._closed = False
         self._worker_box: list[Worker] = []
         self._session_box: list[Session] = []
@@ -719,10 +722,50 @@ class ConnectionCore(DataPath):
             assert isinstance(password, str)
             worker = self._worker()
             assert worker is not None
+            if self._restart is not None:
+                done, started = self._restart
+                if not started:
+                    self._restart = (done, True)
+                    worker.post(lambda: session.connect(username, password, lite))
+                return done
             if not session.connected.done():
                 self._lifecycle.advance(Phase.CONNECTING, expect=Phase.GATHERED)
                 worker.post(lambda: session.connect(username, password, lite))
             return session.connected
+
+    def restart(
+        self, username: str | None, password: str | None
+    ) -> concurrent.futures.Future[None]:
+        """Start an ICE restart (``IceAgent.restart``): new local credentials
+        (random when ``None``), no remote candidate; the next :meth:`connect`
+        starts the new checks and returns their outcome.
+
+        :returns: done once the worker has started the new generation.
+        :raises NotConnectedError: before the connection connected (or failed).
+        :raises ValueError: a malformed credential, or one that is not new.
+        :raises ConnectionClosedError: if the connection is closed.
+        """
+        if username is None:
+            username = _random_string(4)
+        if password is None:
+            password = _random_string(22)
+        validate_username(username)
+        validate_password(password)
+        with self._lock:
+            if self._closed:
+                raise self.closed_error()
+            session = self._session()
+            if session is None or self.phase not in (Phase.CONNECTED, Phase.FAILED):
+                raise NotConnectedError("restart() needs a connection that connected")
+            if username == self.local_username or password == self.local_password:
+                raise ValueError("an ICE restart needs a new username and password")
+            self.local_username, self.local_password = username, password
+            self._remote_candidates = []
+            self._remote_keys = set()
+            self._remote_end = False
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._restart = (done, False)
+            return self._submit(lambda: session.restart(username, password, done))
 
     def select_pair(
         self, component: int, local: str, remote: str, *, at_once: bool = False

@@ -23,6 +23,7 @@ from .events import (
     IceFailed,
     PairStateChanged,
     RelayLost,
+    RestartCompleted,
     RoleChanged,
     SelectedPairChanged,
 )
@@ -43,7 +44,14 @@ ERROR_NAMES = {
 }
 
 #: Events logged at INFO; the others at DEBUG.
-_INFO_EVENTS = (IceCompleted, IceFailed, RoleChanged, ConsentExpired, RelayLost)
+_INFO_EVENTS = (
+    IceCompleted,
+    IceFailed,
+    RoleChanged,
+    ConsentExpired,
+    RelayLost,
+    RestartCompleted,
+)
 
 
 def status(code: int) -> str:
@@ -95,6 +103,8 @@ def describe(event: IceEvent) -> tuple[str, tuple[object, ...]]:
         return "TURN relay of component %d lost: %s", (event.component, event.reason)
     if isinstance(event, IceCompleted):
         return "ICE completed", ()
+    if isinstance(event, RestartCompleted):
+        return "ICE restart completed: generation %d", (event.generation,)
     # The one kind left: GatheringCompleted (a new kind needs a line above).
     return "gathering completed", ()
 

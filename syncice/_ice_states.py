@@ -40,14 +40,16 @@ class IllegalTransitionError(RuntimeError):
 
 #: Allowed moves of :class:`IceState`: ``connect()`` starts the checks; a pair
 #: chosen by hand (``set_selected_pair``) completes at once; checks complete
-#: or fail; ``close()`` (or a lost consent or relay) ends every state.
+#: or fail; an ICE restart (``restart()``, RFC 8445 §9) starts a new
+#: generation, back in ``NEW``, from any state but ``NEW`` and ``CLOSED``;
+#: ``close()`` (or a lost consent or relay) ends every state.
 ICE_TRANSITIONS: Mapping[IceState, frozenset[IceState]] = {
     IceState.NEW: frozenset({IceState.CHECKING, IceState.COMPLETED, IceState.CLOSED}),
     IceState.CHECKING: frozenset(
-        {IceState.COMPLETED, IceState.FAILED, IceState.CLOSED}
+        {IceState.NEW, IceState.COMPLETED, IceState.FAILED, IceState.CLOSED}
     ),
-    IceState.COMPLETED: frozenset({IceState.CLOSED}),
-    IceState.FAILED: frozenset({IceState.CLOSED}),
+    IceState.COMPLETED: frozenset({IceState.NEW, IceState.CLOSED}),
+    IceState.FAILED: frozenset({IceState.NEW, IceState.CLOSED}),
     IceState.CLOSED: frozenset(),
 }
 

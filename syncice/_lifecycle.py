@@ -13,7 +13,9 @@ changes it:
 - ``CONNECTED``: the worker saw ``IceCompleted``, or ``set_selected_pair()``
   forced a pair.
 - ``FAILED``: the worker saw ``IceFailed`` (the connection stays open:
-  ``close()`` still releases it).
+  ``close()`` still releases it); also from ``CONNECTED``, when the checks
+  of an ICE restart failed. An ICE restart leaves the phase as it is until
+  the new checks succeed (``CONNECTED``) or fail.
 - ``CLOSED``: ``close()``, a consent expiry, a lost relay or an internal
   error. It is final: an outcome the worker reports after it (computed
   before it saw the close) is ignored, which :meth:`Lifecycle.advance`
@@ -52,7 +54,7 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     _.GATHERING: frozenset({_.NEW, _.GATHERED, _.CLOSED}),
     _.GATHERED: frozenset({_.CONNECTING, _.CONNECTED, _.FAILED, _.CLOSED}),
     _.CONNECTING: frozenset({_.CONNECTED, _.FAILED, _.CLOSED}),
-    _.CONNECTED: frozenset({_.CLOSED}),
+    _.CONNECTED: frozenset({_.FAILED, _.CLOSED}),
     _.FAILED: frozenset({_.CONNECTED, _.CLOSED}),
     _.CLOSED: frozenset(),
 }

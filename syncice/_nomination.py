@@ -11,6 +11,11 @@ selection of pairs: :class:`Nomination`.
 - A pair is selected when its nomination succeeds, or when the controlling
   peer nominated it (USE-CANDIDATE) and it is valid; a selected pair only
   gives way to a nominated pair of higher priority.
+- Renomination (libwebrtc's goog ``NOMINATION`` attribute, 0xC001): once
+  the controlling peer has sent a nomination value on a component, the
+  controlled agent selects the pair with the highest value it has seen
+  there, whatever the pairs' priorities, and ignores lower values and
+  plain USE-CANDIDATE on other pairs of that component.
 """
 
 from __future__ import annotations
@@ -31,12 +36,27 @@ class Nomination:
     :param wait: ``nomination_wait``, seconds.
     """
 
-    __slots__ = ("_checklist", "_first_valid_at", "_wait")
+    __slots__ = ("_checklist", "_first_valid_at", "_renominated", "_wait")
 
     def __init__(self, checklist: CheckList, wait: float) -> None:
         self._checklist = checklist
         self._wait = wait
         self._first_valid_at: dict[int, float] = {}
+        # Renomination: the highest NOMINATION value and its pair, by component.
+        self._renominated: dict[int, tuple[int, CandidatePair]] = {}
+
+    def renominate(self, pair: CandidatePair, value: int) -> bool:
+        """The controlling peer nominated ``pair`` with the NOMINATION value
+        ``value`` (libwebrtc's renomination).
+
+        :returns: whether it is the highest value seen on its component (the
+            pair is then the one to select, once valid).
+        """
+        held = self._renominated.get(pair.component)
+        if held is not None and value <= held[0]:
+            return False
+        self._renominated[pair.component] = (value, pair)
+        return True
 
     def components(self) -> list[int]:
         """The components with a valid pair and no selected pair yet."""
@@ -97,15 +117,19 @@ class Nomination:
 
     def select(self, pair: CandidatePair) -> SelectedPairChanged | None:
         """Select ``pair`` on its component, unless it is selected already or
-        a pair of higher priority is.
+        a pair of higher priority is (with renomination: unless another pair
+        holds the highest nomination value).
 
         :returns: the event to queue, or ``None`` if nothing changed.
         """
         component = pair.component
         selected = self._checklist.selected
         current = selected.get(component)
+        held = self._renominated.get(component)
         if current is pair or (
-            current is not None and current.priority > pair.priority
+            held[1] is not pair
+            if held is not None
+            else current is not None and current.priority > pair.priority
         ):
             return None
         pair.nominated = True

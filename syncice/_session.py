@@ -402,6 +402,26 @@ class Session:
         agent.connect(self.worker.clock.now())
         self.flush()
 
+    def restart(
+        self, username: str, password: str, done: concurrent.futures.Future[None]
+    ) -> None:
+        """An ICE restart (``IceAgent.restart``): ``done`` is the outcome of
+        the new generation's checks, which the next connect() starts."""
+        self._guard(self._restart, username, password, done)
+
+    def _restart(
+        self, username: str, password: str, done: concurrent.futures.Future[None]
+    ) -> None:
+        if self.closed:
+            _resolve(done, closed_error(self.published.closed_reason or "closed"))
+            return
+        self.agent.restart(username, password)
+        earlier, self.connected = self.connected, done
+        if not earlier.done():
+            # A restart of a restart: who waits on the first waits on this one.
+            done.add_done_callback(lambda f: _resolve(earlier, f.exception()))
+        self.flush()
+
     def set_role(self, controlling: bool) -> bool:
         """Change the role before checks start; returns the role in force."""
         if self.agent.state == "new" and self.agent.controlling != controlling:
@@ -426,9 +446,17 @@ class Session:
         stats = self.agent.pair_stats()
         if not sent:
             return stats
+        # Once per key: after an ICE restart, a pair of the new generation may
+        # have the candidates of the old one (the selected pair gets them).
+        first: dict[tuple[int, Candidate, Candidate], int] = {}
+        for i, s in enumerate(stats):
+            key = (s.component, s.local, s.remote)
+            if key not in first or s.selected:
+                first[key] = i
         out = []
-        for s in stats:
-            count, size = sent.get((s.component, s.local, s.remote), (0, 0))
+        for i, s in enumerate(stats):
+            key = (s.component, s.local, s.remote)
+            count, size = sent.get(key, (0, 0)) if first[key] == i else (0, 0)
             if count:
                 s = dataclasses.replace(
                     s,

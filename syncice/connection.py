@@ -286,7 +286,8 @@ class Connection:
         raises otherwise. Failure is only reported once end-of-candidates has
         been signalled with :meth:`add_remote_candidate`: until then more
         remote candidates may come. Calling it again after success returns at
-        once.
+        once; after :meth:`restart`, it starts the new checks and returns
+        once they nominated a pair.
 
         :param timeout: at most this many seconds; ``None`` waits until done.
         :raises NotConnectedError: (a :class:`ConnectionError`) if gathering
@@ -547,3 +548,38 @@ class Connection:
         self.remote_password = desc.password
         self.remote_is_lite = desc.lite
         add_remote(self._core, desc)
+
+    def restart(
+        self,
+        local_username: str | None = None,
+        local_password: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Restart ICE (RFC 8445 §9): a syncice extension.
+
+        Gives the connection new local credentials (random ones when not
+        given), forgets the remote credentials and candidates, and starts a
+        new check list over the same local candidates. Then signal
+        :attr:`local_username`, :attr:`local_password` and
+        :attr:`local_candidates` to the peer, set its new
+        :attr:`remote_username`, :attr:`remote_password` and candidates,
+        and call :meth:`connect`: it returns once the new checks nominated a
+        pair. Meanwhile :meth:`send` and :meth:`recv` go on over the old
+        pair; the switch to the new one is atomic. The peer restarts too
+        (RFC 8445 §9: both sides change their credentials): whichever side
+        starts, the other calls :meth:`restart` when it learns of it.
+
+        :param timeout: at most this many seconds for the worker to start it.
+        :raises NotConnectedError: if the connection has not connected (or
+            failed) yet.
+        :raises ValueError: a malformed credential, or one that is not new.
+        :raises ConnectionClosedError: if the connection is closed.
+        """
+        timeout = check_timeout(timeout)
+        core = self._core
+        core.check_thread()
+        done = core.restart(local_username, local_password)
+        self.remote_username = None
+        self.remote_password = None
+        _wait(done, timeout, "restart")

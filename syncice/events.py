@@ -22,6 +22,7 @@ __all__ = [
     "IceFailed",
     "PairStateChanged",
     "RelayLost",
+    "RestartCompleted",
     "RoleChanged",
     "SelectedPairChanged",
 ]
@@ -99,6 +100,15 @@ class RelayLost(IceEvent):
 
     component: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartCompleted(IceEvent):
+    """An ICE restart (RFC 8445 §9) is over: the check list of ``generation``
+    (1 for the first restart) nominated a pair on every component, and data
+    has moved to them (each move said by a :class:`SelectedPairChanged`)."""
+
+    generation: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

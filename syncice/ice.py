@@ -71,6 +71,7 @@ from ._ice_states import ICE_TRANSITIONS, IceState, StateMachine
 from ._lite import BOTH_LITE, lite_role, lite_servers
 from ._nomination import Nomination
 from ._relays import RelaySet
+from ._restart import Previous, RestartVerbs
 from .candidate import Candidate, candidate_foundation, candidate_priority
 from .events import (
     CandidateGathered,
@@ -133,8 +134,11 @@ class _Reactions:
     def consent_answered(self, pair: CandidatePair, now: float) -> None:
         self.agent._on_consent_answered(pair, now)
 
+    def peer_renominated(self, pair: CandidatePair, value: int) -> bool:
+        return self.agent._nomination.renominate(pair, value)
 
-class IceAgent(RelayVerbs, TcpVerbs):
+
+class IceAgent(RelayVerbs, TcpVerbs, RestartVerbs):
     """An ICE agent for one media stream, sans-IO.
 
     :param controlling: whether the agent starts in the controlling role.
@@ -178,18 +182,8 @@ class IceAgent(RelayVerbs, TcpVerbs):
         self._machine = StateMachine(IceState.NEW, ICE_TRANSITIONS)
         self._log = EventLog(name)
         self._list = CheckList(self._log, self.config.max_pairs)
-        self._checks = Checks(
-            checklist=self._list,
-            states=self._machine,
-            config=self.config,
-            rng=self._rng,
-            log=self._log,
-            stats=self.stats,
-            send=self._send,
-            listener=_Reactions(self),
-            controlling=bool(controlling),
-            local_username=local_username,
-            local_password=local_password,
+        self._checks = self._new_checks(
+            local_username, local_password, bool(controlling)
         )
         self._nomination = Nomination(self._list, self.config.nomination_wait)
         self._consent = ConsentSet(self.config, self._rng)
@@ -202,6 +196,26 @@ class IceAgent(RelayVerbs, TcpVerbs):
         self.remote_candidates: list[Candidate] = self._list.remote_candidates
         # Why the TURN relays that had pairs ended.
         self._relays_lost: list[str] = []
+        # ICE restarts (_restart.py): the generation they replaced, and
+        # how many there were.
+        self._previous: Previous | None = None
+        self._generation = 0
+
+    def _new_checks(self, username: str, password: str, controlling: bool) -> Checks:
+        """The check driver of a generation of the check list."""
+        return Checks(
+            checklist=self._list,
+            states=self._machine,
+            config=self.config,
+            rng=self._rng,
+            log=self._log,
+            stats=self.stats,
+            send=self._send,
+            listener=_Reactions(self),
+            controlling=controlling,
+            local_username=username,
+            local_password=password,
+        )
 
     # --- properties --------------------------------------------------------
 
@@ -214,6 +228,7 @@ class IceAgent(RelayVerbs, TcpVerbs):
         """The one way the state changes: checked against
         :data:`~syncice._ice_states.ICE_TRANSITIONS`."""
         self._machine.to(state)
+        self._restart_state(state)
 
     @property
     def controlling(self) -> bool:
@@ -280,6 +295,7 @@ class IceAgent(RelayVerbs, TcpVerbs):
             else:
                 yield self._checks.heard_at + self.config.nomination_timeout
         yield from self._consent.timers()
+        yield from self._previous_timers()
 
     # --- local candidates and gathering ------------------------------------
 
@@ -381,7 +397,10 @@ class IceAgent(RelayVerbs, TcpVerbs):
         """Set the peer's ``ice-ufrag`` and ``ice-pwd``.
 
         They are taken as given (peers are not all strict about RFC 8839's
-        lengths); only a non-empty :class:`str` is required.
+        lengths); only a non-empty :class:`str` is required. A new
+        ``username`` once checks have started is the peer's ICE restart
+        (RFC 8445 §9): the agent restarts too (:meth:`restart`, with new
+        local credentials to signal back).
 
         :raises ValueError: if either is empty.
         :raises TypeError: if either is not a :class:`str`.
@@ -391,6 +410,12 @@ class IceAgent(RelayVerbs, TcpVerbs):
                 raise TypeError(f"remote {name} must be a str")
             if not value:
                 raise ValueError(f"remote {name} must not be empty")
+        if (
+            self.state not in (IceState.NEW, IceState.CLOSED)
+            and username != self.remote_username
+        ):
+            self._log.debug("new remote ufrag: the peer restarted ICE")
+            self.restart()
         self.remote_username = username
         self.remote_password = password
         self._checks.set_remote(username, password)
@@ -559,6 +584,7 @@ class IceAgent(RelayVerbs, TcpVerbs):
         if expired is not None:
             self._log.emit(ConsentExpired(component=expired))
             self.close()
+        self._previous_timer(now)
 
     def _on_consent_answered(self, pair: CandidatePair, now: float) -> None:
         if self.selected.get(pair.component) is pair:
@@ -611,6 +637,8 @@ class IceAgent(RelayVerbs, TcpVerbs):
         except StunParseError:
             self.stats.malformed += 1
             return None
+        if self._previous_receive(endpoint, message, len(data), addr, now):
+            return None
         if message.message_class == Class.REQUEST:
             self._checks.on_request(endpoint, message, len(data), addr, now)
         elif message.message_class in (Class.SUCCESS, Class.ERROR):
@@ -650,7 +678,7 @@ class IceAgent(RelayVerbs, TcpVerbs):
 
         :returns: whether there was a selected pair to send it on.
         """
-        pair = self.selected.get(component)
+        pair = self.data_pair(component)
         if pair is None or self.state in (IceState.FAILED, IceState.CLOSED):
             return False
         self._send(pair.endpoint, data, pair.remote_addr, now)
@@ -665,7 +693,7 @@ class IceAgent(RelayVerbs, TcpVerbs):
 
         :returns: whether there was a selected pair to credit.
         """
-        pair = self.selected.get(component)
+        pair = self.data_pair(component)
         if pair is None:
             return False
         pair.datagrams_sent += count
@@ -848,14 +876,15 @@ class IceAgent(RelayVerbs, TcpVerbs):
 
     def route(self, component: int) -> tuple[int, Address] | None:
         """Where data for ``component`` goes: ``(endpoint, remote address)``."""
-        pair = self.selected.get(component)
+        pair = self.data_pair(component)
         if pair is None or self.state in (IceState.FAILED, IceState.CLOSED):
             return None
         return pair.endpoint, pair.remote_addr
 
     def pair_stats(self) -> list[PairStats]:
         """A snapshot of every pair: its checks, and the data sent and
-        received on it (see :class:`~syncice._checklist.PairStats`)."""
+        received on it (see :class:`~syncice._checklist.PairStats`); while
+        restarting, the old generation's pairs that still carry data too."""
         return [
             PairStats(
                 component=p.component,
@@ -863,7 +892,7 @@ class IceAgent(RelayVerbs, TcpVerbs):
                 remote=p.remote,
                 state=p.state.value,
                 nominated=p.nominated,
-                selected=self.selected.get(p.component) is p,
+                selected=self.data_pair(p.component) is p,
                 requests_sent=p.requests_sent,
                 requests_received=p.requests_received,
                 responses_sent=p.responses_sent,
@@ -874,5 +903,5 @@ class IceAgent(RelayVerbs, TcpVerbs):
                 bytes_received=p.bytes_received,
                 rtt=p.rtt,
             )
-            for p in self.pairs
+            for p in self.pairs + self.old_pairs()
         ]

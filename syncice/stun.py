@@ -188,6 +188,7 @@ Attributes = TypedDict(
         "ALTERNATE-SERVER": Address,
         "ICE-CONTROLLED": int,
         "ICE-CONTROLLING": int,
+        "NOMINATION": int,
     },
     total=False,
 )
@@ -537,6 +538,8 @@ _ATTRIBUTE_TABLE: tuple[tuple[int, str, _Decoder, _Encoder], ...] = (
     (0x8023, "ALTERNATE-SERVER", _dec_address, _enc_address),
     (0x8029, "ICE-CONTROLLED", _dec_u64, _enc_u64),
     (0x802A, "ICE-CONTROLLING", _dec_u64, _enc_u64),
+    # libwebrtc's renomination (goog NOMINATION, draft-thatcher-ice-renomination).
+    (0xC001, "NOMINATION", _dec_u32, _enc_u32),
 )
 _DECODERS: dict[int, tuple[str, _Decoder]] = {
     t: (n, d) for t, n, d, _ in _ATTRIBUTE_TABLE

@@ -46,6 +46,20 @@ def test_threads() -> None:
     ]
 
 
+def test_restart() -> None:
+    done = run_example("examples/restart.py")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [
+        "before, b got: 10",
+        "a restarted, new ufrag: True",
+        "during, b got: 10",
+        "signalled, b got: 10",
+        "after, b got: 10",
+    ]
+    guide = (Path(ROOT) / "docs" / "guides" / "restart.rst").read_text()
+    assert "\n".join(f"   {line}" for line in done.stdout.splitlines()) in guide
+
+
 #: The texts docs/guides/troubleshooting.rst quotes, as the library gives them.
 TROUBLESHOOTING = [
     "wrong password, a: NegotiationFailedError: ICE negotiation failed: the peer "

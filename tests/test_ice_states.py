@@ -137,6 +137,31 @@ def selected_by_hand() -> Moves:
     return rec.moves
 
 
+def restarts() -> Moves:
+    # An ICE restart (RFC 8445 §9) from completed, from checking and from
+    # failed: each goes back to new.
+    net, a, b = _pair_of_peers()
+    assert net.connect(a, b).connected
+    rec = _Recorder(a)
+    a.agent.restart()
+    rec.see()
+    a.agent.set_remote_credentials("peer", "p" * 22)
+    a.agent.connect(net.now)
+    rec.see()
+    a.agent.restart()
+    rec.see()
+    net, _, b = _pair_of_peers()
+    b.agent.set_remote_credentials("peer", "p" * 22)
+    b.agent.add_remote_candidate(None, net.now)
+    b.agent.connect(net.now)
+    net.run(net.now + 60.0)
+    failed = _Recorder(b)
+    assert b.agent.state == "failed"
+    b.agent.restart()
+    failed.see()
+    return rec.moves | failed.moves
+
+
 SCENARIOS: list[Callable[[], Moves]] = [
     connect_then_watch,
     consent_lost_closes,
@@ -144,6 +169,7 @@ SCENARIOS: list[Callable[[], Moves]] = [
     checking_closed,
     new_closed,
     selected_by_hand,
+    restarts,
 ]
 
 

@@ -488,3 +488,29 @@ def test_close_before_gathering_has_nothing_to_release() -> None:
     assert allocation.state == TurnState.CLOSED
     assert not a.releasing
     assert a.datagrams_to_send() == []
+
+
+def test_lost_relay_of_the_old_pair_during_a_restart_closes_the_agent() -> None:
+    net, a, b, _, _ = relayed_pair(a_hosts=())
+    exchange_candidates(net, a, b)
+    connect_pair(net, a, b)
+    assert a.selected[1].endpoint == A_RELAY
+    a.restart()
+    assert a.route(1) is not None  # the old pair, through the relay
+    a.transport_lost(A_PATH, "reset", net.now)
+    net.flush()
+    assert net.events(a)[-1] == RelayLost(component=1, reason="reset")
+    assert a.state == IceState.CLOSED
+
+
+def test_lost_relay_during_a_restart_spares_an_old_pair_on_a_host() -> None:
+    net, a, b, _, _ = relayed_pair()
+    exchange_candidates(net, a, b)
+    connect_pair(net, a, b)
+    old = a.selected[1]
+    assert old.endpoint != A_RELAY
+    a.restart()
+    a.transport_lost(A_PATH, "reset", net.now)
+    net.flush()
+    assert RelayLost not in net.types(a)
+    assert a.route(1) == (old.endpoint, old.remote_addr)

@@ -34,6 +34,7 @@ CORE = (
     "_agent_relays",
     "_agent_tcp",
     "_ice_tcp",
+    "_restart",
     "_transaction",
     "events",
     "turn",

@@ -166,6 +166,7 @@ EVERY_ATTRIBUTE: dict[str, Any] = {
     "ALTERNATE-SERVER": ("2001:db8::2", 3478),
     "ICE-CONTROLLED": 2**64 - 1,
     "ICE-CONTROLLING": 0,
+    "NOMINATION": 0x00FFFFFF,
 }
 
 

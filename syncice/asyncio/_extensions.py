@@ -111,3 +111,18 @@ class Extensions:
         self.remote_password = desc.password
         self.remote_is_lite = desc.lite
         add_remote(self._core, desc)
+
+    async def restart(
+        self, local_username: str | None = None, local_password: str | None = None
+    ) -> None:
+        """Restart ICE (RFC 8445 §9): a syncice extension, as
+        :meth:`syncice.Connection.restart`; then exchange the new
+        credentials and candidates, and ``await`` :meth:`connect` again.
+
+        :raises NotConnectedError: if the connection has not connected yet.
+        :raises ValueError: a malformed credential, or one that is not new.
+        """
+        done = self._core.restart(local_username, local_password)
+        self.remote_username = None
+        self.remote_password = None
+        await bridge(done)

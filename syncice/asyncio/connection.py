@@ -205,7 +205,8 @@ class Connection(Extensions):
         Returns once a candidate pair was nominated on every component, and
         raises otherwise. Cancelling it cancels the wait only: the checks go
         on, and a later :meth:`connect` waits for their outcome (or returns
-        at once if they succeeded); :meth:`close` stops them.
+        at once if they succeeded); :meth:`close` stops them. After
+        :meth:`restart` it starts the new checks and waits for them.
 
         :raises NotConnectedError: (a :class:`ConnectionError`) if gathering
             was not performed or the remote username or password is missing.

@@ -47,7 +47,12 @@ Input, one JSON object per line:
 - ``{"ufrag", "pwd", "candidates": ["candidate:...", ...]}``: the remote
   description (bare ``to_sdp()`` forms without ``candidate:`` are accepted);
 - ``{"candidate": "candidate:..."}``: one more remote candidate;
-- ``{"cmd": "send", "hex": "..."}``, ``{"cmd": "stats"}``, ``{"cmd": "quit"}``.
+- ``{"cmd": "send", "hex": "..."}``, ``{"cmd": "stats"}``, ``{"cmd": "quit"}``;
+- ``{"cmd": "restart"}``: an ICE restart (``nice_agent_restart``: new local
+  credentials, the remote candidates forgotten but the selected pair's, which
+  carries data until the new checks select one); a new
+  ``local-description`` follows (the same candidates, new credentials), and
+  the peer's new description comes as the first one did.
 
 The data path uses ctypes on the agent's C pointer: PyGObject cannot bind
 ``nice_agent_attach_recv`` (its callback is not introspectable) and binds
@@ -200,6 +205,9 @@ class NicePeer:
     # --- libnice signals, in the GLib main loop ---------------------------
 
     def on_gathering_done(self, agent: Any, stream: int) -> None:
+        self.describe(agent, stream)
+
+    def describe(self, agent: Any, stream: int) -> None:
         _, ufrag, pwd = agent.get_local_credentials(stream)
         emit(
             "local-description",
@@ -296,6 +304,10 @@ class NicePeer:
             emit("stats", received=self.received, echoed=self.echoed)
         elif msg.get("cmd") == "quit":
             self.quit("quit")
+        elif msg.get("cmd") == "restart":
+            if not self.agent.restart():
+                emit("error", message="nice_agent_restart failed")
+            self.describe(self.agent, self.stream)
         else:
             emit("error", message=f"unknown command {msg!r}")
         return False  # one-shot idle callback
