@@ -38,6 +38,8 @@ SCENARIO_ORDER = (
     "relay-peer",
     "relay-both",
     "ice-tcp",
+    "restart-by-syncice",
+    "restart-by-libnice",
 )
 TRANSPORT_ORDER = (None, "udp", "tcp", "tls")
 
@@ -49,6 +51,9 @@ SCENARIO_NOTES = {
     "relay-both": "both sides relay-only (TURN)",
     "ice-tcp": "ICE-TCP (RFC 6544): host TCP candidates only on both sides "
     "(aioice has no ICE-TCP: its baseline cannot connect)",
+    "restart-by-syncice": "an ICE restart started by syncice, 80 datagrams "
+    "echoed across it (time: new descriptions to the new pair)",
+    "restart-by-libnice": "the same, started by libnice (nice_agent_restart)",
 }
 
 

@@ -219,8 +219,8 @@ coverage_gate() {
   echo
   echo "Gate: 100% for the ICE agent from its layer-1 tests alone (no sockets)"
   "$py" -m coverage report --fail-under=100 \
-    --contexts='^$|tests\.test_ice_agent|tests\.test_ice_early_checks|tests\.test_ice_turn|tests\.test_transaction|tests\.test_ice_state_machine|tests\.test_ice_failures|tests\.test_ice_config|tests\.test_ice_states|tests\.test_ice_patience|tests\.test_ice_lite' \
-    --include=syncice/ice.py,syncice/_checklist.py,syncice/_transaction.py,syncice/_checks.py,syncice/_consent.py,syncice/_gathering.py,syncice/_ice_config.py,syncice/_ice_failure.py,syncice/_ice_log.py,syncice/_ice_states.py,syncice/_nomination.py,syncice/_relays.py,syncice/_agent_relays.py,syncice/_lite.py || return
+    --contexts='^$|tests\.test_ice_agent|tests\.test_ice_early_checks|tests\.test_ice_turn|tests\.test_transaction|tests\.test_ice_state_machine|tests\.test_ice_failures|tests\.test_ice_config|tests\.test_ice_states|tests\.test_ice_patience|tests\.test_ice_lite|tests\.test_ice_restart|tests\.test_ice_tcp' \
+    --include=syncice/ice.py,syncice/_checklist.py,syncice/_transaction.py,syncice/_checks.py,syncice/_consent.py,syncice/_gathering.py,syncice/_ice_config.py,syncice/_ice_failure.py,syncice/_ice_log.py,syncice/_ice_states.py,syncice/_nomination.py,syncice/_relays.py,syncice/_agent_relays.py,syncice/_lite.py,syncice/_restart.py || return
   "$py" -m coverage report --fail-under=100 \
     --contexts='^$|tests\.test_turn\.' \
     --include=syncice/turn.py || return

@@ -2802,3 +2802,40 @@ def test_peer_check_during_a_resent_nomination_nominates_again() -> None:
     assert renominated.transaction_id != nomination.transaction_id
     agent.receive_datagram(0, answer(renominated), B_ADDR, 0.7)
     assert agent.state == "completed"
+
+
+# --- canonical addresses (syncice._checklist.canonical) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "spelled", "address"),
+    [
+        ("2001:DB8:0:0:0:0:0:1", "2001:db8::1", True),
+        ("0:0:0:0:0:0:0:1", "::1", True),
+        ("10.0.0.1", "10.0.0.1", True),
+        ("host.local", "host.local", False),  # a name stays as it is
+        ("10.0.0.256", "10.0.0.256", False),  # not an address: as it is
+    ],
+)
+def test_canonical_spelling_cold_and_remembered(
+    text: str, spelled: str, address: bool
+) -> None:
+    from syncice import _checklist
+
+    _checklist._CANONICAL.clear()
+    first = _checklist.canonical(text)
+    assert (text in _checklist._CANONICAL) is address  # names are not kept
+    assert first == _checklist.canonical(text) == spelled
+
+
+def test_canonical_hands_out_one_string_and_stays_bounded() -> None:
+    from syncice import _checklist
+
+    _checklist._CANONICAL.clear()
+    one = _checklist.canonical("2001:DB8::1")
+    other = _checklist.canonical("2001:db8:0::1")
+    assert one == other == "2001:db8::1"
+    assert one is other  # one object for every spelling
+    for n in range(3 * _checklist._CANONICAL_LIMIT):
+        _checklist.canonical(f"10.1.{n >> 8}.{n & 255}")
+        assert len(_checklist._CANONICAL) <= _checklist._CANONICAL_LIMIT
