@@ -44,15 +44,17 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _gather, _worker
+from ._appview import ConnectionState, EventBox, check_events, connection_state
 from ._checklist import PairStats, canonical
 from ._inbox import INBOX_SIZE, Inbox
 from ._lifecycle import Phase
-from ._mailbox import Mailbox, Waiter
+from ._mailbox import Waiter
 from ._routes import Route
 from ._session import Published, Session, closed_error
 from ._sockets import Plan, open_paths
+from ._trickle import PendingConnect
 from .candidate import Candidate
-from .events import ConnectionClosed, ConnectionEvent
+from .events import ConnectionClosed
 from .exceptions import ComponentError, ConnectionClosedError, NotConnectedError
 from .ice import IceAgent, IceConfig, validate_password, validate_username
 
@@ -232,6 +234,7 @@ class ConnectionCore:
         "_inherited",
         "_lifecycle",
         "_lock",
+        "_pending_connect",
         "_pending_remote",
         "_plan",
         "_published",
@@ -278,6 +281,7 @@ class ConnectionCore:
         config: IceConfig | None,
         mdns_host_candidates: bool,
         direct_reads: bool = False,
+        events: str | None = None,
     ) -> None:
         #: The name in logs and ``repr()``, set first: a facade's repr()
         #: works even when the checks below raise.
@@ -305,6 +309,7 @@ class ConnectionCore:
         check_type("local_addresses", local_addresses, (list, tuple, none))
         check_type("config", config, (IceConfig, none))
         check_type("mdns_host_candidates", mdns_host_candidates, bool)
+        every_event = check_events(events)
         if not (use_ipv4 or use_ipv6):
             raise ValueError("use_ipv4 and use_ipv6 are both False: no address to use")
         self.stun_server = _check_server("stun_server", stun_server)
@@ -381,8 +386,10 @@ class ConnectionCore:
         #: themselves once connected (:mod:`syncice._inbox`); read when
         #: gathering starts.
         self.direct_reads = direct_reads
-        #: Connection events; ``None`` once :class:`ConnectionClosed` was taken.
-        self.events: Mailbox[ConnectionEvent | None] = Mailbox()
+        #: Connection events; ``None`` once :class:`ConnectionClosed` was
+        #: taken. Every agent event too with ``events="all"`` (bounded:
+        #: :mod:`syncice._appview`).
+        self.events = EventBox(every_event)
         self._published = Published(ice_controlling)
         self._lifecycle = self._published.lifecycle
         self._gathered: concurrent.futures.Future[None] | None = None
@@ -392,6 +399,8 @@ class ConnectionCore:
         # (component, transport, address, port) of each listed one.
         self._remote_keys: set[tuple[int, str, str, int]] = set()
         self._pending_remote: list[Candidate | None] = []
+        # A connect() made while the gathering job binds (syncice._trickle).
+        self._pending_connect: PendingConnect | None = None
         self._remote_end = False
         self._closed = False
         self._worker_box: list[Worker] = []
@@ -566,7 +575,10 @@ class ConnectionCore:
                 if self._lifecycle.advance(Phase.NEW, expect=Phase.GATHERING):
                     self._gathered = None  # the next call starts over
                 closing, self._closing = self._closing, None
+                pending, self._pending_connect = self._pending_connect, None
             gathered.set_exception(exc)
+            if pending is not None:
+                pending.fail(exc)
             if closing is not None:
                 _done(closing.closed)
                 _done(closing.released)
@@ -594,8 +606,14 @@ class ConnectionCore:
                         paths.sockets, paths.stun, paths.turn, remote
                     )
                 )
+                pending, self._pending_connect = self._pending_connect, None
+                if pending is not None:
+                    pending.start(session, worker, self._lifecycle)
                 return
             closing, self._closing = self._closing, None
+            pending, self._pending_connect = self._pending_connect, None
+        if pending is not None:
+            pending.fail(self.closed_error())
         # Closed while the sockets were being bound: close() waits for this.
         paths.close()
         _worker.release_worker(worker)
@@ -660,10 +678,12 @@ class ConnectionCore:
     def connect(
         self, username: object, password: object, lite: bool
     ) -> concurrent.futures.Future[None]:
-        """Start the checks (once); their outcome.
+        """Start the checks (once); their outcome. Gathering must have been
+        started; the checks start with the candidates gathered so far, and
+        those gathered later join them (RFC 8838).
 
-        :raises NotConnectedError: before gathering is done, or without the
-            remote username or password.
+        :raises NotConnectedError: before gathering was started, or without
+            the remote username or password.
         :raises TypeError: a credential that is not a ``str``.
         :raises ValueError: an empty credential.
         :raises ConnectionClosedError: if the connection is closed.
@@ -672,7 +692,7 @@ class ConnectionCore:
             if self._closed:
                 raise self.closed_error()
             session = self._session()
-            if session is None or not session.gathered.done():
+            if session is None and self._gathered is None:
                 raise NotConnectedError("Local candidates gathering was not performed")
             if username is None or password is None:
                 raise NotConnectedError("Remote username or password is missing")
@@ -685,10 +705,17 @@ class ConnectionCore:
                     raise ValueError(f"remote_{name} must not be empty")
             assert isinstance(username, str)
             assert isinstance(password, str)
+            if session is None:  # the gathering job binds: it starts this
+                if self._pending_connect is None:
+                    self._pending_connect = PendingConnect(username, password, lite)
+                return self._pending_connect.done
             worker = self._worker()
             assert worker is not None
             if not session.connected.done():
-                self._lifecycle.advance(Phase.CONNECTING, expect=Phase.GATHERED)
+                # The worker only moves GATHERING to GATHERED: one of these.
+                lifecycle = self._lifecycle
+                if not lifecycle.advance(Phase.CONNECTING, expect=Phase.GATHERING):
+                    lifecycle.advance(Phase.CONNECTING, expect=Phase.GATHERED)
                 worker.post(lambda: session.connect(username, password, lite))
             return session.connected
 
@@ -939,5 +966,15 @@ class ConnectionCore:
         published.closed_reason = FORKED
         self.inbox.reset_after_fork(closed_error(FORKED))
         self.events.reset_after_fork(None)
+        published.candidates.reset_after_fork(closed_error(FORKED))
         if session is not None:
             session.forget_after_fork()
+
+    # --- what an application sees (syncice._appview, syncice._trickle) ------
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection's state (the table of :mod:`syncice._appview`)."""
+        session = self._session()
+        settled = self._remote_end and session is not None and session.gathered.done()
+        return connection_state(self._lifecycle.phase, settled)

@@ -19,13 +19,23 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
+from ._appview import (
+    AnyEvent,
+    ConnectionState,
+    SelectedPair,
+    check_component,
+    describe,
+    selected_from,
+)
 from ._checklist import PairStats
 from ._facade import ConnectionCore, TransportPolicy, check_timeout
+from ._trickle import follow
 from .candidate import Candidate
-from .events import ConnectionEvent
 from .exceptions import IceTimeoutError
 from .ice import IceConfig
 
@@ -95,6 +105,10 @@ class Connection:
         address), which this process answers mDNS queries for, and hide the
         related address of server-reflexive and relay candidates
         (draft-ietf-mmusic-mdns-ice-candidates). Off by default.
+    :param events: which events :meth:`get_event` returns: ``None``
+        (aioice's: only :class:`~syncice.events.ConnectionClosed`) or
+        ``"all"`` (every :class:`~syncice.events.IceEvent` too, in order:
+        :doc:`/guides/events`).
     :raises TypeError: for an argument of the wrong type (the message names it).
     :raises ValueError: for a malformed username or password, server address or
         transport, a component count outside 1-256, ``local_addresses`` that
@@ -121,6 +135,7 @@ class Connection:
         local_addresses: Sequence[str] | None = None,
         config: IceConfig | None = None,
         mdns_host_candidates: bool = False,
+        events: str | None = None,
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -141,6 +156,7 @@ class Connection:
             config=config,
             mdns_host_candidates=mdns_host_candidates,
             direct_reads=True,
+            events=events,
         )
         self._name = core.name
         self.stun_server = core.stun_server
@@ -158,7 +174,16 @@ class Connection:
         self.remote_password: str | None = None
 
     def __repr__(self) -> str:
-        return self._name
+        core = self.__dict__.get("_core")
+        if core is None:  # the checks raised
+            return self._name
+        return describe(
+            core.name,
+            core.controlling,
+            core.state,
+            core.components,
+            core.published.routes,
+        )
 
     # --- properties ----------------------------------------------------------
 
@@ -233,10 +258,16 @@ class Connection:
         """
         self._core.add_remote_candidate(remote_candidate)
 
-    def gather_candidates(self, *, timeout: float | None = None) -> None:
+    def gather_candidates(
+        self,
+        *,
+        timeout: float | None = None,
+        on_candidate: Callable[[Candidate | None], object] | None = None,
+    ) -> None:
         """Gather local candidates.
 
-        You **must** call this method before calling :meth:`connect`. It
+        You **must** call this method before calling :meth:`connect` (which
+        may run, in another thread, while this one still gathers). It
         returns when host candidates are ready and every STUN and TURN
         server has answered or failed (at most ``gather_timeout``, 5 s by
         default). A TURN server that refuses us, is down or presents an
@@ -244,14 +275,40 @@ class Connection:
         (logger ``syncice.turn``) and gathering goes on.
         Calling it again waits for the same gathering.
 
+        With ``on_candidate`` (trickle ICE, RFC 8838: :doc:`/guides/trickle`),
+        each local candidate is passed to it as soon as it is gathered, host
+        candidates first, then ``None`` (end-of-candidates) once gathering is
+        done, and then this returns. The callback runs in the thread that
+        called this method, never on the worker and under no lock of
+        syncice, so it may call anything, this connection's methods too
+        (but a blocking :meth:`connect` would hold up the candidates after
+        it). An exception it raises comes out of this call (gathering goes
+        on; a new call starts again from the first candidate). Every call
+        delivers every candidate, from the first.
+
         :param timeout: at most this many seconds; ``None`` waits until done.
+        :param on_candidate: called with each local candidate, then ``None``.
         :raises IceTimeoutError: if ``timeout`` ran out (gathering goes on).
         :raises ConnectionClosedError: if the connection is closed.
         """
         timeout = check_timeout(timeout)
         # Binding and name lookups run here, in the caller's thread, under
         # no lock: the worker never blocks.
-        _wait(self._core.gather(_run_here), timeout, "gather_candidates")
+        gathered = self._core.gather(_run_here)
+        if on_candidate is None:
+            _wait(gathered, timeout, "gather_candidates")
+            return
+        feed = self._core.published.candidates
+        deadline = None if timeout is None else time.monotonic() + timeout
+        index = 0
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            waiter = follow(feed, index, gathered)
+            candidate = self._result(waiter, left, feed.withdraw, "gather_candidates")
+            on_candidate(candidate)
+            if candidate is None:
+                return
+            index += 1
 
     def get_default_candidate(self, component: int) -> Candidate | None:
         """Get the default local candidate for the specified component.
@@ -271,7 +328,9 @@ class Connection:
         raises otherwise. Failure is only reported once end-of-candidates has
         been signalled with :meth:`add_remote_candidate`: until then more
         remote candidates may come. Calling it again after success returns at
-        once.
+        once. It may be called while :meth:`gather_candidates` still runs
+        in another thread (trickle ICE): the checks start with the local
+        candidates gathered so far, and later ones join them.
 
         :param timeout: at most this many seconds; ``None`` waits until done.
         :raises NotConnectedError: (a :class:`ConnectionError`) if gathering
@@ -323,9 +382,11 @@ class Connection:
             closing.released.result(_RELEASE_WAIT)
         closing.finish()
 
-    def get_event(self, *, timeout: float | None = None) -> ConnectionEvent | None:
+    def get_event(self, *, timeout: float | None = None) -> AnyEvent | None:
         """Return the next :class:`ConnectionEvent`, or ``None`` once the
         connection is closed and its :class:`ConnectionClosed` was returned.
+        With ``events="all"``, also every :class:`~syncice.events.IceEvent`
+        of the agent, in order, before it (:doc:`/guides/events`).
 
         :param timeout: at most this many seconds; ``None`` waits until an event.
         :raises IceTimeoutError: if ``timeout`` ran out.
@@ -333,7 +394,7 @@ class Connection:
         timeout = check_timeout(timeout)
         core = self._core
         core.check_inherited()
-        fut: concurrent.futures.Future[ConnectionEvent | None]
+        fut: concurrent.futures.Future[AnyEvent | None]
         fut = concurrent.futures.Future()
         core.events.wait(fut)
         return self._result(fut, timeout, core.events.withdraw, "get_event")
@@ -502,3 +563,44 @@ class Connection:
         core = self._core
         core.check_thread()
         return core.stats().result()
+
+    # --- what an application sees (syncice extensions) ----------------------
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the connection (:meth:`close`), whatever ended the block."""
+        self.close()
+
+    @property
+    def state(self) -> ConnectionState:
+        """Where the connection is: ``new``, ``gathering``, ``checking``,
+        ``connected``, ``completed``, ``failed`` or ``closed``
+        (:class:`~syncice.ConnectionState`, :doc:`/guides/events`). Never
+        waits."""
+        return self._core.state
+
+    @property
+    def event_drops(self) -> int:
+        """Events dropped because the event queue was full (with
+        ``events="all"``: :doc:`/guides/events`)."""
+        return self._core.events.dropped
+
+    def selected_pair(self, component: int = 1) -> SelectedPair | None:
+        """The selected pair of ``component`` (its local and remote
+        candidates and its stats, as :meth:`get_stats` has them), or
+        ``None`` while it has none. Asks the worker: a round trip.
+
+        :raises TypeError: if ``component`` is not an ``int``.
+        :raises ComponentError: if there is no such component.
+        """
+        core = self._core
+        check_component(component, core.components)
+        core.check_thread()
+        return selected_from(core.stats().result(), component)
