@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .._aio_bridge import bridge
 from .._appview import (
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .._facade import ConnectionCore
 
 __all__ = ["AppView"]
+
+V = TypeVar("V", bound="AppView")
 
 
 class AppView:
@@ -49,7 +51,7 @@ class AppView:
             core.published.routes,
         )
 
-    async def __aenter__(self) -> AppView:
+    async def __aenter__(self: V) -> V:
         return self
 
     async def __aexit__(
