@@ -975,6 +975,6 @@ class ConnectionCore:
     @property
     def state(self) -> ConnectionState:
         """The connection's state (the table of :mod:`syncice._appview`)."""
-        session = self._session()
-        settled = self._remote_end and session is not None and session.gathered.done()
+        # The feed ends before anyone hears that gathering is done.
+        settled = self._remote_end and self._published.candidates.ended
         return connection_state(self._lifecycle.phase, settled)
