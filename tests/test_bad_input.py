@@ -83,6 +83,10 @@ CONSTRUCTOR_CASES: list[tuple[str, object, type[Exception], str]] = [
     ("config", {"ta": 0.05}, TypeError, "config"),
     ("mdns_host_candidates", "yes", TypeError, "mdns_host_candidates"),
     ("mdns_host_candidates", None, TypeError, "mdns_host_candidates"),
+    ("events", True, TypeError, "events"),
+    ("events", ["all"], TypeError, "events"),
+    ("events", "ALL", ValueError, "events"),
+    ("events", "", ValueError, "events"),
 ]
 
 

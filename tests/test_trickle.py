@@ -23,12 +23,14 @@ from syncice import (
     Candidate,
     Connection,
     ConnectionClosedError,
+    IceConfig,
     IceTimeoutError,
     NotConnectedError,
     _gather,
 )
 from syncice._appview import ConnectionState
 from syncice.stun import Class, Method, parse_message
+from syncice.testing import virtual_time
 from tests.conftest import spawn
 
 #: Real seconds before a blocking call counts as a hang. Never a timing.
@@ -351,3 +353,56 @@ def test_async_connect_over_host_pairs_completes_while_srflx_gathering_runs(
                 await task
 
     run(main())
+
+
+# --- in virtual time --------------------------------------------------------------
+
+
+def test_in_virtual_time_the_connection_is_up_long_before_the_gather_bound(
+    silent_server: socket.socket,
+) -> None:
+    """On the worker's virtual clock: both sides connect at the start, over
+    host pairs; end-of-candidates comes at the gather bound (5 s), when the
+    silent server's requests give up."""
+    stun = address(silent_server)
+    bound = IceConfig().gather_timeout
+    with virtual_time() as vt:
+        a = Connection(True, stun_server=stun, local_addresses=LOOPBACK)
+        b = Connection(False, stun_server=stun, local_addresses=LOOPBACK)
+        ends: dict[str, float] = {}
+
+        def trickle(
+            conn: Connection, peer: Connection, name: str, first: threading.Event
+        ) -> concurrent.futures.Future[None]:
+            def on_candidate(candidate: Candidate | None) -> None:
+                peer.add_remote_candidate(candidate)
+                if candidate is None:
+                    ends[name] = vt.now()
+                first.set()
+
+            return spawn(lambda: conn.gather_candidates(on_candidate=on_candidate))
+
+        try:
+            a.remote_username, a.remote_password = b.local_username, b.local_password
+            b.remote_username, b.remote_password = a.local_username, a.local_password
+            with vt.paused():  # no jump while the connect runs
+                start = vt.now()
+                firsts = [threading.Event(), threading.Event()]
+                gathering = [
+                    trickle(a, b, "a", firsts[0]),
+                    trickle(b, a, "b", firsts[1]),
+                ]
+                assert all(first.wait(GUARD) for first in firsts)
+                controlled = spawn(lambda: b.connect(timeout=GUARD))
+                a.connect(timeout=GUARD)
+                controlled.result(GUARD)
+                assert vt.now() == start  # not a virtual moment later
+                assert state_of(a) is ConnectionState.CONNECTED
+            for future in gathering:
+                future.result(GUARD)  # the clock jumps to the bound
+            assert ends["a"] >= start + bound
+            assert ends["b"] >= start + bound
+            assert state_of(a) is ConnectionState.COMPLETED
+        finally:
+            a.close()
+            b.close()
