@@ -14,6 +14,7 @@ from syncice.events import (
     CandidateGathered,
     GatheringCompleted,
     IceCompleted,
+    IceFailed,
     SelectedPairChanged,
 )
 from syncice.ice import IceConfig, IceState
@@ -166,3 +167,56 @@ def test_a_relay_allocated_during_checks_joins_and_carries_the_connection() -> N
     assert a.state == IceState.COMPLETED
     assert b.state == IceState.COMPLETED
     assert a.agent.selected[1].local.type == "relay"
+
+
+def relay_only_pair(
+    seed: int, turn_link: Link
+) -> tuple[VirtualNet, Peer, Peer, TurnServer]:
+    """``a`` gathers only a relay on a TURN server behind ``turn_link``;
+    ``b`` is a public host. Both have started gathering."""
+    net = VirtualNet(seed=seed, up=Link(delay=0.001), down=Link())
+    net.add_host("198.51.100.2", link=turn_link)
+    turn = TurnServer(net, ("198.51.100.2", 3478))
+    net.add_host("192.0.2.1")
+    net.add_host("192.0.2.2")
+    a = net.add_agent("a", "192.0.2.1", turn=turn, relay_only=True)
+    b = net.add_agent("b", "192.0.2.2", controlling=False)
+    a.agent.gather(net.now, [])
+    b.agent.gather(net.now, [])
+    return net, a, b, turn
+
+
+def test_no_failure_while_a_relay_is_still_being_allocated() -> None:
+    # RFC 8838 §8: the peer's end-of-candidates came, a has no candidate
+    # yet (relay only, the allocation under way): it must wait, not fail.
+    net, a, b, _ = relay_only_pair(5, Link(delay=0.1))
+    start_both(net, a, b)
+    for peer in (a, b):
+        peer.agent.add_remote_candidate(None, net.now)
+    net.flush()
+    assert a.state == IceState.CHECKING  # not failed: "no local candidate"
+    net.run(2.0, stop=lambda: gathered(a))
+    relay = next(c for c in a.agent.local_candidates if c.type == "relay")
+    # b is never told of it (its candidates are complete): a's checks from
+    # the relay reach it, a peer-reflexive candidate for b.
+    assert b.state == IceState.CHECKING
+    net.run(
+        net.now + 30.0,
+        stop=lambda: a.state != IceState.CHECKING and b.state != IceState.CHECKING,
+    )
+    assert a.state == IceState.COMPLETED
+    assert a.agent.selected[1].local == relay
+
+
+def test_a_failure_put_off_while_gathering_comes_when_gathering_ends() -> None:
+    # The TURN server never answers: the allocation gives up at the gather
+    # bound, and with it a's only hope of a candidate.
+    net, a, b, turn = relay_only_pair(6, Link(delay=0.001))
+    net.filters.append(lambda src, dst, _: dst != turn.addr)
+    start_both(net, a, b)
+    for peer in (a, b):
+        peer.agent.add_remote_candidate(None, net.now)
+    net.run(GATHER_TIMEOUT + 1.0, stop=lambda: a.state != IceState.CHECKING)
+    assert a.state == IceState.FAILED
+    assert net.first(a, GatheringCompleted) == GATHER_TIMEOUT
+    assert net.first(a, IceFailed) == GATHER_TIMEOUT  # at once, not at patience
