@@ -5,8 +5,8 @@ Both peers live in this process on 127.0.0.1. Their STUN server is a UDP
 socket of this program that never answers, as a server that is down or
 behind a firewall would not: each side's server-reflexive gathering waits
 for it until ``gather_timeout`` (1 s here), while the host candidates have
-long reached the peer and the connection works. First with the blocking
-API, then with the asyncio shim.
+long reached the peer and the connection works. With the blocking API
+(a thread per side, then one thread), then with the asyncio shim.
 """
 
 from __future__ import annotations
@@ -64,6 +64,31 @@ def blocking(stun: tuple[str, int]) -> None:
         print("after end-of-candidates:", a.state)  # noqa: T201
 
 
+def one_thread(stun: tuple[str, int]) -> None:
+    """a in one thread: its first candidate, connect(), then the rest.
+    (b, an ordinary peer, runs in a thread of its own.)"""
+    a = syncice.Connection(True, stun_server=stun, local_addresses=LOCAL, config=CONFIG)
+    b = syncice.Connection(False, local_addresses=LOCAL)
+    with a, b:
+        b.gather_candidates(timeout=10)
+        for theirs in b.local_candidates:
+            a.add_remote_candidate(theirs)
+        a.add_remote_candidate(None)
+        a.remote_username, a.remote_password = b.local_username, b.local_password
+        b.remote_username, b.remote_password = a.local_username, a.local_password
+        other = threading.Thread(target=b.connect, kwargs={"timeout": 10})
+        other.start()
+
+        candidates = a.gather_candidates_iter(timeout=10)  # gathering starts
+        b.add_remote_candidate(next(candidates))  # the host candidate, at once
+        a.connect(timeout=10)
+        print("one thread: connected while gathering:", a.state)  # noqa: T201
+        for candidate in candidates:  # the rest, then None
+            b.add_remote_candidate(candidate)
+        print("one thread: after end-of-candidates:", a.state)  # noqa: T201
+        other.join()
+
+
 async def trickle_async(
     conn: syncice.asyncio.Connection, peer: syncice.asyncio.Connection
 ) -> None:
@@ -98,6 +123,7 @@ def main() -> None:
         silent.bind(("127.0.0.1", 0))  # a STUN server that never answers
         host, port = silent.getsockname()
         blocking((host, port))
+        one_thread((host, port))
         asyncio.run(with_asyncio((host, port)))
 
 

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -604,3 +604,44 @@ class Connection:
         check_component(component, core.components)
         core.check_thread()
         return selected_from(core.stats().result(), component)
+
+    def gather_candidates_iter(
+        self, *, timeout: float | None = None
+    ) -> Iterator[Candidate | None]:
+        """Start gathering, and iterate over the local candidates as they
+        are gathered, then ``None`` (end-of-candidates): the iterator form
+        of ``gather_candidates(on_candidate=...)`` (:doc:`/guides/trickle`),
+        for one thread that signals, connects and signals again::
+
+            candidates = conn.gather_candidates_iter()
+            send_to_peer(next(candidates))  # the first host candidate
+            conn.connect()  # over what there is; the rest joins the checks
+            for candidate in candidates:
+                send_to_peer(candidate)
+
+        Gathering starts at the call (the sockets are bound in this
+        thread); each step waits for the next candidate.
+
+        :param timeout: at most this many seconds for each candidate.
+        :raises IceTimeoutError: (from a step) if ``timeout`` ran out: the
+            iterator ends there, gathering goes on, and a new call starts
+            again from the first candidate.
+        :raises ConnectionClosedError: if the connection is closed.
+        """
+        timeout = check_timeout(timeout)
+        gathered = self._core.gather(_run_here)
+        return self._candidates(gathered, timeout)
+
+    def _candidates(
+        self, gathered: concurrent.futures.Future[None], timeout: float | None
+    ) -> Iterator[Candidate | None]:
+        feed = self._core.published.candidates
+        index = 0
+        while True:
+            waiter = follow(feed, index, gathered)
+            what = "gather_candidates_iter"
+            candidate = self._result(waiter, timeout, feed.withdraw, what)
+            yield candidate
+            if candidate is None:
+                return
+            index += 1

@@ -186,6 +186,8 @@ def test_trickle() -> None:
         "connected while gathering: connected",
         "b got: sent while gathering",
         "after end-of-candidates: completed",
+        "one thread: connected while gathering: connected",
+        "one thread: after end-of-candidates: completed",
         "asyncio: connected while gathering: connected",
         "asyncio: b got: sent while gathering",
         "asyncio: after end-of-candidates: completed",

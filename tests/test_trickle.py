@@ -406,3 +406,48 @@ def test_in_virtual_time_the_connection_is_up_long_before_the_gather_bound(
         finally:
             a.close()
             b.close()
+
+
+def test_one_thread_signals_connects_and_signals_again(
+    silent_server: socket.socket,
+) -> None:
+    """The iterator of the blocking API: the first candidate, connect(),
+    the rest, in one thread (the peer, controlled, connects in another)."""
+    stun = address(silent_server)
+    config = IceConfig(gather_timeout=0.5)
+    a = Connection(True, stun_server=stun, local_addresses=LOOPBACK, config=config)
+    b = Connection(False, local_addresses=LOOPBACK)
+    with a, b:
+        b.gather_candidates(timeout=GUARD)
+        for candidate in b.local_candidates:
+            a.add_remote_candidate(candidate)
+        a.add_remote_candidate(None)
+        a.remote_username, a.remote_password = b.local_username, b.local_password
+        b.remote_username, b.remote_password = a.local_username, a.local_password
+        candidates = a.gather_candidates_iter(timeout=GUARD)
+        first = next(candidates)
+        assert first is not None
+        assert first.type == "host"
+        b.add_remote_candidate(first)
+        controlled = spawn(lambda: b.connect(timeout=GUARD))
+        a.connect(timeout=GUARD)
+        controlled.result(GUARD)
+        assert state_of(a) is ConnectionState.CONNECTED  # still gathering
+        rest = list(candidates)
+        assert rest == [None]  # the silent server gave nothing
+        b.add_remote_candidate(None)
+        assert state_of(a) is ConnectionState.COMPLETED
+
+
+def test_a_step_of_the_iterator_that_times_out_ends_it(
+    silent_server: socket.socket,
+) -> None:
+    stun = address(silent_server)
+    with Connection(True, stun_server=stun, local_addresses=LOOPBACK) as conn:
+        host = next(conn.gather_candidates_iter(timeout=GUARD))
+        probe = conn.gather_candidates_iter(timeout=0)
+        assert next(probe) == host  # every call starts from the first
+        with pytest.raises(IceTimeoutError, match="gather_candidates_iter"):
+            next(probe)  # the server is silent for 5 s
+        assert list(probe) == []  # ended
+        assert state_of(conn) is ConnectionState.GATHERING  # it goes on
