@@ -8,8 +8,9 @@ gathered, and ``connect()`` may start before gathering ends.
   completes, or by an error when the connection closes first. It keeps
   every candidate, so any number of readers follow it, each from the
   first candidate at its own pace (:func:`follow`): a
-  ``gather_candidates(on_candidate=...)`` of the blocking API, an
-  ``async for`` of the asyncio shim, one started after gathering ended.
+  ``gather_candidates(on_candidate=...)`` or ``gather_candidates_iter()``
+  of the blocking API, an ``async for`` of the asyncio shim, one started
+  after gathering ended.
   It holds at most what the agent gathered, which our own sockets and
   servers bound (a peer cannot add to it).
 - :class:`PendingConnect` is a ``connect()`` made while the gathering job

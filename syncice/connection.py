@@ -284,7 +284,8 @@ class Connection:
         (but a blocking :meth:`connect` would hold up the candidates after
         it). An exception it raises comes out of this call (gathering goes
         on; a new call starts again from the first candidate). Every call
-        delivers every candidate, from the first.
+        delivers every candidate, from the first. The same as an iterator:
+        :meth:`gather_candidates_iter`.
 
         :param timeout: at most this many seconds; ``None`` waits until done.
         :param on_candidate: called with each local candidate, then ``None``.
