@@ -13,6 +13,7 @@ import concurrent.futures
 import queue
 import socket
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
@@ -66,6 +67,15 @@ def state_of(conn: Connection) -> ConnectionState:
     """``conn.state``, read anew (a call, which a type checker does not
     take as settled by an earlier look)."""
     return conn.state
+
+
+def binding(conn: Connection) -> None:
+    """Return once the thread gathering ``conn`` has started binding (it
+    holds there: see ``held_bind``)."""
+    deadline = time.monotonic() + GUARD
+    while state_of(conn) is not ConnectionState.GATHERING:
+        assert time.monotonic() < deadline, "gathering did not start"
+        threading.Event().wait(0.001)
 
 
 # --- the blocking API ---------------------------------------------------------
@@ -220,8 +230,7 @@ def test_connect_while_the_sockets_are_bound_waits_for_them_then_checks(
         held.remote_username, held.remote_password = b.local_username, b.local_password
         b.remote_username, b.remote_password = held.local_username, held.local_password
         gathering = spawn(lambda: held.gather_candidates(timeout=GUARD))
-        while state_of(held) is not ConnectionState.GATHERING:
-            threading.Event().wait(0.001)  # the thread has started binding
+        binding(held)
         # What held.connect() does, without waiting: its outcome.
         connecting = held._core.connect(b.local_username, b.local_password, False)
         assert held.state is ConnectionState.GATHERING
@@ -246,8 +255,7 @@ def test_connect_while_binding_fails_with_the_binding_error(
     conn = Connection(True, local_addresses=LOOPBACK)
     try:
         gathering = spawn(lambda: conn.gather_candidates(timeout=GUARD))
-        while state_of(conn) is not ConnectionState.GATHERING:
-            threading.Event().wait(0.001)
+        binding(conn)
         connecting = conn._core.connect("peer", "p" * 22, False)
         held_bind.put(KeyboardInterrupt())  # not an OSError: gathering gives up
         with pytest.raises(KeyboardInterrupt):
