@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from ._appview import ConnectionState, SelectedPair
 from .candidate import Candidate, candidate_foundation, candidate_priority
 from .connection import Connection, TransportPolicy
 from .events import ConnectionClosed, ConnectionEvent
@@ -31,12 +32,14 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionEvent",
+    "ConnectionState",
     "IceConfig",
     "IceConnectionError",
     "IceError",
     "IceTimeoutError",
     "NegotiationFailedError",
     "NotConnectedError",
+    "SelectedPair",
     "StunError",
     "StunParseError",
     "TransportPolicy",

@@ -47,7 +47,7 @@ class RelayVerbs:
 
         def _taken(self) -> set[int]: ...
 
-        def _maybe_gathered(self) -> None: ...
+        def _maybe_gathered(self, now: float | None = None) -> None: ...
 
         def close(self, now: float | None = None) -> None: ...
 
@@ -108,7 +108,7 @@ class RelayVerbs:
                 self._add_relay_candidate(outcome, now)
             else:
                 self._lose_relay(outcome, now)
-        self._maybe_gathered()
+        self._maybe_gathered(now)
 
     def _add_relay_candidate(self, outcome: RelayAllocated, now: float) -> None:
         if self.state is IceState.CLOSED:

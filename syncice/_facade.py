@@ -44,17 +44,18 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _gather, _worker
+from ._appview import ConnectionState, EventBox, check_events, connection_state
 from ._checklist import PairStats, canonical
 from ._data_path import DataPath
 from ._ice_tcp import check_transports
 from ._inbox import INBOX_SIZE, Inbox
 from ._lifecycle import Phase
 from ._lite import BOTH_LITE, lite_role, lite_servers
-from ._mailbox import Mailbox
 from ._session import Published, Session, closed_error
 from ._sockets import Plan, open_paths
+from ._trickle import PendingConnect
 from .candidate import Candidate
-from .events import ConnectionClosed, ConnectionEvent
+from .events import ConnectionClosed
 from .exceptions import (
     ConnectionClosedError,
     NegotiationFailedError,
@@ -238,6 +239,7 @@ class ConnectionCore(DataPath):
         "_inherited",
         "_lifecycle",
         "_lock",
+        "_pending_connect",
         "_pending_remote",
         "_plan",
         "_published",
@@ -286,6 +288,7 @@ class ConnectionCore(DataPath):
         direct_reads: bool = False,
         ice_lite: bool = False,
         transports: Sequence[str] = ("udp",),
+        events: str | None = None,
     ) -> None:
         #: The name in logs and ``repr()``, set first: a facade's repr()
         #: works even when the checks below raise.
@@ -319,6 +322,7 @@ class ConnectionCore(DataPath):
         lite = config is not None and config.ice_lite
         if lite and transport_policy is TransportPolicy.RELAY:
             raise ValueError("ice_lite gathers host candidates only: no relay policy")
+        every_event = check_events(events)
         if not (use_ipv4 or use_ipv6):
             raise ValueError("use_ipv4 and use_ipv6 are both False: no address to use")
         self.stun_server = _check_server("stun_server", stun_server)
@@ -403,8 +407,10 @@ class ConnectionCore(DataPath):
         #: themselves once connected (:mod:`syncice._inbox`); read when
         #: gathering starts.
         self.direct_reads = direct_reads
-        #: Connection events; ``None`` once :class:`ConnectionClosed` was taken.
-        self.events: Mailbox[ConnectionEvent | None] = Mailbox()
+        #: Connection events; ``None`` once :class:`ConnectionClosed` was
+        #: taken. Every agent event too with ``events="all"`` (bounded:
+        #: :mod:`syncice._appview`).
+        self.events = EventBox(every_event)
         self._published = Published(self._agent.controlling)
         self._lifecycle = self._published.lifecycle
         self._gathered: concurrent.futures.Future[None] | None = None
@@ -414,6 +420,8 @@ class ConnectionCore(DataPath):
         # (component, transport, address, port) of each listed one.
         self._remote_keys: set[tuple[int, str, str, int]] = set()
         self._pending_remote: list[Candidate | None] = []
+        # A connect() made while the gathering job binds (syncice._trickle).
+        self._pending_connect: PendingConnect | None = None
         self._remote_end = False
         # An ICE restart's outcome, and whether connect() started its checks.
         self._restart: tuple[concurrent.futures.Future[None], bool] | None = None
@@ -594,7 +602,10 @@ class ConnectionCore(DataPath):
                 if self._lifecycle.advance(Phase.NEW, expect=Phase.GATHERING):
                     self._gathered = None  # the next call starts over
                 closing, self._closing = self._closing, None
+                pending, self._pending_connect = self._pending_connect, None
             gathered.set_exception(exc)
+            if pending is not None:
+                pending.fail(exc)
             if closing is not None:
                 _done(closing.closed)
                 _done(closing.released)
@@ -626,8 +637,14 @@ class ConnectionCore(DataPath):
                         paths.listeners,
                     )
                 )
+                pending, self._pending_connect = self._pending_connect, None
+                if pending is not None:
+                    pending.start(session, worker, self._lifecycle)
                 return
             closing, self._closing = self._closing, None
+            pending, self._pending_connect = self._pending_connect, None
+        if pending is not None:
+            pending.fail(self.closed_error())
         # Closed while the sockets were being bound: close() waits for this.
         paths.close()
         _worker.release_worker(worker)
@@ -692,10 +709,12 @@ class ConnectionCore(DataPath):
     def connect(
         self, username: object, password: object, lite: bool
     ) -> concurrent.futures.Future[None]:
-        """Start the checks (once); their outcome.
+        """Start the checks (once); their outcome. Gathering must have been
+        started; the checks start with the candidates gathered so far, and
+        those gathered later join them (RFC 8838).
 
-        :raises NotConnectedError: before gathering is done, or without the
-            remote username or password.
+        :raises NotConnectedError: before gathering was started, or without
+            the remote username or password.
         :raises TypeError: a credential that is not a ``str``.
         :raises ValueError: an empty credential.
         :raises ConnectionClosedError: if the connection is closed.
@@ -707,7 +726,7 @@ class ConnectionCore(DataPath):
             if lite and self.lite:
                 raise NegotiationFailedError(BOTH_LITE)
             session = self._session()
-            if session is None or not session.gathered.done():
+            if session is None and self._gathered is None:
                 raise NotConnectedError("Local candidates gathering was not performed")
             if username is None or password is None:
                 raise NotConnectedError("Remote username or password is missing")
@@ -720,6 +739,10 @@ class ConnectionCore(DataPath):
                     raise ValueError(f"remote_{name} must not be empty")
             assert isinstance(username, str)
             assert isinstance(password, str)
+            if session is None:  # the gathering job binds: it starts this
+                if self._pending_connect is None:
+                    self._pending_connect = PendingConnect(username, password, lite)
+                return self._pending_connect.done
             worker = self._worker()
             assert worker is not None
             if self._restart is not None:
@@ -729,7 +752,10 @@ class ConnectionCore(DataPath):
                     worker.post(lambda: session.connect(username, password, lite))
                 return done
             if not session.connected.done():
-                self._lifecycle.advance(Phase.CONNECTING, expect=Phase.GATHERED)
+                # The worker only moves GATHERING to GATHERED: one of these.
+                lifecycle = self._lifecycle
+                if not lifecycle.advance(Phase.CONNECTING, expect=Phase.GATHERING):
+                    lifecycle.advance(Phase.CONNECTING, expect=Phase.GATHERED)
                 worker.post(lambda: session.connect(username, password, lite))
             return session.connected
 
@@ -900,6 +926,7 @@ class ConnectionCore(DataPath):
         published.closed_reason = FORKED
         self.inbox.reset_after_fork(closed_error(FORKED))
         self.events.reset_after_fork(None)
+        published.candidates.reset_after_fork(closed_error(FORKED))
         if session is not None:
             session.forget_after_fork()
 
@@ -914,3 +941,12 @@ class ConnectionCore(DataPath):
     def remote_end(self) -> bool:
         """Whether end-of-candidates was given for the peer."""
         return self._remote_end
+
+    # --- what an application sees (syncice._appview, syncice._trickle) ------
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection's state (the table of :mod:`syncice._appview`)."""
+        # The feed ends before anyone hears that gathering is done.
+        settled = self._remote_end and self._published.candidates.ended
+        return connection_state(self._lifecycle.phase, settled)

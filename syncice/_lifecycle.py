@@ -9,7 +9,9 @@ changes it:
   (:mod:`syncice._sockets`), then hands the agent to the worker; back to
   ``NEW`` if that failed (the next ``gather_candidates()`` tries again).
 - ``GATHERED``: the worker saw ``GatheringCompleted``.
-- ``CONNECTING``: ``connect()`` started the checks.
+- ``CONNECTING``: ``connect()`` started the checks, perhaps while
+  gathering still runs (RFC 8838: from ``GATHERING``; ``GatheringCompleted``
+  then leaves the phase as it is).
 - ``CONNECTED``: the worker saw ``IceCompleted``, or ``set_selected_pair()``
   forced a pair.
 - ``FAILED``: the worker saw ``IceFailed`` (the connection stays open:
@@ -51,7 +53,7 @@ _ = Phase
 #: outcome before ``connect()`` moved it (a controlled side nominated early).
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     _.NEW: frozenset({_.GATHERING, _.CLOSED}),
-    _.GATHERING: frozenset({_.NEW, _.GATHERED, _.CLOSED}),
+    _.GATHERING: frozenset({_.NEW, _.GATHERED, _.CONNECTING, _.CLOSED}),
     _.GATHERED: frozenset({_.CONNECTING, _.CONNECTED, _.FAILED, _.CLOSED}),
     _.CONNECTING: frozenset({_.CONNECTED, _.FAILED, _.CLOSED}),
     _.CONNECTED: frozenset({_.FAILED, _.CLOSED}),

@@ -38,17 +38,18 @@ from ._batch import BatchSender, GroSwitch, receive
 from ._checklist import PairStats
 from ._inbox import SWEEP, Inbox, Lease, Owner
 from ._lifecycle import Lifecycle, Phase
-from ._mailbox import Mailbox
 from ._mdns_socket import MdnsService, acquire_mdns
 from ._routes import Relayed, Route
+from ._trickle import CandidateFeed, gathering_ended
 from ._worker import Deadline, TimerHandle, Worker
 from .candidate import Candidate
 from .events import (
+    CandidateGathered,
     ConnectionClosed,
-    ConnectionEvent,
     ConsentExpired,
     GatheringCompleted,
     IceCompleted,
+    IceEvent,
     IceFailed,
     RelayLost,
     RoleChanged,
@@ -60,6 +61,7 @@ from .mdns import create_mdns_hostname, is_mdns_hostname
 from .turn import TurnAllocation
 
 if TYPE_CHECKING:
+    from ._appview import EventBox
     from ._sockets import TurnPath
     from ._stream import StreamTransport
     from ._tcp_links import TcpLinks
@@ -195,7 +197,7 @@ class Session:
         worker: Worker,
         agent: IceAgent,
         inbox: Inbox,
-        events: Mailbox[ConnectionEvent | None],
+        events: EventBox,
         publish: Published,
         name: str,
     ) -> None:
@@ -673,6 +675,12 @@ class Session:
 
     def _dispatch(self, event: object) -> None:
         published = self.published
+        if isinstance(event, CandidateGathered):  # trickled (syncice._trickle)
+            if self.mdns_host_candidates:
+                event = CandidateGathered(candidate=self._shown(event.candidate))
+            published.candidates.add(event.candidate)
+        if self.events.everything and isinstance(event, IceEvent):
+            self.events.put(event)  # events="all" (syncice._appview)
         if isinstance(event, SelectedPairChanged):
             pair = self.agent.selected[event.component]
             routes = dict(published.routes)
@@ -702,7 +710,8 @@ class Session:
             )
             if not published.local_candidates:
                 logger.warning("%s gathered no candidate at all", self.name)
-            self.lifecycle.advance(Phase.GATHERED)
+            published.candidates.finish()
+            gathering_ended(self.lifecycle)
             _resolve(self.gathered, None)
             self.gathered = SUCCEEDED
         elif isinstance(event, RoleChanged):
@@ -919,6 +928,7 @@ class Session:
         self.published.closed_reason = reason
         # Data that arrived before a consent expiry stays readable.
         self.inbox.end(error, discard=reason == "closed")
+        self.published.candidates.finish(error)
         _resolve(self.gathered, error)
         _resolve(self.connected, error)
         self.events.put(ConnectionClosed())
@@ -974,3 +984,5 @@ class Published:
         self.controlling = controlling
         self.closed_reason: str | None = None
         self.lifecycle = Lifecycle()
+        #: The local candidates as gathered (syncice._trickle).
+        self.candidates = CandidateFeed()

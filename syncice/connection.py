@@ -19,15 +19,19 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from ._appview import (
+    AnyEvent,
+    describe,
+)
 from ._checklist import PairStats
-from ._describe import Form, add_remote, local_description, remote_description
+from ._extensions import Extensions, run_here, wait
 from ._facade import ConnectionCore, TransportPolicy, check_timeout
+from ._trickle import follow
 from .candidate import Candidate
-from .description import IceDescription
-from .events import ConnectionEvent
 from .exceptions import IceTimeoutError
 from .ice import IceConfig
 
@@ -46,18 +50,7 @@ _RELEASE_WAIT = 5.0
 _SHORT_ENOUGH = min(3600.0, threading.TIMEOUT_MAX)
 
 
-def _wait(fut: concurrent.futures.Future[T], timeout: float | None, what: str) -> T:
-    try:
-        return fut.result(timeout)
-    except concurrent.futures.TimeoutError:
-        raise IceTimeoutError(f"{what} timed out") from None
-
-
-def _run_here(job: object) -> None:
-    job()  # type: ignore[operator]
-
-
-class Connection:
+class Connection(Extensions):
     """An ICE connection for a single media stream, with blocking calls.
 
     The parameters are aioice's, with the same defaults; the keyword-only ones
@@ -106,6 +99,10 @@ class Connection:
         :doc:`/guides/ice-tcp`): a passive (listening) and an active TCP
         candidate per host address, and remote TCP candidates accepted
         (refused without ``"tcp"``).
+    :param events: which events :meth:`get_event` returns: ``None``
+        (aioice's: only :class:`~syncice.events.ConnectionClosed`) or
+        ``"all"`` (every :class:`~syncice.events.IceEvent` too, in order:
+        :doc:`/guides/events`).
     :raises TypeError: for an argument of the wrong type (the message names it).
     :raises ValueError: for a malformed username or password, server address or
         transport, a component count outside 1-256, ``local_addresses`` that
@@ -134,6 +131,7 @@ class Connection:
         mdns_host_candidates: bool = False,
         ice_lite: bool = False,
         transports: Sequence[str] = ("udp",),
+        events: str | None = None,
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -156,6 +154,7 @@ class Connection:
             transports=transports,
             direct_reads=True,
             ice_lite=ice_lite,
+            events=events,
         )
         self._name = core.name
         self.stun_server = core.stun_server
@@ -173,7 +172,16 @@ class Connection:
         self.remote_password: str | None = None
 
     def __repr__(self) -> str:
-        return self._name
+        core = self.__dict__.get("_core")
+        if core is None:  # the checks raised
+            return self._name
+        return describe(
+            core.name,
+            core.controlling,
+            core.state,
+            core.components,
+            core.published.routes,
+        )
 
     # --- properties ----------------------------------------------------------
 
@@ -248,10 +256,16 @@ class Connection:
         """
         self._core.add_remote_candidate(remote_candidate)
 
-    def gather_candidates(self, *, timeout: float | None = None) -> None:
+    def gather_candidates(
+        self,
+        *,
+        timeout: float | None = None,
+        on_candidate: Callable[[Candidate | None], object] | None = None,
+    ) -> None:
         """Gather local candidates.
 
-        You **must** call this method before calling :meth:`connect`. It
+        You **must** call this method before calling :meth:`connect` (which
+        may run, in another thread, while this one still gathers). It
         returns when host candidates are ready and every STUN and TURN
         server has answered or failed (at most ``gather_timeout``, 5 s by
         default). A TURN server that refuses us, is down or presents an
@@ -259,14 +273,41 @@ class Connection:
         (logger ``syncice.turn``) and gathering goes on.
         Calling it again waits for the same gathering.
 
+        With ``on_candidate`` (trickle ICE, RFC 8838: :doc:`/guides/trickle`),
+        each local candidate is passed to it as soon as it is gathered, host
+        candidates first, then ``None`` (end-of-candidates) once gathering is
+        done, and then this returns. The callback runs in the thread that
+        called this method, never on the worker and under no lock of
+        syncice, so it may call anything, this connection's methods too
+        (but a blocking :meth:`connect` would hold up the candidates after
+        it). An exception it raises comes out of this call (gathering goes
+        on; a new call starts again from the first candidate). Every call
+        delivers every candidate, from the first. The same as an iterator:
+        :meth:`gather_candidates_iter`.
+
         :param timeout: at most this many seconds; ``None`` waits until done.
+        :param on_candidate: called with each local candidate, then ``None``.
         :raises IceTimeoutError: if ``timeout`` ran out (gathering goes on).
         :raises ConnectionClosedError: if the connection is closed.
         """
         timeout = check_timeout(timeout)
         # Binding and name lookups run here, in the caller's thread, under
         # no lock: the worker never blocks.
-        _wait(self._core.gather(_run_here), timeout, "gather_candidates")
+        gathered = self._core.gather(run_here)
+        if on_candidate is None:
+            wait(gathered, timeout, "gather_candidates")
+            return
+        feed = self._core.published.candidates
+        deadline = None if timeout is None else time.monotonic() + timeout
+        index = 0
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            waiter = follow(feed, index, gathered)
+            candidate = self._result(waiter, left, feed.withdraw, "gather_candidates")
+            on_candidate(candidate)
+            if candidate is None:
+                return
+            index += 1
 
     def get_default_candidate(self, component: int) -> Candidate | None:
         """Get the default local candidate for the specified component.
@@ -287,7 +328,10 @@ class Connection:
         been signalled with :meth:`add_remote_candidate`: until then more
         remote candidates may come. Calling it again after success returns at
         once; after :meth:`restart`, it starts the new checks and returns
-        once they nominated a pair.
+        once they nominated a pair. It may be called while
+        :meth:`gather_candidates` still runs in another thread (trickle ICE):
+        the checks start with the local candidates gathered so far, and later
+        ones join them.
 
         :param timeout: at most this many seconds; ``None`` waits until done.
         :raises NotConnectedError: (a :class:`ConnectionError`) if gathering
@@ -303,7 +347,7 @@ class Connection:
             self.remote_username, self.remote_password, bool(self.remote_is_lite)
         )
         try:
-            _wait(done, timeout, "connect")
+            wait(done, timeout, "connect")
         except IceTimeoutError:
             if core.controlling:
                 raise IceTimeoutError(
@@ -339,9 +383,11 @@ class Connection:
             closing.released.result(_RELEASE_WAIT)
         closing.finish()
 
-    def get_event(self, *, timeout: float | None = None) -> ConnectionEvent | None:
+    def get_event(self, *, timeout: float | None = None) -> AnyEvent | None:
         """Return the next :class:`ConnectionEvent`, or ``None`` once the
         connection is closed and its :class:`ConnectionClosed` was returned.
+        With ``events="all"``, also every :class:`~syncice.events.IceEvent`
+        of the agent, in order, before it (:doc:`/guides/events`).
 
         :param timeout: at most this many seconds; ``None`` waits until an event.
         :raises IceTimeoutError: if ``timeout`` ran out.
@@ -349,7 +395,7 @@ class Connection:
         timeout = check_timeout(timeout)
         core = self._core
         core.check_inherited()
-        fut: concurrent.futures.Future[ConnectionEvent | None]
+        fut: concurrent.futures.Future[AnyEvent | None]
         fut = concurrent.futures.Future()
         core.events.wait(fut)
         return self._result(fut, timeout, core.events.withdraw, "get_event")
@@ -430,20 +476,6 @@ class Connection:
         except TimeoutError:
             raise IceTimeoutError("recv timed out") from None
 
-    @staticmethod
-    def _result(
-        fut: concurrent.futures.Future[T],
-        timeout: float | None,
-        withdraw: Callable[[concurrent.futures.Future[T]], bool],
-        what: str,
-    ) -> T:
-        try:
-            return fut.result(timeout)
-        except concurrent.futures.TimeoutError:
-            if withdraw(fut):  # nothing was handed to it: a clean timeout
-                raise IceTimeoutError(f"{what} timed out") from None
-            return fut.result()  # handed one meanwhile: keep it
-
     def send(self, data: bytes) -> None:
         """Send a datagram on the first component.
 
@@ -518,68 +550,3 @@ class Connection:
         core = self._core
         core.check_thread()
         return core.stats().result()
-
-    # --- signalling helpers (syncice.description) ------------------------------
-
-    def local_description(self) -> IceDescription:
-        """What the peer needs to know of this side, now
-        (:doc:`/guides/signalling`): the local credentials, the candidates
-        gathered so far, ``end_of_candidates`` once gathering is done,
-        ``lite``, and ``trickle`` (remote candidates are taken while
-        :meth:`connect` runs). Send it in any of its forms (``to_json()``,
-        ``to_sdp()`` ...)."""
-        return local_description(self._core)
-
-    def set_remote_description(self, description: Form) -> None:
-        """Take the peer's description: an
-        :class:`~syncice.description.IceDescription`, its dict, its JSON
-        text or its SDP lines. It is read and checked whole first, then
-        sets :attr:`remote_username`, :attr:`remote_password` and
-        :attr:`remote_is_lite`, and adds its candidates and its
-        end-of-candidates (as :meth:`add_remote_candidate`). Returns at once.
-
-        :raises ValueError: a bad description (naming the field or line), or
-            candidates after end-of-candidates; nothing is applied.
-        :raises TypeError: not one of those forms.
-        :raises NegotiationFailedError: both sides are ICE-lite.
-        """
-        desc = remote_description(self._core, description)
-        self.remote_username = desc.username
-        self.remote_password = desc.password
-        self.remote_is_lite = desc.lite
-        add_remote(self._core, desc)
-
-    def restart(
-        self,
-        local_username: str | None = None,
-        local_password: str | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> None:
-        """Restart ICE (RFC 8445 §9): a syncice extension.
-
-        Gives the connection new local credentials (random ones when not
-        given), forgets the remote credentials and candidates, and starts a
-        new check list over the same local candidates. Then signal
-        :attr:`local_username`, :attr:`local_password` and
-        :attr:`local_candidates` to the peer, set its new
-        :attr:`remote_username`, :attr:`remote_password` and candidates,
-        and call :meth:`connect`: it returns once the new checks nominated a
-        pair. Meanwhile :meth:`send` and :meth:`recv` go on over the old
-        pair; the switch to the new one is atomic. The peer restarts too
-        (RFC 8445 §9: both sides change their credentials): whichever side
-        starts, the other calls :meth:`restart` when it learns of it.
-
-        :param timeout: at most this many seconds for the worker to start it.
-        :raises NotConnectedError: if the connection has not connected (or
-            failed) yet.
-        :raises ValueError: a malformed credential, or one that is not new.
-        :raises ConnectionClosedError: if the connection is closed.
-        """
-        timeout = check_timeout(timeout)
-        core = self._core
-        core.check_thread()
-        done = core.restart(local_username, local_password)
-        self.remote_username = None
-        self.remote_password = None
-        _wait(done, timeout, "restart")

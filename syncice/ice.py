@@ -29,7 +29,9 @@ Rules of this module, in the manner of h11's ``_state.py``:
   peer-reflexive candidates that long, the controlling agent for
   ``IceConfig.patience`` (RFC 8863 §3). ICE fails (RFC 8445 §7.2.5.4) once,
   after end-of-candidates, no pair is left to check on some component and
-  none of its pairs is valid. Once it has failed (or the agent is closed),
+  none of its pairs is valid, but not while local candidates are still
+  being gathered (RFC 8838 §8: :meth:`IceAgent.connect` may come first, and
+  a candidate still to come may work). Once it has failed (or the agent is closed),
   the agent answers no request at all and sends no consent check: its
   silence is what lets the peer's consent expire (RFC 7675 §5.1), and its
   checks stop.
@@ -200,6 +202,9 @@ class IceAgent(RelayVerbs, TcpVerbs, RestartVerbs):
         # how many there were.
         self._previous: Previous | None = None
         self._generation = 0
+        # A failure check put off while local candidates were being
+        # gathered (RFC 8838 §8), made again once gathering ends.
+        self._failure_deferred = False
 
     def _new_checks(self, username: str, password: str, controlling: bool) -> Checks:
         """The check driver of a generation of the check list."""
@@ -362,9 +367,9 @@ class IceAgent(RelayVerbs, TcpVerbs, RestartVerbs):
         for endpoint, server in plan(hosts, stun_servers):
             self._checks.gather(endpoint, server, now, deadline)
         # Each request's own deadline (the gather bound) ends it in time.
-        self._maybe_gathered()
+        self._maybe_gathered(now)
 
-    def _maybe_gathered(self) -> None:
+    def _maybe_gathered(self, now: float | None = None) -> None:
         if (
             self._gathering.state is GatherState.GATHERING
             and not self._checks.gathering()
@@ -372,6 +377,14 @@ class IceAgent(RelayVerbs, TcpVerbs, RestartVerbs):
         ):
             self._gathering.to(GatherState.COMPLETED)
             self._log.emit(GatheringCompleted())
+        if now is not None:
+            self._settle(now)
+
+    def _settle(self, now: float) -> None:
+        """The failure check put off while gathering, once it has ended."""
+        if self._failure_deferred and self._gathering.state is GatherState.COMPLETED:
+            self._failure_deferred = False
+            self._maybe_fail(now)
 
     def _on_gather_answered(self, endpoint: int, message: Message | None) -> None:
         ep = self._list.endpoints.get(endpoint)
@@ -563,6 +576,7 @@ class IceAgent(RelayVerbs, TcpVerbs, RestartVerbs):
         if self.state is IceState.CLOSED:
             return
         self._checks.handle_timer(now)
+        self._settle(now)  # the last gather request may have timed out
         if self.state is IceState.CHECKING and self._checks.nomination_due(now):
             self._fail(self._failure_reason(nomination=True))
         if self._checks.patience_ran_out(now):
@@ -643,6 +657,7 @@ class IceAgent(RelayVerbs, TcpVerbs, RestartVerbs):
             self._checks.on_request(endpoint, message, len(data), addr, now)
         elif message.message_class in (Class.SUCCESS, Class.ERROR):
             self._checks.on_response(endpoint, message, addr, now)
+            self._settle(now)  # it may have been the last gather answer
         else:
             # Binding indications are keepalives (RFC 8445 §11): nothing to do.
             self.stats.unexpected += 1
@@ -781,7 +796,12 @@ class IceAgent(RelayVerbs, TcpVerbs, RestartVerbs):
         # us, or by the controlling peer), unless another component is lost.
         # A controlled agent without a pair on a component may still get
         # checks from the peer there (peer-reflexive candidates): the
-        # nomination timeout bounds that wait.
+        # nomination timeout bounds that wait. Nor while local candidates
+        # are still being gathered: one may come that works (RFC 8838 §8);
+        # the check is made again once gathering ends.
+        if self._gathering.state is GatherState.GATHERING:
+            self._failure_deferred = True
+            return
         if self._list.lost(active - set(self.selected), self._checks.patient(now)):
             self._fail(self._failure_reason())
 

@@ -230,7 +230,7 @@ coverage_gate() {
   echo
   echo "Gate: 90% for the worker, the facades and the sockets (OS-specific paths)"
   "$py" -m coverage report --fail-under=90 \
-    --include=syncice/_worker.py,syncice/connection.py,syncice/_clock.py,syncice/_stream.py,syncice/_mdns_socket.py,syncice/asyncio/*.py,syncice/_describe.py,syncice/_aio_bridge.py,syncice/_facade.py,syncice/_data_path.py,syncice/_inbox.py,syncice/_mailbox.py,syncice/_batch.py,syncice/_lifecycle.py,syncice/_session.py,syncice/_sockets.py
+    --include=syncice/_worker.py,syncice/connection.py,syncice/_clock.py,syncice/_stream.py,syncice/_mdns_socket.py,syncice/_extensions.py,syncice/asyncio/*.py,syncice/_describe.py,syncice/_aio_bridge.py,syncice/_facade.py,syncice/_data_path.py,syncice/_inbox.py,syncice/_mailbox.py,syncice/_batch.py,syncice/_lifecycle.py,syncice/_session.py,syncice/_sockets.py
 }
 
 check "ruff check" "$py" -m ruff check .

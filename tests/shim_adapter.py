@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 import syncice.asyncio
 from syncice import IceTimeoutError
+from syncice._appview import AnyEvent
 from syncice._checklist import PairStats
 from syncice._facade import check_timeout as _check_timeout
 from syncice.candidate import Candidate
-from syncice.events import ConnectionEvent
 from tests.loopguard import SHIM, LoopBlocked, LoopGuard
 
 T = TypeVar("T")
@@ -174,7 +174,7 @@ class ShimAdapter:
     ) -> list[tuple[bytes, int]]:
         return self._run(lambda: self._shim.recvfrom_many(max_count), timeout, "recv")
 
-    def get_event(self, *, timeout: float | None = None) -> ConnectionEvent | None:
+    def get_event(self, *, timeout: float | None = None) -> AnyEvent | None:
         return self._run(self._shim.get_event, timeout, "get_event")
 
     def get_stats(self) -> list[PairStats]:

@@ -713,8 +713,8 @@ def test_gathering_binds_in_a_thread_and_calls_meanwhile_never_wait(
 ) -> None:
     """While the gathering thread binds (under no lock),
     nothing waits for it on the loop: the role is taken and applied after,
-    the candidates queued for the worker, connect() and set_selected_pair()
-    raise."""
+    the candidates queued for the worker, connect() waits for the bind and
+    then starts the checks (trickle ICE), set_selected_pair() raises."""
     peer = Candidate(
         foundation="peer",
         component=1,
@@ -733,8 +733,8 @@ def test_gathering_binds_in_a_thread_and_calls_meanwhile_never_wait(
             conn.ice_controlling = False
             assert conn.ice_controlling is False  # as asked, until applied
             adding = asyncio.create_task(conn.add_remote_candidate(peer))
-            with pytest.raises(NotConnectedError, match="gathering"):
-                await conn.connect()
+            conn.remote_username, conn.remote_password = "user", "p" * 22
+            connecting = asyncio.create_task(conn.connect())
             with pytest.raises(NotConnectedError, match="gathering"):
                 conn.set_selected_pair(1, "x", "peer")
             assert await conn.get_stats() == []
@@ -742,16 +742,21 @@ def test_gathering_binds_in_a_thread_and_calls_meanwhile_never_wait(
             assert conn.remote_candidates == [peer]
             await asyncio.sleep(0)
             assert not gathering.done()
+            assert not connecting.done()  # waits for the bind
             slow_bind.put(None)
             await asyncio.wait_for(gathering, GUARD)
             await asyncio.wait_for(adding, GUARD)
             assert conn.remote_candidates == [peer]
+            assert conn._core.phase is Phase.CONNECTING  # started by the job
+            assert not connecting.done()  # port 9 does not answer
             assert conn.ice_controlling is False
             await conn.get_stats()  # a turn of the worker: the role is applied
             assert conn._core.agent.controlling is False
             assert conn.ice_controlling is False
         finally:
             await conn.close()
+        with pytest.raises(ConnectionClosedError):
+            await asyncio.wait_for(connecting, GUARD)
 
     run(main())
 

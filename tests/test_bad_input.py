@@ -90,6 +90,10 @@ CONSTRUCTOR_CASES: list[tuple[str, object, type[Exception], str]] = [
     ("transports", ("udp", "UDP"), ValueError, "transports"),
     ("transports", ("tcp", "tcp"), ValueError, "transports"),
     ("transports", (b"tcp",), TypeError, "transports"),
+    ("events", True, TypeError, "events"),
+    ("events", ["all"], TypeError, "events"),
+    ("events", "ALL", ValueError, "events"),
+    ("events", "", ValueError, "events"),
 ]
 
 

@@ -128,10 +128,10 @@ def test_a_connect_logs_one_line_per_event_with_the_connections_name(
     b.close()
     records = [r for r in caplog.records if r.name.startswith("syncice")]
     # Every line names its connection.
-    names = {repr(a), repr(b)}
+    names = {a._core.name, b._core.name}
     for record in records:
         assert record.getMessage().split(" ", 1)[0] in names, record.getMessage()
-    pairs_of = {"controlling": repr(a), "controlled": repr(b)}
+    pairs_of = {"controlling": a._core.name, "controlled": b._core.name}
     for role, name in pairs_of.items():
         lines = kinds(records, name)
         assert lines[:4] == [

@@ -252,3 +252,44 @@ def test_ice_tcp() -> None:
         "b got: hello over TCP",
         "a got: and back",
     ]
+
+
+def test_trickle() -> None:
+    done = run_example("examples/trickle.py")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [
+        "connected while gathering: connected",
+        "b got: sent while gathering",
+        "after end-of-candidates: completed",
+        "one thread: connected while gathering: connected",
+        "one thread: after end-of-candidates: completed",
+        "asyncio: connected while gathering: connected",
+        "asyncio: b got: sent while gathering",
+        "asyncio: after end-of-candidates: completed",
+    ]
+    guide = (ROOT / "docs" / "guides" / "trickle.rst").read_text()
+    assert "\n".join(f"   {line}" for line in done.stdout.splitlines()) in guide
+
+
+def test_events() -> None:
+    done = run_example("examples/events.py")
+    assert (done.returncode, done.stderr) == (0, "")
+    lines = done.stdout.splitlines()
+    assert lines[:5] == [
+        "before: new",
+        "after connect: completed",
+        "selected: host -> host",
+        "sent on it: 1",
+        "after the block: closed",
+    ]
+    events = [line.strip() for line in lines[5:-1]]
+    assert events[:2] == ["CandidateGathered", "GatheringCompleted"]
+    assert events[-3:] == ["SelectedPairChanged", "IceCompleted", "ConnectionClosed"]
+    middle = events[2:-3]
+    assert middle
+    assert all(re.fullmatch(r"PairStateChanged [a-z-]+ -> [a-z-]+", e) for e in middle)
+    assert "PairStateChanged in-progress -> succeeded" in middle
+    assert lines[-1] == "b's events: ConnectionClosed() None"
+    guide = (ROOT / "docs" / "guides" / "events.rst").read_text()
+    for line in lines[:5] + lines[-1:]:
+        assert f"   {line}\n" in guide, line

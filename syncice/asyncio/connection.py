@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._aio_bridge import AsyncWaiter, bridge
+from .._appview import AnyEvent
 from .._facade import ConnectionCore, TransportPolicy
 from ..candidate import Candidate
-from ..events import ConnectionEvent
 from ..exceptions import ConnectionClosedError
 from ..ice import IceConfig
 from ._extensions import Extensions
+from ._view import AppView
 
 if TYPE_CHECKING:
     import ssl
@@ -26,7 +27,7 @@ __all__ = ["Connection"]
 logger = logging.getLogger("syncice.asyncio")
 
 
-class Connection(Extensions):
+class Connection(Extensions, AppView):
     """An ICE connection for a single media stream, with aioice's coroutines.
 
     The parameters are aioice's (and :class:`syncice.Connection`'s), with the
@@ -55,6 +56,8 @@ class Connection(Extensions):
         is. Off by default.
     :param transports: ``("udp",)`` by default; with ``"tcp"``, ICE-TCP, as
         :class:`syncice.Connection` does.
+    :param events: which events :meth:`get_event` returns: ``None``
+        (aioice's) or ``"all"``, as :class:`syncice.Connection` has it.
     :raises ValueError: as :class:`syncice.Connection` does.
     """
 
@@ -79,6 +82,7 @@ class Connection(Extensions):
         mdns_host_candidates: bool = False,
         ice_lite: bool = False,
         transports: Sequence[str] = ("udp",),
+        events: str | None = None,
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -100,6 +104,7 @@ class Connection(Extensions):
             mdns_host_candidates=mdns_host_candidates,
             ice_lite=ice_lite,
             transports=transports,
+            events=events,
         )
         self._name = core.name
         #: The address of the STUN server, or ``None``.
@@ -122,9 +127,6 @@ class Connection(Extensions):
         self.remote_password: str | None = None
         #: The worker's turn that applies set_selected_pair(), until done.
         self._selecting: concurrent.futures.Future[None] | None = None
-
-    def __repr__(self) -> str:
-        return self._name
 
     # --- properties ------------------------------------------------------------
 
@@ -185,7 +187,8 @@ class Connection(Extensions):
         Sockets are bound (and a STUN or TURN server given by name is
         resolved) in the loop's default executor; the answers of the servers
         are awaited from the worker. Cancelling it leaves gathering to go on;
-        calling it again waits for the same gathering.
+        calling it again waits for the same gathering. To have each
+        candidate as it is gathered: :meth:`gather_candidates_iter`.
 
         :raises ConnectionClosedError: if the connection is closed.
         """
@@ -203,7 +206,10 @@ class Connection(Extensions):
         """Perform the ICE handshake.
 
         Returns once a candidate pair was nominated on every component, and
-        raises otherwise. Cancelling it cancels the wait only: the checks go
+        raises otherwise. It may run while gathering still does
+        (:meth:`gather_candidates_iter` in another task): the checks start
+        with the candidates gathered so far. Cancelling it cancels the wait
+        only: the checks go
         on, and a later :meth:`connect` waits for their outcome (or returns
         at once if they succeeded); :meth:`close` stops them. After
         :meth:`restart` it starts the new checks and waits for them.
@@ -232,12 +238,13 @@ class Connection(Extensions):
         if closing is not None:
             await bridge(closing.released)
 
-    async def get_event(self) -> ConnectionEvent | None:
+    async def get_event(self) -> AnyEvent | None:
         """Return the next :class:`ConnectionEvent`, or ``None`` once the
-        connection is closed and its :class:`ConnectionClosed` was returned."""
+        connection is closed and its :class:`ConnectionClosed` was returned
+        (with ``events="all"``, every agent event too, in order)."""
         core = self._core
         core.check_inherited()
-        waiter: AsyncWaiter[ConnectionEvent | None] = AsyncWaiter(core.events)
+        waiter: AsyncWaiter[AnyEvent | None] = AsyncWaiter(core.events)
         core.events.wait(waiter)
         return await waiter.wait()
 
@@ -342,7 +349,7 @@ class Connection(Extensions):
         fut = core.select_pair(
             component, local_foundation, remote_foundation, at_once=True
         )
-        name = repr(self)
+        name = core.name
 
         def logged(fut: concurrent.futures.Future[None]) -> None:
             if not fut.cancelled() and (error := fut.exception()) is not None:
