@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing_service
+from tests.netns import own_namespace
 
 HELPER = Path(__file__).with_name("ice_tcp_netns_helper.py")
 RUN_TIMEOUT = 120.0
@@ -38,20 +37,8 @@ DROP_UDP = (
 @pytest.fixture
 def udp_dropped() -> Iterator[str]:
     """A namespace with ``lo`` up in which UDP is dropped."""
-    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nft") is None:
-        missing_service("root, iproute2 and nftables (apt-get install nftables)")
-    name = f"si-icetcp-{os.getpid()}-{next(_names)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "netns", "exec", name, "nft", DROP_UDP], check=True)
+    with own_namespace(f"si-icetcp-{os.getpid()}-{next(_names)}", DROP_UDP) as name:
         yield name
-    finally:
-        for pid in subprocess.run(
-            ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
-        ).stdout.split():
-            os.kill(int(pid), 9)  # ours: the namespace is this test's
-        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 def test_only_tcp_works(udp_dropped: str) -> None:

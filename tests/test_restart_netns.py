@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing_service
+from tests.netns import own_namespace
 
 HELPER = Path(__file__).with_name("restart_netns_helper.py")
 RUN_TIMEOUT = 120.0
@@ -36,19 +35,8 @@ _names = itertools.count()
 @pytest.fixture
 def namespace() -> Iterator[str]:
     """A namespace with only ``lo``, up."""
-    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nft") is None:
-        missing_service("root, iproute2 and nftables (apt-get install nftables)")
-    name = f"si-restart-{os.getpid()}-{next(_names)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    with own_namespace(f"si-restart-{os.getpid()}-{next(_names)}") as name:
         yield name
-    finally:
-        for pid in subprocess.run(
-            ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
-        ).stdout.split():
-            os.kill(int(pid), 9)  # ours: the namespace is this test's
-        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 @pytest.mark.parametrize("kind", ["blocking", "asyncio"])

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -20,6 +19,7 @@ from syncice.cli.pipe import decode_line
 from syncice.cli.reliable import Endpoint
 from tests.cli.servers import cli, report
 from tests.conftest import missing_service
+from tests.netns import own_namespace
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -223,29 +223,20 @@ def test_ten_megabytes_on_loopback(tmp_path: Path, payload: tuple[Path, str]) ->
     )
 
 
+#: 5 % of UDP packets dropped at random on the way in.
+LOSS_RULES = (
+    "add table inet si_loss; "
+    "add chain inet si_loss in { type filter hook input priority 0; }; "
+    "add rule inet si_loss in meta l4proto udp "
+    "numgen random mod 100 < 5 counter drop"
+)
+
+
 @pytest.fixture
 def lossy_netns() -> Iterator[str]:
     """A namespace whose loopback drops 5 % of UDP packets (nft, at random)."""
-    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nft") is None:
-        missing_service("root, iproute2 and nftables (apt-get install nftables)")
-    name = f"si-clidocs-loss-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        rules = (
-            "add table inet si_loss; "
-            "add chain inet si_loss in { type filter hook input priority 0; }; "
-            "add rule inet si_loss in meta l4proto udp "
-            "numgen random mod 100 < 5 counter drop"
-        )
-        subprocess.run(["ip", "netns", "exec", name, "nft", rules], check=True)
+    with own_namespace(f"si-clidocs-loss-{os.getpid()}", LOSS_RULES) as name:
         yield name
-    finally:
-        for pid in subprocess.run(
-            ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
-        ).stdout.split():
-            os.kill(int(pid), 9)  # ours: the namespace is this test's
-        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 @pytest.mark.interop
