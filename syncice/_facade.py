@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _gather, _worker
 from ._checklist import PairStats, canonical
+from ._gather_options import GatherOptions
 from ._inbox import INBOX_SIZE, Inbox
 from ._lifecycle import Phase
 from ._mailbox import Mailbox, Waiter
@@ -250,6 +251,7 @@ class ConnectionCore:
         "name",
         "relay_only",
         "send_drops",
+        "socket_buffers",
         "stun_server",
         "turn_password",
         "turn_server",
@@ -278,6 +280,7 @@ class ConnectionCore:
         config: IceConfig | None,
         mdns_host_candidates: bool,
         direct_reads: bool = False,
+        gather_options: GatherOptions | None = None,
     ) -> None:
         #: The name in logs and ``repr()``, set first: a facade's repr()
         #: works even when the checks below raise.
@@ -309,10 +312,13 @@ class ConnectionCore:
             raise ValueError("use_ipv4 and use_ipv6 are both False: no address to use")
         self.stun_server = _check_server("stun_server", stun_server)
         self.turn_server = _check_server("turn_server", turn_server)
+        options = gather_options or GatherOptions()
+        options.check(turn_username, turn_password, config)
         if (
             transport_policy is TransportPolicy.RELAY
             and self.stun_server is None
             and self.turn_server is None
+            and not options.has_servers
         ):
             raise ValueError("The relay transport policy needs a STUN or TURN server")
         if self.turn_server is not None and not (
@@ -365,6 +371,7 @@ class ConnectionCore:
             turn_password=turn_password or "",
             turn_transport=turn_transport,
             turn_ssl=turn_ssl,
+            **options.plan_fields(),
         )
         self._agent = IceAgent(
             controlling=ice_controlling,
@@ -401,6 +408,9 @@ class ConnectionCore:
         )
         #: Datagrams dropped by a full socket buffer in :meth:`send`.
         self.send_drops = 0
+        #: ``(SO_RCVBUF, SO_SNDBUF)`` of each UDP socket by local address,
+        #: as the kernel reported them once bound (``{}`` before gathering).
+        self.socket_buffers: dict[tuple[str, int], tuple[int, int]] = {}
         self._inherited = False
         _open.add(self)
 
@@ -572,6 +582,7 @@ class ConnectionCore:
                 _done(closing.released)
             return
         with self._lock:
+            self.socket_buffers = paths.buffers
             if not self._closed:
                 session = Session(
                     worker,

@@ -128,6 +128,12 @@ class IceConfig:
         work or not on the first try and remembered), and ``recv_many()``
         let it glue what arrives (GRO); ``False`` sends and reads one
         datagram per call, always. A bool.
+    :param so_rcvbuf: the ``SO_RCVBUF`` to set on every socket the
+        connection binds, in bytes (1 to 2**31 - 1), or ``None``: UDP
+        sockets are then raised to 1 MiB if smaller, best effort. The kernel
+        may double or cap what is asked (Linux: ``net.core.rmem_max``); the
+        connection's ``socket_buffers`` tells what it got.
+    :param so_sndbuf: the same for ``SO_SNDBUF`` (``net.core.wmem_max``).
     :raises TypeError: if a field has the wrong type.
     :raises ValueError: if a field is out of range.
     """
@@ -147,6 +153,8 @@ class IceConfig:
     max_pairs: int = 100
     max_early_checks: int = 100
     batch_io: bool = True
+    so_rcvbuf: int | None = None
+    so_sndbuf: int | None = None
 
     def __post_init__(self) -> None:
         if _number("ta", self.ta) < 0.005:
@@ -195,6 +203,9 @@ class IceConfig:
             )
         for name in ("max_remote_candidates", "max_pairs", "max_early_checks"):
             _integer(name, getattr(self, name), 1, 10_000)
+        for name in ("so_rcvbuf", "so_sndbuf"):
+            if getattr(self, name) is not None:
+                _integer(name, getattr(self, name), 1, 2**31 - 1)
         if not isinstance(self.batch_io, bool):
             raise TypeError(
                 f"batch_io must be a bool, not {type(self.batch_io).__name__}"

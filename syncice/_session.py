@@ -453,7 +453,7 @@ class Session:
         self.next_endpoint += 1
         path = self.turn_paths.pop(old)
         try:
-            sock = _sockets.bind_udp(local)
+            sock = _sockets.bind_udp(local, path.bind)
         except OSError as exc:
             self.agent.transport_lost(old, f"no socket: {exc}", now)
             return
@@ -468,7 +468,9 @@ class Session:
         context and name."""
         self.streams.pop(transport).close()
         server = self.agent.turn_server(transport)
-        self._open_stream(transport, _sockets.stream_socket(":" in server[0]), server)
+        bind = self.turn_paths[transport].bind
+        sock = _sockets.stream_socket(":" in server[0], bind)
+        self._open_stream(transport, sock, server)
 
     def _open_stream(
         self, transport: int, sock: socket.socket, server: Address

@@ -29,6 +29,7 @@ CORE = (
     "_ice_states",
     "_nomination",
     "_relays",
+    "_ice_servers",
     "_agent_relays",
     "_transaction",
     "events",

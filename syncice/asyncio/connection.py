@@ -7,12 +7,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .._aio_bridge import AsyncWaiter, bridge
 from .._checklist import PairStats
 from .._facade import ConnectionCore, TransportPolicy
+from .._gather_options import GatherOptions
 from ..candidate import Candidate
 from ..events import ConnectionEvent
 from ..exceptions import ConnectionClosedError
@@ -51,6 +52,12 @@ class Connection:
     :param config: timing constants and bounds (:class:`~syncice.ice.IceConfig`).
     :param mdns_host_candidates: show host candidates as random ``.local``
         names, as :class:`syncice.Connection` does. Off by default.
+    :param ice_servers: STUN and TURN servers as URLs or ``RTCIceServer``
+        dicts or objects, as :class:`syncice.Connection` takes them.
+    :param port_range: ``(lo, hi)`` for every socket it binds.
+    :param interface_filter: ``filter(interface, address) -> bool``.
+    :param interfaces: use only the addresses of these interfaces.
+    :param exclude_interfaces: never use the addresses of these interfaces.
     :raises ValueError: as :class:`syncice.Connection` does.
     """
 
@@ -73,6 +80,11 @@ class Connection:
         local_addresses: Sequence[str] | None = None,
         config: IceConfig | None = None,
         mdns_host_candidates: bool = False,
+        ice_servers: Sequence[Any] | None = None,
+        port_range: tuple[int, int] | None = None,
+        interface_filter: Callable[[str, str], bool] | None = None,
+        interfaces: Sequence[str] | None = None,
+        exclude_interfaces: Sequence[str] | None = None,
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -92,6 +104,13 @@ class Connection:
             local_addresses=local_addresses,
             config=_aioice_config() if config is None else config,
             mdns_host_candidates=mdns_host_candidates,
+            gather_options=GatherOptions(
+                ice_servers=ice_servers,
+                port_range=port_range,
+                interface_filter=interface_filter,
+                interfaces=interfaces,
+                exclude_interfaces=exclude_interfaces,
+            ),
         )
         self._name = core.name
         #: The address of the STUN server, or ``None``.
@@ -357,6 +376,12 @@ class Connection:
         """Per-pair statistics: a syncice extension (see
         :meth:`syncice.Connection.get_stats`)."""
         return await bridge(self._core.stats())
+
+    @property
+    def socket_buffers(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """``(SO_RCVBUF, SO_SNDBUF)`` of each UDP socket by local address,
+        as :attr:`syncice.Connection.socket_buffers`."""
+        return dict(self._core.socket_buffers)
 
 
 def _aioice_config() -> IceConfig:
