@@ -87,8 +87,10 @@ class IceConfig:
         31.5 s). The same time to fail, but 18 tries instead of 7, and none
         of the 8 and 16 s silences before the last two: on lossy paths that
         is the difference between connecting and not.
-    :param gather_timeout: how long STUN servers may take during gathering;
-        positive (to gather host candidates only, give no server).
+    :param gather_timeout: how long each STUN or TURN server may take during
+        gathering; positive (to gather host candidates only, give no
+        server). Every server is asked at once, so this also bounds the
+        whole gathering, however many servers are silent.
     :param gather_rto_max: the cap on the retransmission interval of STUN
         requests made while gathering: with the defaults, a lost request is
         sent again every 0.5 s, ten tries within the 5 s bound instead of

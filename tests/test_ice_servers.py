@@ -289,3 +289,34 @@ def test_the_same_mapping_from_two_servers_is_one_candidate() -> None:
     agent.gather(net.now, LIVE_STUN)
     net.run(net.now + 10 * BOUND, stop=lambda: peer.gathered)
     assert [c.type for c in agent.local_candidates] == ["host", "srflx"]
+
+
+def test_a_refusing_turn_server_ends_at_its_answer_not_the_bound() -> None:
+    """A TURN server that refuses the credentials ends its allocation when
+    it answers; the other server's relay comes, and gathering ends then."""
+    net = exact_net()
+    net.add_host(HOST[0])
+    VirtualTurn(net, LIVE_TURN, realm="test", relay_port=50000)
+    agent = IceAgent(
+        controlling=True,
+        local_username="user",
+        local_password="p" * 22,
+        config=IceConfig(gather_timeout=BOUND),
+    )
+    peer = net.attach(agent)
+    peer.add_host(0, 1, HOST)
+    for i, password in enumerate(["secret", "wrong"]):
+        allocation = TurnAllocation(
+            server=LIVE_TURN,
+            username="user",
+            password=password,
+            rng=random.Random(i),
+            name=agent.name,
+        )
+        agent.add_relay(10 + 2 * i, 11 + 2 * i, 1, allocation)
+        peer.add_transport(10 + 2 * i, (HOST[0], 6000 + i))
+    start = net.now
+    agent.gather(start, [])
+    net.run(start + 10 * BOUND, stop=lambda: peer.gathered)
+    assert [c.type for c in agent.local_candidates] == ["host", "relay"]
+    assert net.first(agent, GatheringCompleted) - start < BOUND / 4
