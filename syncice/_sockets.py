@@ -177,7 +177,7 @@ def open_paths(plan: Plan) -> Paths:
                         )
                         continue
                     paths.sockets.append((sock, component))
-        _turn_paths(plan, paths.turn)
+        _turn_paths(plan, addresses, paths.turn)
         _more_turn_paths(plan, addresses, paths.turn)
         for sock, _ in paths.sockets:
             _buffers(paths, sock)
@@ -207,8 +207,10 @@ def _addresses(plan: Plan) -> list[str]:
     )
 
 
-def _turn_paths(plan: Plan, paths: list[TurnPath]) -> None:
-    """A socket per component towards the TURN server, not yet connected."""
+def _turn_paths(plan: Plan, addresses: list[str], paths: list[TurnPath]) -> None:
+    """A socket per component towards the TURN server (``turn_server=``),
+    not yet connected, from the first of ``local_addresses`` of its family
+    (of ``addresses`` with the interface options), else the wildcard."""
     if plan.turn_server is None:
         return
     servers = _gather.resolve_server(plan.turn_server, use_ipv4=True, use_ipv6=True)
@@ -219,9 +221,7 @@ def _turn_paths(plan: Plan, paths: list[TurnPath]) -> None:
     # RFC 8656 §7.1: ask for an IPv6 relay where IPv6 is what we use
     # (a server gives an IPv4 one by default, even to a client on IPv6).
     family = 0x02 if plan.use_ipv6 and (ipv6 or not plan.use_ipv4) else None
-    chosen = plan.local_addresses
-    if plan.interfaces is not None:
-        chosen = _addresses(plan)
+    chosen = addresses if plan.interfaces is not None else plan.local_addresses
     local = next(
         (a for a in chosen or () if (":" in a) == ipv6),
         "::" if ipv6 else "0.0.0.0",

@@ -309,3 +309,29 @@ def test_three_stun_and_two_turn_servers_one_silent(
     relays = [c for c in conn.local_candidates if c.type == "relay"]
     assert len(relays) == 2
     assert len({(c.host, c.port) for c in relays}) == 2
+
+
+def test_the_old_turn_keyword_follows_the_interface_options(
+    coturn: TurnService, closing: list[Connection]
+) -> None:
+    calls: list[str] = []
+
+    def second(name: str, address: str) -> bool:
+        calls.append(address)
+        return address == "127.0.0.2"
+
+    conn = Connection(
+        True,
+        local_addresses=["127.0.0.1", "127.0.0.2"],
+        interface_filter=second,
+        turn_server=(coturn.ip, coturn.port),
+        turn_username=coturn.username,
+        turn_password=coturn.password,
+        use_ipv6=False,
+    )
+    closing.append(conn)
+    conn.gather_candidates(timeout=10)
+    assert calls == ["127.0.0.1", "127.0.0.2"]  # once each, before binding
+    [host] = [c for c in conn.local_candidates if c.type == "host"]
+    [relay] = [c for c in conn.local_candidates if c.type == "relay"]
+    assert host.host == relay.related_address == "127.0.0.2"
