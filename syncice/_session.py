@@ -448,15 +448,17 @@ class Session:
         del self.sockets[old]
         self.worker.remove_reader(sock)
         local = sock.getsockname()[0]
-        sock.close()
         new = self.next_endpoint
         self.next_endpoint += 1
         path = self.turn_paths.pop(old)
+        previous = sock  # closed after: the new socket gets another port
         try:
             sock = _sockets.bind_udp(local, path.bind)
         except OSError as exc:
             self.agent.transport_lost(old, f"no socket: {exc}", now)
             return
+        finally:
+            previous.close()
         self.turn_paths[new] = path
         self.sockets[new] = self.turn_sockets[new] = sock
         self.worker.add_reader(sock, self._reader(new, sock))

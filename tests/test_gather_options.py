@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 import syncice.asyncio
-from syncice import Connection, IceConfig
+from syncice import Connection, IceConfig, TransportPolicy
 from syncice._bind import BindOptions, Interfaces, bind_socket, choose_addresses
 from tests.conftest import TurnService
 
@@ -335,3 +335,32 @@ def test_the_old_turn_keyword_follows_the_interface_options(
     [host] = [c for c in conn.local_candidates if c.type == "host"]
     [relay] = [c for c in conn.local_candidates if c.type == "relay"]
     assert host.host == relay.related_address == "127.0.0.2"
+
+
+def test_a_437_retry_binds_another_port_of_the_range() -> None:
+    """After a 437 the allocation is retried from a new socket: within the
+    range, and on another port than the refused one (which is closed only
+    once the new one is bound)."""
+    from syncice.stun import Method
+    from tests.test_connection import GUARD, UdpTurnServer
+    from tests.turn_server import FakeTurnServer
+
+    lo, hi = free_range(2)
+    server = UdpTurnServer(FakeTurnServer(errors={Method.ALLOCATE: [437]}))
+    conn = Connection(
+        True,
+        local_addresses=LOOPBACK,
+        turn_server=server.address,
+        turn_username="user",
+        turn_password="secret",
+        transport_policy=TransportPolicy.RELAY,
+        port_range=(lo, hi),
+    )
+    try:
+        conn.gather_candidates(timeout=GUARD)
+        [relay] = conn.local_candidates
+        assert [port for _, port in (server.clients[0], server.clients[-1])] == [lo, hi]
+        assert relay.related_port == hi
+    finally:
+        conn.close()
+        server.close()

@@ -19,6 +19,7 @@ from syncice.testing import NatBehavior
 from syncice.testing import StunServer as VirtualStun
 from syncice.testing import TurnServer as VirtualTurn
 from syncice.turn import TurnAllocation
+from tests.conftest import missing_service
 from tests.helpers import exact_net
 
 FACADES = [Connection, syncice.asyncio.Connection]
@@ -125,7 +126,10 @@ def test_a_bare_turn_url_takes_the_old_credentials() -> None:
 
 
 def test_aiortc_rtciceserver_is_taken_as_it_is() -> None:
-    aiortc = pytest.importorskip("aiortc")
+    try:
+        import aiortc
+    except ImportError:
+        missing_service("aiortc is not installed (pip install aiortc)")
     stun, turn = parse_ice_servers(
         [
             aiortc.RTCIceServer("stun:s.example:3478"),
