@@ -270,6 +270,16 @@ def _more_turn_paths(plan: Plan, addresses: list[str], paths: list[TurnPath]) ->
     address when there is none). A server that does not resolve, or whose
     socket cannot be made, is logged and left out; the others go on."""
     servers = plan.turn_servers
+    if plan.turn_server is not None:  # the old keywords' server, once
+        transport = plan.turn_transport
+        if transport == "tcp" and plan.turn_ssl:
+            transport = "tls"
+        old = (*plan.turn_server, transport, plan.turn_username, plan.turn_password)
+        servers = tuple(
+            s
+            for s in servers
+            if (s.host, s.port, s.transport, s.username, s.password) != old
+        )
     found = resolve_all(
         [(s.host, s.port) for s in servers], use_ipv4=True, use_ipv6=True
     )

@@ -364,3 +364,20 @@ def test_a_437_retry_binds_another_port_of_the_range() -> None:
     finally:
         conn.close()
         server.close()
+
+
+def test_a_turn_server_given_both_ways_is_allocated_once(
+    coturn: TurnService, closing: list[Connection]
+) -> None:
+    conn = Connection(
+        True,
+        local_addresses=LOOPBACK,
+        use_ipv6=False,
+        turn_server=(coturn.ip, coturn.port),
+        turn_username=coturn.username,
+        turn_password=coturn.password,
+        ice_servers=[f"turn:{coturn.ip}:{coturn.port}"],  # the same credentials
+    )
+    closing.append(conn)
+    conn.gather_candidates(timeout=10)
+    assert [c.type for c in conn.local_candidates].count("relay") == 1
