@@ -47,6 +47,7 @@ from . import _gather, _worker
 from ._appview import ConnectionState, EventBox, check_events, connection_state
 from ._checklist import PairStats, canonical
 from ._data_path import DataPath
+from ._gather_options import GatherOptions
 from ._ice_tcp import check_transports
 from ._inbox import INBOX_SIZE, Inbox
 from ._lifecycle import Phase
@@ -258,6 +259,7 @@ class ConnectionCore(DataPath):
         "mdns_host_candidates",
         "name",
         "relay_only",
+        "socket_buffers",
         "stun_server",
         "turn_password",
         "turn_server",
@@ -289,6 +291,7 @@ class ConnectionCore(DataPath):
         ice_lite: bool = False,
         transports: Sequence[str] = ("udp",),
         events: str | None = None,
+        gather_options: GatherOptions | None = None,
     ) -> None:
         #: The name in logs and ``repr()``, set first: a facade's repr()
         #: works even when the checks below raise.
@@ -327,10 +330,13 @@ class ConnectionCore(DataPath):
             raise ValueError("use_ipv4 and use_ipv6 are both False: no address to use")
         self.stun_server = _check_server("stun_server", stun_server)
         self.turn_server = _check_server("turn_server", turn_server)
+        options = gather_options or GatherOptions()
+        options.check(turn_username, turn_password, config)
         if (
             transport_policy is TransportPolicy.RELAY
             and self.stun_server is None
             and self.turn_server is None
+            and not options.has_servers
         ):
             raise ValueError("The relay transport policy needs a STUN or TURN server")
         if self.turn_server is not None and not (
@@ -384,6 +390,7 @@ class ConnectionCore(DataPath):
             turn_transport=turn_transport,
             turn_ssl=turn_ssl,
             transports=check_transports(transports),
+            **options.plan_fields(),
         )
         if lite:  # host candidates only (RFC 8445 §5.2), logged
             lite_servers(self.name, self.stun_server, self.turn_server)
@@ -433,6 +440,9 @@ class ConnectionCore(DataPath):
         )
         #: Datagrams dropped by a full socket buffer in :meth:`send`.
         self.send_drops = 0
+        #: ``(SO_RCVBUF, SO_SNDBUF)`` of each UDP socket by local address,
+        #: as the kernel reported them once bound (``{}`` before gathering).
+        self.socket_buffers: dict[tuple[str, int], tuple[int, int]] = {}
         self._inherited = False
         _open.add(self)
 
@@ -611,6 +621,7 @@ class ConnectionCore(DataPath):
                 _done(closing.released)
             return
         with self._lock:
+            self.socket_buffers = paths.buffers
             if not self._closed:
                 session = Session(
                     worker,
@@ -625,6 +636,7 @@ class ConnectionCore(DataPath):
                 session.mdns_host_candidates = self.mdns_host_candidates
                 session.relay_only = self.relay_only
                 session.direct_reads = self.direct_reads
+                session.bind = self._plan.bind  # ICE-TCP's outgoing connections
                 self._worker_box.append(worker)
                 self._session_box.append(session)
                 remote, self._pending_remote = self._pending_remote, []

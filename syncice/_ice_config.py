@@ -87,8 +87,10 @@ class IceConfig:
         31.5 s). The same time to fail, but 18 tries instead of 7, and none
         of the 8 and 16 s silences before the last two: on lossy paths that
         is the difference between connecting and not.
-    :param gather_timeout: how long STUN servers may take during gathering;
-        positive (to gather host candidates only, give no server).
+    :param gather_timeout: how long each STUN or TURN server may take during
+        gathering; positive (to gather host candidates only, give no
+        server). Every server is asked at once, so this also bounds the
+        whole gathering, however many servers are silent.
     :param gather_rto_max: the cap on the retransmission interval of STUN
         requests made while gathering: with the defaults, a lost request is
         sent again every 0.5 s, ten tries within the 5 s bound instead of
@@ -132,6 +134,12 @@ class IceConfig:
         :mod:`syncice._lite`): host candidates only, always controlled, it
         answers checks and sends none, the full peer nominates. A bool,
         ``False`` by default.
+    :param so_rcvbuf: the ``SO_RCVBUF`` to set on every socket the
+        connection binds, in bytes (1 to 2**31 - 1), or ``None``: UDP
+        sockets are then raised to 1 MiB if smaller, best effort. The kernel
+        may double or cap what is asked (Linux: ``net.core.rmem_max``); the
+        connection's ``socket_buffers`` tells what it got.
+    :param so_sndbuf: the same for ``SO_SNDBUF`` (``net.core.wmem_max``).
     :raises TypeError: if a field has the wrong type.
     :raises ValueError: if a field is out of range.
     """
@@ -152,6 +160,8 @@ class IceConfig:
     max_early_checks: int = 100
     batch_io: bool = True
     ice_lite: bool = False
+    so_rcvbuf: int | None = None
+    so_sndbuf: int | None = None
 
     def __post_init__(self) -> None:
         if _number("ta", self.ta) < 0.005:
@@ -200,6 +210,9 @@ class IceConfig:
             )
         for name in ("max_remote_candidates", "max_pairs", "max_early_checks"):
             _integer(name, getattr(self, name), 1, 10_000)
+        for name in ("so_rcvbuf", "so_sndbuf"):
+            if getattr(self, name) is not None:
+                _integer(name, getattr(self, name), 1, 2**31 - 1)
         if not isinstance(self.batch_io, bool):
             raise TypeError(
                 f"batch_io must be a bool, not {type(self.batch_io).__name__}"

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _sockets
 from ._batch import BatchSender, GroSwitch, receive
+from ._bind import BindOptions
 from ._checklist import PairStats
 from ._inbox import SWEEP, Inbox, Lease, Owner
 from ._lifecycle import Lifecycle, Phase
@@ -159,6 +160,7 @@ class Session:
     __slots__ = (
         "agent",
         "batch",
+        "bind",
         "closed",
         "connected",
         "direct_reads",
@@ -243,6 +245,8 @@ class Session:
         # sweep of lent sockets and its period, and how many authenticated
         # peers the lease was last shown.
         self.direct_reads = False
+        #: The port range and buffer sizes of the sockets it binds itself.
+        self.bind = BindOptions()
         self.lease: Lease | None = None
         self.sweeper: TimerHandle | None = None
         self.sweep_period = SWEEP
@@ -490,15 +494,17 @@ class Session:
         del self.sockets[old]
         self.worker.remove_reader(sock)
         local = sock.getsockname()[0]
-        sock.close()
         new = self.next_endpoint
         self.next_endpoint += 1
         path = self.turn_paths.pop(old)
+        previous = sock  # closed after: the new socket gets another port
         try:
-            sock = _sockets.bind_udp(local)
+            sock = _sockets.bind_udp(local, path.bind)
         except OSError as exc:
             self.agent.transport_lost(old, f"no socket: {exc}", now)
             return
+        finally:
+            previous.close()
         self.turn_paths[new] = path
         self.sockets[new] = self.turn_sockets[new] = sock
         self.worker.add_reader(sock, self._reader(new, sock))
@@ -510,7 +516,9 @@ class Session:
         context and name."""
         self.streams.pop(transport).close()
         server = self.agent.turn_server(transport)
-        self._open_stream(transport, _sockets.stream_socket(":" in server[0]), server)
+        bind = self.turn_paths[transport].bind
+        sock = _sockets.stream_socket(":" in server[0], bind)
+        self._open_stream(transport, sock, server)
 
     def _open_stream(
         self, transport: int, sock: socket.socket, server: Address

@@ -41,6 +41,7 @@ import socket
 import threading
 from collections.abc import Callable
 
+from ._bind import BindOptions, bind_socket
 from ._demux import is_stun
 from ._ice_tcp import FrameDecoder, FramingError, frame
 from ._worker import TimerHandle, Worker
@@ -61,18 +62,14 @@ MAX_BUFFER = 1 << 20
 _ACCEPT_BATCH = 16
 
 
-def listen_tcp(address: str) -> socket.socket:
-    """A non-blocking TCP socket listening on ``(address, 0)``.
+def listen_tcp(address: str, options: BindOptions | None = None) -> socket.socket:
+    """A non-blocking TCP socket listening on ``address``, on a port of
+    ``options.port_range`` if it has one (:func:`syncice._bind.bind_socket`).
 
     :raises OSError: the socket could not be made or bound (it is closed).
     """
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = bind_socket(address, options, stream=True)
     try:
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.setblocking(False)
-        sock.bind((address, 0))
         sock.listen(MAX_PENDING)
     except OSError:
         sock.close()
@@ -137,8 +134,11 @@ class TcpLinks:
         deliver: Callable[[int, list[bytes], Address], None],
         lost: Callable[[int, Address, str], None],
         authenticated: Callable[[int, Address], bool],
+        bind: BindOptions | None = None,
     ) -> None:
         self._worker = worker
+        # The port range (and buffer sizes) of outgoing connections' sockets.
+        self._bind = bind
         self._deliver = deliver
         self._lost = lost
         self._authenticated = authenticated
@@ -273,13 +273,14 @@ class TcpLinks:
 
     def _open(self, key: tuple[int, Address], host: str) -> _Link | None:
         addr = key[1]
-        sock = socket.socket(
-            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
-        )
         try:
-            sock.setblocking(False)
+            sock = bind_socket(host, self._bind, stream=True)
+        except OSError as exc:  # the port range is used up, say
+            reason = f"bind: {exc}"
+            self._worker.call_soon(lambda: self._lost(key[0], addr, reason))
+            return None
+        try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.bind((host, 0))
             code = sock.connect_ex(addr)
         except OSError as exc:
             code = exc.errno or errno.EINVAL

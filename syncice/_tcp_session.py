@@ -72,7 +72,11 @@ def start_tcp(session: Session, listeners: list[tuple[socket.socket, int]]) -> N
             guarded_failure()
 
     links = session.tcp = TcpLinks(
-        worker, deliver=deliver, lost=lost, authenticated=agent.is_authenticated
+        worker,
+        deliver=deliver,
+        lost=lost,
+        authenticated=agent.is_authenticated,
+        bind=session.bind,
     )
     agent.enable_tcp()
     for sock, component in listeners:

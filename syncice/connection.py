@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._appview import (
     AnyEvent,
@@ -30,6 +30,7 @@ from ._appview import (
 from ._checklist import PairStats
 from ._extensions import Extensions, run_here, wait
 from ._facade import ConnectionCore, TransportPolicy, check_timeout
+from ._gather_options import GatherOptions
 from ._trickle import follow
 from .candidate import Candidate
 from .exceptions import IceTimeoutError
@@ -103,11 +104,31 @@ class Connection(Extensions):
         (aioice's: only :class:`~syncice.events.ConnectionClosed`) or
         ``"all"`` (every :class:`~syncice.events.IceEvent` too, in order:
         :doc:`/guides/events`).
+    :param ice_servers: STUN and TURN servers as URLs (``"stun:host:port"``,
+        ``"turn:host:port?transport=udp|tcp"``, ``"turns:host:port"``) or
+        W3C ``RTCIceServer`` dicts or objects (``urls``, ``username``,
+        ``credential``; aiortc's work as they are); a bare TURN URL takes
+        ``turn_username`` and ``turn_password``. Used together with the
+        old keywords' servers, which come first. Every server is asked at
+        once, from every local address (TURN: one allocation per server,
+        component and local address of its family); one server that is
+        slow or dead delays no other (:doc:`/guides/servers`).
+    :param port_range: ``(lo, hi)``: bind every socket (host, towards TURN
+        servers) to a port from ``lo`` to ``hi``, both included;
+        :meth:`gather_candidates` raises :exc:`OSError` (``EADDRINUSE``)
+        when none is free (:doc:`/guides/binding`).
+    :param interface_filter: ``filter(interface, address) -> bool``: whether
+        to use a local address (called when gathering starts, before any
+        bind).
+    :param interfaces: use only the addresses of these interfaces.
+    :param exclude_interfaces: never use the addresses of these interfaces.
+        With any of the three, interfaces that are down are left out too.
     :raises TypeError: for an argument of the wrong type (the message names it).
     :raises ValueError: for a malformed username or password, server address or
         transport, a component count outside 1-256, ``local_addresses`` that
         are not addresses of this host or leave none to gather on, both
-        address families turned off, or the relay policy without a server.
+        address families turned off, the relay policy without a server, a
+        malformed ``ice_servers`` URL (named) or ``port_range``.
     """
 
     def __init__(
@@ -132,6 +153,11 @@ class Connection(Extensions):
         ice_lite: bool = False,
         transports: Sequence[str] = ("udp",),
         events: str | None = None,
+        ice_servers: Sequence[Any] | None = None,
+        port_range: tuple[int, int] | None = None,
+        interface_filter: Callable[[str, str], bool] | None = None,
+        interfaces: Sequence[str] | None = None,
+        exclude_interfaces: Sequence[str] | None = None,
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -152,6 +178,13 @@ class Connection(Extensions):
             config=config,
             mdns_host_candidates=mdns_host_candidates,
             transports=transports,
+            gather_options=GatherOptions(
+                ice_servers=ice_servers,
+                port_range=port_range,
+                interface_filter=interface_filter,
+                interfaces=interfaces,
+                exclude_interfaces=exclude_interfaces,
+            ),
             direct_reads=True,
             ice_lite=ice_lite,
             events=events,
@@ -550,3 +583,12 @@ class Connection(Extensions):
         core = self._core
         core.check_thread()
         return core.stats().result()
+
+    @property
+    def socket_buffers(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """``(SO_RCVBUF, SO_SNDBUF)`` of each UDP socket, by its local
+        ``(address, port)``, as the kernel reported them once bound (a
+        syncice extension; ``{}`` before :meth:`gather_candidates`). Linux
+        reports twice what was asked, capped by ``net.core.rmem_max`` and
+        ``wmem_max``."""
+        return dict(self._core.socket_buffers)

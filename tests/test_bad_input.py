@@ -94,6 +94,17 @@ CONSTRUCTOR_CASES: list[tuple[str, object, type[Exception], str]] = [
     ("events", ["all"], TypeError, "events"),
     ("events", "ALL", ValueError, "events"),
     ("events", "", ValueError, "events"),
+    ("ice_servers", "stun:stun.example.org", TypeError, "ice_servers"),
+    ("ice_servers", [3478], TypeError, "ice_servers"),
+    ("ice_servers", ["stun:stun.example.org:0"], ValueError, "ice_servers: bad URL"),
+    ("ice_servers", [{"urls": "turn:t.example"}], ValueError, "ice_servers"),
+    ("port_range", 50000, TypeError, "port_range"),
+    ("port_range", (50000, 49999), ValueError, "port_range"),
+    ("interface_filter", "eth0", TypeError, "interface_filter"),
+    ("interfaces", "eth0", TypeError, "interfaces"),
+    ("interfaces", [0], ValueError, "interfaces"),
+    ("exclude_interfaces", "eth0", TypeError, "exclude_interfaces"),
+    ("exclude_interfaces", [""], ValueError, "exclude_interfaces"),
 ]
 
 

@@ -37,10 +37,12 @@ INTS = [
 ]
 #: Switches: bools only.
 BOOLS = ["batch_io", "ice_lite"]
+#: Socket buffer sizes: None or an int from 1 to 2**31 - 1.
+SIZES = ["so_rcvbuf", "so_sndbuf"]
 
 
 def test_every_field_is_in_a_table() -> None:
-    assert sorted(NUMBERS + INTS + BOOLS) == sorted(
+    assert sorted(NUMBERS + INTS + BOOLS + SIZES) == sorted(
         f.name for f in dataclasses.fields(IceConfig)
     )
 
@@ -73,7 +75,21 @@ def test_defaults() -> None:
         "max_early_checks": 100,
         "batch_io": True,
         "ice_lite": False,
+        "so_rcvbuf": None,
+        "so_sndbuf": None,
     }
+
+
+@pytest.mark.parametrize("field", SIZES)
+def test_buffer_sizes(field: str) -> None:
+    config = IceConfig(**{field: 2**31 - 1})  # type: ignore[arg-type]
+    assert getattr(config, field) == 2**31 - 1
+    for value, kind in [(1.0, "float"), (True, "bool"), ("1", "str")]:
+        with pytest.raises(TypeError, match=f"^{field} must be an int, not {kind}$"):
+            IceConfig(**{field: value})  # type: ignore[arg-type]
+    for bad in (0, -1, 2**31):
+        with pytest.raises(ValueError, match=f"^{field} must be from 1 to "):
+            IceConfig(**{field: bad})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

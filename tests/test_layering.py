@@ -31,6 +31,7 @@ CORE = (
     "_lite",
     "description",
     "_relays",
+    "_ice_servers",
     "_agent_relays",
     "_agent_tcp",
     "_ice_tcp",

@@ -48,6 +48,12 @@ class Extensions:
         extension)."""
         return self._core.recv_drops
 
+    @property
+    def socket_buffers(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """``(SO_RCVBUF, SO_SNDBUF)`` of each UDP socket by local address,
+        as :attr:`syncice.Connection.socket_buffers`."""
+        return dict(self._core.socket_buffers)
+
     async def recv_many(self, max_count: int = 64) -> list[bytes]:
         """Receive the next datagrams: wait for one, as :meth:`recv` does,
         then take up to ``max_count - 1`` more that have arrived already,

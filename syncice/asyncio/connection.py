@@ -7,12 +7,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .._aio_bridge import AsyncWaiter, bridge
 from .._appview import AnyEvent
 from .._facade import ConnectionCore, TransportPolicy
+from .._gather_options import GatherOptions
 from ..candidate import Candidate
 from ..exceptions import ConnectionClosedError
 from ..ice import IceConfig
@@ -58,6 +59,12 @@ class Connection(Extensions, AppView):
         :class:`syncice.Connection` does.
     :param events: which events :meth:`get_event` returns: ``None``
         (aioice's) or ``"all"``, as :class:`syncice.Connection` has it.
+    :param ice_servers: STUN and TURN servers as URLs or ``RTCIceServer``
+        dicts or objects, as :class:`syncice.Connection` takes them.
+    :param port_range: ``(lo, hi)`` for every socket it binds.
+    :param interface_filter: ``filter(interface, address) -> bool``.
+    :param interfaces: use only the addresses of these interfaces.
+    :param exclude_interfaces: never use the addresses of these interfaces.
     :raises ValueError: as :class:`syncice.Connection` does.
     """
 
@@ -83,6 +90,11 @@ class Connection(Extensions, AppView):
         ice_lite: bool = False,
         transports: Sequence[str] = ("udp",),
         events: str | None = None,
+        ice_servers: Sequence[Any] | None = None,
+        port_range: tuple[int, int] | None = None,
+        interface_filter: Callable[[str, str], bool] | None = None,
+        interfaces: Sequence[str] | None = None,
+        exclude_interfaces: Sequence[str] | None = None,
     ) -> None:
         self._name = "Connection(?)"  # first: repr() works if the checks raise
         self._core = core = ConnectionCore(
@@ -105,6 +117,13 @@ class Connection(Extensions, AppView):
             ice_lite=ice_lite,
             transports=transports,
             events=events,
+            gather_options=GatherOptions(
+                ice_servers=ice_servers,
+                port_range=port_range,
+                interface_filter=interface_filter,
+                interfaces=interfaces,
+                exclude_interfaces=exclude_interfaces,
+            ),
         )
         self._name = core.name
         #: The address of the STUN server, or ``None``.
