@@ -46,6 +46,21 @@ def test_threads() -> None:
     ]
 
 
+def test_renomination() -> None:
+    done = run_example("examples/renomination.py")
+    assert (done.returncode, done.stderr) == (0, "")
+    printed = done.stdout.splitlines()
+    assert printed == [
+        "NOMINATION=1 from 10.0.0.2: selected ['10.0.0.2']",
+        "NOMINATION=2 from 10.0.1.2: selected ['10.0.1.2']",
+        "NOMINATION=1 from 10.0.0.2: selected as before",
+        "NOMINATION=3 from 10.0.0.2: selected ['10.0.0.2']",
+        "selected now: 10.0.0.2",
+    ]
+    guide = (Path(ROOT) / "docs" / "guides" / "restart.rst").read_text()
+    assert "\n".join(f"   {line}" for line in printed) in guide  # what it says
+
+
 def test_restart() -> None:
     done = run_example("examples/restart.py")
     assert (done.returncode, done.stderr) == (0, "")
