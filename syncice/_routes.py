@@ -6,17 +6,23 @@ relay half, :class:`Relayed`.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 from collections.abc import Callable, Sequence
 
 from ._batch import BatchSender
+from ._checklist import PairStats
 from ._demux import frame_channel_data
 from .candidate import Candidate
 
 __all__ = ["Relayed", "Route"]
 
 Address = tuple[str, int]
+
+
+#: A route's pair: its component, local and remote candidates.
+RouteKey = tuple[int, Candidate, Candidate]
 
 
 class Route:
@@ -49,7 +55,7 @@ class Route:
         sock: socket.socket | None,
         addr: Address,
         relay: Relayed | None = None,
-        key: tuple[int, Candidate, Candidate] | None = None,
+        key: RouteKey | None = None,
         batch: BatchSender | None = None,
     ) -> None:
         self.sock = sock
@@ -63,6 +69,11 @@ class Route:
         self.sent = 0
         self.sent_bytes = 0
         self.count_lock = threading.Lock()
+
+    def counts(self) -> tuple[int, int]:
+        """The datagrams and bytes callers sent on this route so far."""
+        with self.count_lock:
+            return self.sent, self.sent_bytes
 
     def send(self, data: bytes) -> None:
         """Write ``data`` on this route from the calling thread, or, on a
@@ -132,3 +143,39 @@ class Relayed:
         #: Writes from the calling thread when it can (an ICE-TCP stream
         #: under its own lock): whether it did; else ``post`` is used.
         self.write = write
+
+
+def with_sent(
+    stats: list[PairStats],
+    routes: Sequence[Route],
+    earlier: dict[RouteKey, tuple[int, int]],
+) -> list[PairStats]:
+    """``stats`` with what callers sent on ``routes`` (and on the routes
+    folded into ``earlier``) credited to their pairs, once per pair: after
+    an ICE restart, a pair of the new generation may have the candidates of
+    the old one (the selected pair gets them)."""
+    sent = dict(earlier)
+    for route in routes:
+        if route.key is not None:
+            count, size = sent.get(route.key, (0, 0))
+            more, more_bytes = route.counts()
+            sent[route.key] = (count + more, size + more_bytes)
+    if not sent:
+        return stats
+    first: dict[RouteKey, int] = {}
+    for i, s in enumerate(stats):
+        key = (s.component, s.local, s.remote)
+        if key not in first or s.selected:
+            first[key] = i
+    out = []
+    for i, s in enumerate(stats):
+        key = (s.component, s.local, s.remote)
+        count, size = sent.get(key, (0, 0)) if first[key] == i else (0, 0)
+        if count:
+            s = dataclasses.replace(
+                s,
+                datagrams_sent=s.datagrams_sent + count,
+                bytes_sent=s.bytes_sent + size,
+            )
+        out.append(s)
+    return out

@@ -27,7 +27,6 @@ worker's mDNS socket before the agent sees them.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import logging
 import socket
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from ._checklist import PairStats
 from ._inbox import SWEEP, Inbox, Lease, Owner
 from ._lifecycle import Lifecycle, Phase
 from ._mdns_socket import MdnsService, acquire_mdns
-from ._routes import Relayed, Route
+from ._routes import Relayed, Route, RouteKey, with_sent
 from ._trickle import CandidateFeed, gathering_ended
 from ._worker import Deadline, TimerHandle, Worker
 from .candidate import Candidate
@@ -182,6 +181,7 @@ class Session:
         "remote_end_held",
         "resolving",
         "retired_routes",
+        "retired_sent",
         "send_errors",
         "sockets",
         "streams",
@@ -216,9 +216,10 @@ class Session:
         self.connected: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.closed = False
         self.send_errors = 0
-        # What callers sent on routes no longer in use, by pair.
-        # Routes replaced (a new selected pair): what callers sent on them.
-        self.retired_routes: list[Route] = []
+        # Routes replaced (a new selected pair), the last of each pair, and
+        # what earlier ones carried: bounded, however often a peer renominates.
+        self.retired_routes: dict[RouteKey, Route] = {}
+        self.retired_sent: dict[RouteKey, tuple[int, int]] = {}
         # The paths to TURN servers: UDP sockets (also in self.sockets) and
         # streams, by transport endpoint; closed once the allocations are
         # released, which self.released tells.
@@ -443,34 +444,8 @@ class Session:
         """Every pair's stats, with what callers sent on its routes and
         read themselves."""
         self._absorb()
-        sent: dict[tuple[int, Candidate, Candidate], tuple[int, int]] = {}
-        for route in [*self.retired_routes, *self.published.routes.values()]:
-            if route.key is not None:
-                count, size = sent.get(route.key, (0, 0))
-                with route.count_lock:
-                    sent[route.key] = (count + route.sent, size + route.sent_bytes)
-        stats = self.agent.pair_stats()
-        if not sent:
-            return stats
-        # Once per key: after an ICE restart, a pair of the new generation may
-        # have the candidates of the old one (the selected pair gets them).
-        first: dict[tuple[int, Candidate, Candidate], int] = {}
-        for i, s in enumerate(stats):
-            key = (s.component, s.local, s.remote)
-            if key not in first or s.selected:
-                first[key] = i
-        out = []
-        for i, s in enumerate(stats):
-            key = (s.component, s.local, s.remote)
-            count, size = sent.get(key, (0, 0)) if first[key] == i else (0, 0)
-            if count:
-                s = dataclasses.replace(
-                    s,
-                    datagrams_sent=s.datagrams_sent + count,
-                    bytes_sent=s.bytes_sent + size,
-                )
-            out.append(s)
-        return out
+        routes = [*self.retired_routes.values(), *self.published.routes.values()]
+        return with_sent(self.agent.pair_stats(), routes, self.retired_sent)
 
     def _allocation(self, transport: int) -> TurnAllocation:
         path = self.turn_paths[transport]
@@ -758,8 +733,14 @@ class Session:
     def _retire(self, route: Route) -> None:
         """Keep ``route``, replaced now, for the stats: a caller that fetched
         it before may still send on it, and is counted there."""
-        if route.key is not None:
-            self.retired_routes.append(route)
+        key = route.key
+        if key is not None:
+            older = self.retired_routes.pop(key, None)
+            if older is not None:  # its callers are long done: keep its counts
+                count, size = self.retired_sent.get(key, (0, 0))
+                sent, sent_bytes = older.counts()
+                self.retired_sent[key] = (count + sent, size + sent_bytes)
+            self.retired_routes[key] = route
 
     # --- direct reads (syncice._inbox) ------------------------------------------
 

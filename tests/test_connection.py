@@ -42,6 +42,7 @@ from syncice import _gather as gather_module
 from syncice import _worker as worker_module
 from syncice._lifecycle import TRANSITIONS, Lifecycle, LifecycleError, Phase
 from syncice._mailbox import Mailbox
+from syncice._routes import Route
 from syncice.connection import Connection
 from syncice.events import GatheringCompleted
 from syncice.stun import Class, Message, Method, parse_message
@@ -1603,3 +1604,29 @@ def test_an_illegal_move_on_the_worker_is_an_internal_error(
         assert "GATHERED -> GATHERED" in str(record.exc_info[1])
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("connection_pairs", ["blocking"], indirect=True)
+def test_routes_replaced_again_and_again_stay_bounded_and_counted(
+    connection_pairs: ConnectionPairs,
+) -> None:
+    # A peer that renominates back and forth replaces the selected route as
+    # often as it likes: the session keeps one retired route per pair, and
+    # folds the counts of the earlier ones, so none is lost.
+    a, _ = connection_pairs.pair()
+    session = a._core.session
+    assert session is not None
+    (stat,) = [s for s in a.get_stats() if s.selected]
+    key = (stat.component, stat.local, stat.remote)
+    before = stat.datagrams_sent
+
+    def retire_many() -> None:
+        for _ in range(100):
+            route = Route(None, ("127.0.0.1", 9), key=key)
+            route.sent, route.sent_bytes = 1, 10
+            session._retire(route)
+
+    session.worker.call_soon(retire_many)
+    (stat,) = [s for s in a.get_stats() if s.selected]  # after it, on the worker
+    assert len(session.retired_routes) == 1
+    assert stat.datagrams_sent == before + 100
