@@ -13,7 +13,6 @@ import concurrent.futures
 import queue
 import socket
 import threading
-import time
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
@@ -69,13 +68,15 @@ def state_of(conn: Connection) -> ConnectionState:
     return conn.state
 
 
+#: Set by ``held_bind``'s bind when a gathering thread reaches it.
+BIND_ENTERED = threading.Event()
+
+
 def binding(conn: Connection) -> None:
     """Return once the thread gathering ``conn`` has started binding (it
     holds there: see ``held_bind``)."""
-    deadline = time.monotonic() + GUARD
-    while state_of(conn) is not ConnectionState.GATHERING:
-        assert time.monotonic() < deadline, "gathering did not start"
-        threading.Event().wait(0.001)
+    assert BIND_ENTERED.wait(GUARD), "gathering did not start"
+    assert state_of(conn) is ConnectionState.GATHERING
 
 
 # --- the blocking API ---------------------------------------------------------
@@ -202,9 +203,11 @@ def held_bind(monkeypatch: pytest.MonkeyPatch) -> queue.SimpleQueue[object]:
     """The gathering's first bind waits until the test puts an item here:
     ``None`` lets it bind, an exception makes it raise that."""
     release: queue.SimpleQueue[object] = queue.SimpleQueue()
+    BIND_ENTERED.clear()
     original = _gather.bind_udp
 
     def bind_udp(address: str) -> socket.socket:
+        BIND_ENTERED.set()
         item = release.get(timeout=GUARD)
         if isinstance(item, BaseException):
             raise item
