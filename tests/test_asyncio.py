@@ -46,6 +46,7 @@ from syncice._lifecycle import Phase
 from syncice.asyncio import Connection
 from syncice.candidate import Candidate, candidate_priority
 from tests.conftest import TurnService, requires
+from tests.descriptors import open_descriptors, opened_since
 from tests.loopguard import SHIM, Allowance, LoopBlocked, LoopGuard, guarded_run
 
 T = TypeVar("T")
@@ -1096,7 +1097,7 @@ def test_many_cancelled_recvs_lose_nothing() -> None:
 
 @needs_proc_fd
 def test_cancelled_connect_then_close_leaks_nothing() -> None:
-    threads, fds = set(threading.enumerate()), set(os.listdir("/proc/self/fd"))
+    threads, fds = set(threading.enumerate()), open_descriptors()
     silent, peer = loopback_peer("silent")
 
     async def main() -> None:
@@ -1124,7 +1125,7 @@ def test_cancelled_connect_then_close_leaks_nothing() -> None:
     for thread in worker_threads():
         thread.join(GUARD)
     assert set(threading.enumerate()) <= threads
-    assert set(os.listdir("/proc/self/fd")) == fds
+    assert not opened_since(fds)
 
 
 def test_cancelled_connect_connects_when_called_again() -> None:

@@ -39,6 +39,7 @@ from syncice._worker import (
     release_worker,
 )
 from tests.conftest import requires
+from tests.descriptors import open_descriptors, opened_since
 
 #: Seconds to wait before calling something a hang. Never a timing assertion.
 HANG = 10.0
@@ -113,8 +114,8 @@ def udp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
         yield rx, tx
 
 
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+def open_fds() -> frozenset[str]:
+    return open_descriptors()
 
 
 # --- clocks -------------------------------------------------------------------
@@ -832,7 +833,7 @@ def test_a_failed_start_leaks_no_fd(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "socketpair", no_socketpair)
     with pytest.raises(OSError, match="no more fds"):
         Worker()
-    assert open_fds() == before
+    assert not opened_since(before)
 
 
 # --- the shared worker --------------------------------------------------------
@@ -857,7 +858,7 @@ def test_acquire_and_release_start_and_stop_one_shared_thread() -> None:
         assert active_worker_threads() == base
         assert _worker._shared is None
     gc.collect()
-    assert open_fds() == before
+    assert not opened_since(before)
 
 
 def test_release_more_than_acquire_raises() -> None:

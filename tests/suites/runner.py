@@ -174,6 +174,11 @@ def run_suite(suite: Suite, work: Path, *, timeout: float = 1800) -> dict[str, O
         "-q",
         "-o",
         "addopts=",
+        # Native tracebacks: pytest's own rendering parses the failing test's
+        # source, which CPython 3.11 sometimes cannot do ("AST constructor
+        # recursion depth mismatch"), ending the whole run.  The outcomes
+        # read from the junit report are the same either way.
+        "--tb=native",
         f"--junitxml={junit}",
         *suite.files,
     ]
@@ -190,18 +195,19 @@ def run_suite(suite: Suite, work: Path, *, timeout: float = 1800) -> dict[str, O
         # nothing more in the report).
         (work / f"{suite.key}.log").write_bytes(done.stdout + done.stderr)
         results = read_junit(junit)
-        # CPython 3.11 sometimes fails to parse a failing test's source while
-        # pytest renders its traceback ("AST constructor recursion depth
-        # mismatch"), which ends the whole run: run it once more, then let
-        # the test report what it got.
+        # An INTERNALERROR ends the whole run: run it once more, then let the
+        # test report what it got.
         if "pytest.py::internal" not in results:
             break
-        # Said, not hidden: the warnings summary of our run shows it, and
-        # the first run's log stays.
+        # Said, not hidden: the warnings summary of our run shows it (a
+        # warning, not the error our own filterwarnings would make of it),
+        # and the first run's log stays.
         kept = (work / f"{suite.key}.log").replace(work / f"{suite.key}-1.log")
-        warnings.warn(
-            f"{suite.key}: the suite's pytest ended with an INTERNALERROR;"
-            f" running it once more (the first run's log: {kept})",
-            stacklevel=2,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn(
+                f"{suite.key}: the suite's pytest ended with an INTERNALERROR;"
+                f" running it once more (the first run's log: {kept})",
+                stacklevel=2,
+            )
     return results
