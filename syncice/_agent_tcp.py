@@ -81,6 +81,27 @@ class TcpVerbs:
             made.append(candidate)
         return made[0], made[1]
 
+    def add_tcp_so_candidate(
+        self, endpoint: int, component: int, addr: Address, *, local_pref: int = 65535
+    ) -> Candidate:
+        """Register a simultaneous-open host candidate on endpoint
+        ``endpoint``: the TCP port ``addr`` from which the caller opens a
+        connection to each remote S-O candidate (RFC 6544 §4.1); it pairs
+        with S-O candidates only. Also enables TCP (:meth:`enable_tcp`).
+
+        :raises ValueError: if the endpoint is already known or the
+            component is out of range.
+        """
+        if endpoint in self._list.endpoints:
+            raise ValueError(f"endpoint {endpoint} must be new")
+        if not 1 <= component <= self.components:
+            raise ValueError(f"component must be 1 to {self.components}")
+        self.tcp = True
+        host = (canonical(addr[0]), addr[1])
+        candidate = tcp_candidate(component, host, "so", local_pref)
+        self._add_local(endpoint, component, candidate)
+        return candidate
+
     def is_authenticated(self, endpoint: int, addr: Address) -> bool:
         """Whether ``addr`` has authenticated itself on ``endpoint`` (see
         :meth:`~syncice.ice.IceAgent.authenticated_peers`), in constant time."""

@@ -95,6 +95,7 @@ def bind_socket(
     *,
     stream: bool = False,
     reuse_address: bool = False,
+    reuse_port: bool = False,
 ) -> socket.socket:
     """A non-blocking socket bound to ``address`` on a port of
     ``options.port_range`` (the first free one, from ``lo`` up), or on any
@@ -106,6 +107,8 @@ def bind_socket(
     :param options: the port range and buffer sizes.
     :param stream: TCP rather than UDP.
     :param reuse_address: set ``SO_REUSEADDR`` (a TCP listener).
+    :param reuse_port: set ``SO_REUSEPORT`` (the sockets of a simultaneous-open
+        TCP candidate, which share its port).
     :raises PortRangeExhausted: every port of the range is in use.
     :raises OSError: the socket could not be made or bound (it is closed).
     """
@@ -117,6 +120,8 @@ def bind_socket(
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if reuse_address:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         _set_buffers(sock, options, stream)
         sock.setblocking(False)
         if options.port_range is None:

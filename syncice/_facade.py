@@ -647,6 +647,7 @@ class ConnectionCore(DataPath):
                         paths.turn,
                         remote,
                         paths.listeners,
+                        paths.simultaneous,
                     )
                 )
                 pending, self._pending_connect = self._pending_connect, None

@@ -70,6 +70,7 @@ class GatherOptions:
         "bind",
         "interfaces",
         "stun_servers",
+        "tcp_simultaneous_open",
         "turn_servers",
     )
 
@@ -93,6 +94,7 @@ class GatherOptions:
         self.turn_servers: tuple[TurnServer, ...] = ()
         self.bind = BindOptions()
         self.interfaces: Interfaces | None = None
+        self.tcp_simultaneous_open = False
 
     def check(
         self,
@@ -125,6 +127,7 @@ class GatherOptions:
         if flt is not None or allowed is not None or denied is not None:
             self.interfaces = Interfaces(flt, allowed, denied or frozenset())
         config = config or IceConfig()
+        self.tcp_simultaneous_open = config.tcp_simultaneous_open
         self.bind = BindOptions(
             _port_range(port_range), config.so_rcvbuf, config.so_sndbuf
         )
@@ -141,4 +144,5 @@ class GatherOptions:
             "turn_servers": self.turn_servers,
             "bind": self.bind,
             "interfaces": self.interfaces,
+            "tcp_simultaneous_open": self.tcp_simultaneous_open,
         }

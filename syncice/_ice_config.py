@@ -140,6 +140,13 @@ class IceConfig:
         may double or cap what is asked (Linux: ``net.core.rmem_max``); the
         connection's ``socket_buffers`` tells what it got.
     :param so_sndbuf: the same for ``SO_SNDBUF`` (``net.core.wmem_max``).
+    :param tcp_simultaneous_open: with ``transports`` naming ``"tcp"``, also
+        gather a simultaneous-open TCP candidate per host address
+        (``tcptype so``, RFC 6544 §4.1): a port of its own from which the
+        connection opens a TCP connection to each remote S-O candidate, as
+        the peer does to it; crossing SYNs make one connection (through
+        firewalls and NATs that let neither side's SYN in first). A bool,
+        ``False`` by default (browsers and libnice gather none).
     :raises TypeError: if a field has the wrong type.
     :raises ValueError: if a field is out of range.
     """
@@ -162,6 +169,7 @@ class IceConfig:
     ice_lite: bool = False
     so_rcvbuf: int | None = None
     so_sndbuf: int | None = None
+    tcp_simultaneous_open: bool = False
 
     def __post_init__(self) -> None:
         if _number("ta", self.ta) < 0.005:
@@ -213,14 +221,10 @@ class IceConfig:
         for name in ("so_rcvbuf", "so_sndbuf"):
             if getattr(self, name) is not None:
                 _integer(name, getattr(self, name), 1, 2**31 - 1)
-        if not isinstance(self.batch_io, bool):
-            raise TypeError(
-                f"batch_io must be a bool, not {type(self.batch_io).__name__}"
-            )
-        if not isinstance(self.ice_lite, bool):
-            raise TypeError(
-                f"ice_lite must be a bool, not {type(self.ice_lite).__name__}"
-            )
+        for name in ("batch_io", "ice_lite", "tcp_simultaneous_open"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
 
     @property
     def patience(self) -> float:

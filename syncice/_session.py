@@ -268,9 +268,16 @@ class Session:
         turn: list[TurnPath],
         remote: list[Candidate | None],
         listeners: list[tuple[socket.socket, int]] | None = None,
+        simultaneous: list[tuple[socket.socket, int]] | None = None,
     ) -> None:
         self._guard(
-            self._start_gathering, sockets, stun_servers, turn, remote, listeners
+            self._start_gathering,
+            sockets,
+            stun_servers,
+            turn,
+            remote,
+            listeners,
+            simultaneous,
         )
 
     def _start_gathering(
@@ -280,6 +287,7 @@ class Session:
         turn: list[TurnPath],
         remote: list[Candidate | None],
         listeners: list[tuple[socket.socket, int]] | None = None,
+        simultaneous: list[tuple[socket.socket, int]] | None = None,
     ) -> None:
         now = self.worker.clock.now()
         agent = self.agent
@@ -311,7 +319,7 @@ class Session:
         if listeners is not None:
             from ._tcp_session import start_tcp
 
-            start_tcp(self, listeners)
+            start_tcp(self, listeners, simultaneous or [])
         for candidate in remote:
             self._add_remote(candidate, now)
         agent.gather(now, stun_servers)

@@ -97,13 +97,16 @@ class Paths:
     #: A listening TCP socket per host address and component (ICE-TCP), or
     #: ``None`` without TCP.
     listeners: list[tuple[socket.socket, int]] | None = None
+    #: A bound TCP socket (neither listening nor connected) per host address
+    #: and component, holding the port of a simultaneous-open candidate.
+    simultaneous: list[tuple[socket.socket, int]] = field(default_factory=list)
     #: ``SO_RCVBUF`` and ``SO_SNDBUF`` of each UDP socket, as the kernel
     #: reports them, by local address.
     buffers: dict[Address, tuple[int, int]] = field(default_factory=dict)
 
     def close(self) -> None:
         """Close every socket (the gathering was abandoned)."""
-        for sock, _ in [*self.sockets, *(self.listeners or ())]:
+        for sock, _ in [*self.sockets, *(self.listeners or ()), *self.simultaneous]:
             sock.close()
         for path in self.turn:
             path.sock.close()
@@ -134,6 +137,8 @@ class Plan:
     bind: BindOptions = field(default_factory=BindOptions)
     #: Which interfaces' addresses to use, or ``None`` for all.
     interfaces: Interfaces | None = None
+    #: With TCP, an S-O candidate's port per host address too.
+    tcp_simultaneous_open: bool = False
 
 
 def bind_udp(address: str, options: BindOptions | None = None) -> socket.socket:
@@ -181,6 +186,9 @@ def open_paths(plan: Plan) -> Paths:
                         if paths.listeners is not None:
                             sock = _tcp_links.listen_tcp(address, plan.bind)
                             paths.listeners.append((sock, component))
+                            if plan.tcp_simultaneous_open:
+                                sock = _tcp_links.bind_so(address, plan.bind)
+                                paths.simultaneous.append((sock, component))
                     except OSError as exc:
                         if plan.bind.exhausted(exc):
                             raise

@@ -9,7 +9,13 @@ Rules of this module:
 - One connection per pair, keyed as the agent keys pairs: ``(endpoint,
   remote address)``. A passive endpoint's connections are accepted on its
   listening socket; an active endpoint's are opened, bound to its host
-  address, when the agent first queues something for a remote address.
+  address, when the agent first queues something for a remote address; a
+  simultaneous-open (S-O) endpoint's likewise, but from its own port
+  (``SO_REUSEPORT``: one socket holds it, one more per connection), so
+  that its SYN and the peer's cross and make one connection (RFC 6544
+  §7.1). An S-O connection refused while it opens is not reported: the
+  peer's SYN may not have been out yet, and the check's next transmission
+  opens it again.
 - Every frame is RFC 4571 (:mod:`syncice._ice_tcp`): what the agent queues
   goes out framed (and what callers ``send()``, written from their own
   thread by :meth:`TcpLinks.writer` under the connection's lock, behind
@@ -34,6 +40,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import logging
@@ -46,7 +53,14 @@ from ._demux import is_stun
 from ._ice_tcp import FrameDecoder, FramingError, frame
 from ._worker import TimerHandle, Worker
 
-__all__ = ["MAX_BUFFER", "MAX_PENDING", "PENDING_TIMEOUT", "TcpLinks", "listen_tcp"]
+__all__ = [
+    "MAX_BUFFER",
+    "MAX_PENDING",
+    "PENDING_TIMEOUT",
+    "TcpLinks",
+    "bind_so",
+    "listen_tcp",
+]
 
 logger = logging.getLogger("syncice.connection")
 
@@ -75,6 +89,17 @@ def listen_tcp(address: str, options: BindOptions | None = None) -> socket.socke
         sock.close()
         raise
     return sock
+
+
+def bind_so(address: str, options: BindOptions | None = None) -> socket.socket:
+    """A TCP socket bound to ``address`` (neither listening nor connecting)
+    that holds the port of a simultaneous-open candidate, on a port of
+    ``options.port_range`` if it has one; ``SO_REUSEPORT``, so that the
+    candidate's connections bind that port too.
+
+    :raises OSError: the socket could not be made or bound (it is closed).
+    """
+    return bind_socket(address, options, stream=True, reuse_port=True)
 
 
 class _Link:
@@ -145,6 +170,8 @@ class TcpLinks:
         # passive endpoint -> listening socket; active endpoint -> host.
         self._listeners: dict[int, socket.socket] = {}
         self._active: dict[int, str] = {}
+        # S-O endpoint -> the socket holding its port, and how to bind there.
+        self._simultaneous: dict[int, tuple[socket.socket, BindOptions]] = {}
         self._pending: dict[int, int] = {}
         self._links: dict[tuple[int, Address], _Link] = {}
         #: Accepted connections closed at once: too many pending.
@@ -159,6 +186,16 @@ class TcpLinks:
     def owns(self, endpoint: int) -> bool:
         """Whether ``endpoint`` is one of these TCP endpoints."""
         return endpoint in self._listeners or endpoint in self._active
+
+    def simultaneous(self, endpoint: int, sock: socket.socket) -> None:
+        """Open the connections of S-O ``endpoint`` from the address and port
+        of ``sock`` (:func:`bind_so`), which stays bound until :meth:`close`."""
+        host, port = sock.getsockname()[:2]
+        options = dataclasses.replace(
+            self._bind or BindOptions(), port_range=(port, port)
+        )
+        self._simultaneous[endpoint] = (sock, options)
+        self._active[endpoint] = host
 
     def listen(self, passive: int, active: int, sock: socket.socket) -> None:
         """Serve a listening socket as ``passive``; open the connections of
@@ -255,6 +292,9 @@ class TcpLinks:
         self._active.clear()
         for link in list(self._links.values()):
             self._drop(link)
+        for sock, _ in self._simultaneous.values():
+            sock.close()
+        self._simultaneous.clear()
         for sock in self._listeners.values():
             self._worker.remove_reader(sock)
             sock.close()
@@ -266,15 +306,22 @@ class TcpLinks:
             link.sock.close()
         for sock in self._listeners.values():
             sock.close()
+        for sock, _ in self._simultaneous.values():
+            sock.close()
         self._links.clear()
         self._listeners.clear()
+        self._simultaneous.clear()
 
     # --- worker callbacks ----------------------------------------------------
 
     def _open(self, key: tuple[int, Address], host: str) -> _Link | None:
         addr = key[1]
+        so = self._simultaneous.get(key[0])
         try:
-            sock = bind_socket(host, self._bind, stream=True)
+            if so is None:
+                sock = bind_socket(host, self._bind, stream=True)
+            else:
+                sock = bind_socket(host, so[1], stream=True, reuse_port=True)
         except OSError as exc:  # the port range is used up, say
             reason = f"bind: {exc}"
             self._worker.call_soon(lambda: self._lost(key[0], addr, reason))
@@ -286,6 +333,8 @@ class TcpLinks:
             code = exc.errno or errno.EINVAL
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             sock.close()
+            if so is not None:  # the check's next transmission tries again
+                return None
             reason = f"connect: {errno.errorcode.get(code, code)}"
             # Later, not inside the caller's send (the session's transmit).
             self._worker.call_soon(lambda: self._lost(key[0], addr, reason))
@@ -347,6 +396,11 @@ class TcpLinks:
             self.garbage += 1
             self._end(link, str(exc))
         except OSError as exc:
+            if link.connecting and link.endpoint in self._simultaneous:
+                # Refused before the peer's SYN was out: not an end, the
+                # check's next transmission opens it again.
+                self._drop(link)
+                return
             self._end(link, exc.strerror or str(exc))
 
     def _read(self, link: _Link) -> None:

@@ -30,8 +30,14 @@ logger = logging.getLogger("syncice.connection")
 Address = tuple[str, int]
 
 
-def start_tcp(session: Session, listeners: list[tuple[socket.socket, int]]) -> None:
-    """Give ``session`` its TCP endpoints (called while gathering starts)."""
+def start_tcp(
+    session: Session,
+    listeners: list[tuple[socket.socket, int]],
+    simultaneous: list[tuple[socket.socket, int]],
+) -> None:
+    """Give ``session`` its TCP endpoints (called while gathering starts):
+    two per listening socket, and one per socket of ``simultaneous``
+    (:func:`syncice._tcp_links.bind_so`), a simultaneous-open candidate."""
     agent = session.agent
     worker = session.worker
 
@@ -85,3 +91,9 @@ def start_tcp(session: Session, listeners: list[tuple[socket.socket, int]]) -> N
         addr = sock.getsockname()
         agent.add_tcp_candidates(passive, active, component, (addr[0], addr[1]))
         links.listen(passive, active, sock)
+    for sock, component in simultaneous:
+        endpoint = session.next_endpoint
+        session.next_endpoint += 1
+        addr = sock.getsockname()
+        agent.add_tcp_so_candidate(endpoint, component, (addr[0], addr[1]))
+        links.simultaneous(endpoint, sock)

@@ -123,6 +123,23 @@ def test_ice_tcp_binds_listeners_and_connections_in_the_range(
         assert all(peer_range[0] <= port <= peer_range[1] for port in accepted)
 
 
+def test_a_simultaneous_open_candidate_takes_its_port_from_the_range(
+    closing: list[Connection],
+) -> None:
+    lo, hi = free_range(2, tcp=True)
+    conn = Connection(
+        True,
+        local_addresses=LOOPBACK,
+        transports=("tcp",),
+        port_range=(lo, hi),
+        config=IceConfig(tcp_simultaneous_open=True),
+    )
+    closing.append(conn)
+    conn.gather_candidates(timeout=10)
+    ports = {c.tcptype: c.port for c in conn.local_candidates}
+    assert sorted([ports["passive"], ports["so"]]) == [lo, hi]
+
+
 def test_the_asyncio_shim_binds_in_the_range() -> None:
     lo, hi = free_range(2)
 

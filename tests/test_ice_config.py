@@ -36,7 +36,7 @@ INTS = [
     "max_early_checks",
 ]
 #: Switches: bools only.
-BOOLS = ["batch_io", "ice_lite"]
+BOOLS = ["batch_io", "ice_lite", "tcp_simultaneous_open"]
 #: Socket buffer sizes: None or an int from 1 to 2**31 - 1.
 SIZES = ["so_rcvbuf", "so_sndbuf"]
 
@@ -77,6 +77,7 @@ def test_defaults() -> None:
         "ice_lite": False,
         "so_rcvbuf": None,
         "so_sndbuf": None,
+        "tcp_simultaneous_open": False,
     }
 
 

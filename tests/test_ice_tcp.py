@@ -358,3 +358,89 @@ def test_tcp_endpoints_send_no_stun_binding_requests() -> None:
     agent.gather(0.0, [server])
     sent = agent.datagrams_to_send()
     assert [(t.endpoint, t.addr) for t in sent] == [(UDP, server)]
+
+
+# --- simultaneous open -------------------------------------------------------
+
+SO = 12
+B_STARTS = 0.2
+A_SO, B_SO = ("10.0.0.1", 5001), ("10.0.0.2", 6001)
+
+
+def make_so(controlling: bool, seed: int) -> IceAgent:
+    agent = make(controlling, seed)
+    agent.add_tcp_so_candidate(SO, 1, A_SO if controlling else B_SO)
+    return agent
+
+
+def test_so_candidate_is_registered_on_its_own_endpoint() -> None:
+    agent = make_so(True, 7)
+    (so,) = [c for c in agent.local_candidates if c.tcptype == "so"]
+    assert (so.host, so.port, so.transport) == (*A_SO, "tcp")
+    assert so.priority == tcp_priority(1, "host", "so")
+    assert so.to_sdp().endswith(" 10.0.0.1 5001 typ host tcptype so")
+    with pytest.raises(ValueError, match="endpoint 12 must be new"):
+        agent.add_tcp_so_candidate(SO, 1, ("10.0.0.1", 5002))
+    with pytest.raises(ValueError, match="component must be 1 to 1"):
+        agent.add_tcp_so_candidate(13, 2, ("10.0.0.1", 5002))
+
+
+def test_so_candidates_connect_when_their_syns_cross() -> None:
+    """Only S-O candidates signalled. A connection exists once both sides
+    have opened it (crossing SYNs); until then what a side sends is lost
+    (its SYN met no socket: RFC 6544 §7.1), and the check's next
+    transmission tries again."""
+    a, b = make_so(True, 8), make_so(False, 9)
+    agents = {"a": a, "b": b}
+    so_of = {"a": A_SO, "b": B_SO}
+    for me, peer in (("a", "b"), ("b", "a")):
+        agents[me].set_remote_credentials(
+            agents[peer].local_username, agents[peer].local_password
+        )
+        for c in agents[peer].local_candidates:
+            if c.tcptype == "so":
+                agents[me].add_remote_candidate(c, 0.0)
+        agents[me].add_remote_candidate(None, 0.0)
+    a.connect(0.0)
+    assert [(p.local.tcptype, p.remote.tcptype) for p in a.pairs] == [("so", "so")]
+    opening: set[str] = set()  # sides that sent a SYN, not yet answered
+    lost = 0
+    now = 0.0
+    b_started = False
+    while now < 10.0 and not (a.selected and b.selected):
+        moved = True
+        while moved:
+            moved = False
+            for side, agent in agents.items():
+                peer = "b" if side == "a" else "a"
+                for endpoint, data, addr in agent.datagrams_to_send():
+                    moved = True
+                    if endpoint != SO:  # the active endpoint's: refused
+                        agent.tcp_closed(endpoint, addr, now)
+                        continue
+                    assert addr == so_of[peer]
+                    opening.add(side)
+                    if opening != {"a", "b"}:
+                        lost += 1
+                        continue
+                    agents[peer].receive_datagram(SO, data, so_of[side], now)
+        timers = [t for agent in agents.values() if (t := agent.get_timer())]
+        if not b_started:
+            timers.append(B_STARTS)
+        now = max(now, min(timers))
+        if not b_started and now >= B_STARTS:
+            b_started = True
+            b.connect(now)  # the controlled side starts later
+        for agent in agents.values():
+            agent.handle_timer(now)
+    assert lost >= 1  # a's first check went before b had opened its side
+    for agent, side in ((a, "a"), (b, "b")):
+        pair = agent.selected[1]
+        assert (pair.endpoint, pair.local.tcptype, pair.remote.tcptype) == (
+            SO,
+            "so",
+            "so",
+        )
+        assert pair.valid_local is pair.local  # mapped address = the S-O port
+        assert pair.remote_addr == so_of["b" if side == "a" else "a"]
+    assert now < 5.0  # by the checks' retransmissions, not their timeout

@@ -17,7 +17,7 @@ import pytest
 
 import syncice._tcp_links as tcp_links
 import syncice.asyncio
-from syncice import Candidate, Connection, ConnectionClosedError
+from syncice import Candidate, Connection, ConnectionClosedError, IceConfig
 from syncice.testing import virtual_time
 from tests.conftest import exchange_candidates, has_ipv6_loopback, requires, spawn
 
@@ -33,8 +33,9 @@ def tcp_pair(
     *,
     components: int = 1,
     addresses: list[str] = LOOPBACK,
+    config: IceConfig | None = None,
 ) -> Iterator[tuple[Connection, Connection]]:
-    kwargs = {"local_addresses": addresses, "components": components}
+    kwargs = {"local_addresses": addresses, "components": components, "config": config}
     a = Connection(True, transports=transports, **kwargs)  # type: ignore[arg-type]
     b = Connection(False, transports=transports, **kwargs)  # type: ignore[arg-type]
     try:
@@ -74,6 +75,50 @@ def test_tcp_only_candidates() -> None:
             pass
     finally:
         conn.close()
+
+
+SO = IceConfig(tcp_simultaneous_open=True)
+
+
+def test_simultaneous_open_candidates_when_asked() -> None:
+    conn = Connection(True, local_addresses=LOOPBACK, transports=("tcp",), config=SO)
+    try:
+        conn.gather_candidates(timeout=GUARD)
+        got = [(c.tcptype, c.host) for c in conn.local_candidates]
+        assert got == [
+            ("passive", "127.0.0.1"),
+            ("active", "127.0.0.1"),
+            ("so", "127.0.0.1"),
+        ]
+        (so,) = [c for c in conn.local_candidates if c.tcptype == "so"]
+        assert so.port not in (9, passive_port(conn))
+        # Its port is held, not listening: a connection to it is refused.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", so.port), GUARD).close()
+    finally:
+        conn.close()
+    # Closed with the connection: the port binds again, without SO_REUSEPORT.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", so.port))
+
+
+def test_bad_simultaneous_open_option() -> None:
+    with pytest.raises(TypeError, match="tcp_simultaneous_open must be a bool"):
+        IceConfig(tcp_simultaneous_open=1)  # type: ignore[arg-type]
+
+
+def test_refused_simultaneous_open_leaves_the_other_pairs_to_connect() -> None:
+    # On a loopback each SYN to an S-O port meets no socket and is refused
+    # (the peer's did not cross it): quietly, the connection goes on, and the
+    # active-passive pair connects.
+    with tcp_pair(config=SO) as (a, b):
+        la, ra = selected(a)
+        assert (la.tcptype, ra.tcptype) == ("active", "passive")
+        assert ("so", "so") in [
+            (s.local.tcptype, s.remote.tcptype) for s in a.get_stats()
+        ]
+        a.send(b"over active-passive")
+        assert b.recv(timeout=GUARD) == b"over active-passive"
 
 
 def test_connect_and_data_over_tcp_only() -> None:
