@@ -23,6 +23,7 @@ import contextlib
 import http.server
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -268,6 +269,9 @@ class StunWatch:
         self._loopback = device == "lo"
         self._sock.settimeout(0.2)
         self._stop = threading.Event()
+        # caught_up(): asked, and answered once the socket was seen empty.
+        self._asked = threading.Event()
+        self._caught = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -275,11 +279,29 @@ class StunWatch:
         while not self._stop.is_set():
             try:
                 frame, info = self._sock.recvfrom(65535)
-            except OSError:
+            except OSError:  # timed out: nothing was waiting
+                self._drained()
                 continue
-            if self._loopback and info[2] == socket.PACKET_OUTGOING:
-                continue  # each packet on lo is seen twice
-            self._packet(frame[14:])
+            if not (self._loopback and info[2] == socket.PACKET_OUTGOING):
+                self._packet(frame[14:])  # (on lo each packet is seen twice)
+            if self._asked.is_set() and not select.select([self._sock], [], [], 0)[0]:
+                self._drained()
+
+    def _drained(self) -> None:
+        if self._asked.is_set():
+            self._caught.set()
+
+    def caught_up(self, timeout: float) -> bool:
+        """Wait until every frame that passed before this call is counted
+        (the capture thread has found its socket empty since); whether it
+        was, within ``timeout`` seconds. A message syncice handled has
+        passed the device already, so the summary after this has it."""
+        self._caught.clear()
+        self._asked.set()
+        try:
+            return self._caught.wait(timeout)
+        finally:
+            self._asked.clear()
 
     def _packet(self, ip: bytes) -> None:
         if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 17:
@@ -455,6 +477,8 @@ def run(
             out["remote_candidates"] = sorted(
                 {f"{s.remote.type} {s.remote.host}" for s in conn.get_stats()}
             )
+            if not watch.caught_up(STEP):
+                raise RuntimeError("the capture of STUN messages is behind")
             out["checks_at_connect"] = watch.summary()
             if hold:
                 held = time.monotonic()
@@ -469,6 +493,8 @@ def run(
                         break
                 out["events_while_held"] = events
             out["chromium_states"] = [s for _, s in browser.states()]
+            if not watch.caught_up(STEP):
+                raise RuntimeError("the capture of STUN messages is behind")
             out["checks"] = watch.summary()
             # Close one side; the other must notice.
             closed = time.monotonic()
