@@ -32,6 +32,7 @@ import ifaddr
 from . import _gather
 
 __all__ = [
+    "DEFAULT_BIND",
     "BindOptions",
     "Interfaces",
     "PortRangeExhausted",
@@ -50,7 +51,7 @@ class PortRangeExhausted(OSError):
     """Every port of ``port_range`` is taken (``errno`` is ``EADDRINUSE``)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BindOptions:
     """How a connection binds its sockets.
 
@@ -74,6 +75,10 @@ class BindOptions:
         """Whether ``exc`` is an exhausted port range (which fails the
         gathering, where another bind error only skips the address)."""
         return isinstance(exc, PortRangeExhausted)
+
+
+#: Nothing asked for: one instance for every connection.
+DEFAULT_BIND = BindOptions()
 
 
 def _set_buffers(sock: socket.socket, options: BindOptions, stream: bool) -> None:

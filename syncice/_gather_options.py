@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._bind import BindOptions, Interfaces
-from ._ice_config import IceConfig
+from ._bind import DEFAULT_BIND, BindOptions, Interfaces
+from ._ice_config import DEFAULT_CONFIG, IceConfig
 from ._ice_servers import StunServer, TurnServer, parse_ice_servers
 
 __all__ = ["GatherOptions"]
@@ -92,7 +92,7 @@ class GatherOptions:
         )
         self.stun_servers: tuple[StunServer, ...] = ()
         self.turn_servers: tuple[TurnServer, ...] = ()
-        self.bind = BindOptions()
+        self.bind = DEFAULT_BIND
         self.interfaces: Interfaces | None = None
         self.tcp_simultaneous_open = False
 
@@ -126,11 +126,10 @@ class GatherOptions:
         denied = _names("exclude_interfaces", deny)
         if flt is not None or allowed is not None or denied is not None:
             self.interfaces = Interfaces(flt, allowed, denied or frozenset())
-        config = config or IceConfig()
+        config = config or DEFAULT_CONFIG
         self.tcp_simultaneous_open = config.tcp_simultaneous_open
-        self.bind = BindOptions(
-            _port_range(port_range), config.so_rcvbuf, config.so_sndbuf
-        )
+        bind = BindOptions(_port_range(port_range), config.so_rcvbuf, config.so_sndbuf)
+        self.bind = DEFAULT_BIND if bind.default else bind
 
     @property
     def has_servers(self) -> bool:

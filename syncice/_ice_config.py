@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["IceConfig", "validate_password", "validate_username"]
+__all__ = ["DEFAULT_CONFIG", "IceConfig", "validate_password", "validate_username"]
 
 _ICE_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
@@ -241,3 +241,8 @@ class IceConfig:
             if self.rto_max is not None and interval > self.rto_max:
                 interval = self.rto_max
         return total + self.final_wait * self.rto
+
+
+#: The default configuration: frozen, so one instance serves every
+#: connection that is given none.
+DEFAULT_CONFIG = IceConfig()

@@ -66,7 +66,12 @@ from ._checks import AgentStats, Checks, Kind
 from ._consent import ConsentSet
 from ._demux import is_stun
 from ._gathering import Gathering, GatherState, plan, srflx_candidate
-from ._ice_config import IceConfig, validate_password, validate_username
+from ._ice_config import (
+    DEFAULT_CONFIG,
+    IceConfig,
+    validate_password,
+    validate_username,
+)
 from ._ice_failure import FailureFacts, failure_reason
 from ._ice_log import EventLog, plural
 from ._ice_states import ICE_TRANSITIONS, IceState, StateMachine
@@ -165,7 +170,8 @@ class IceAgent(RelayVerbs, TcpVerbs, RestartVerbs):
     ) -> None:
         if not isinstance(components, int) or not 1 <= components <= 256:
             raise ValueError("components must be an int from 1 to 256")
-        self.config = config if config is not None else IceConfig()
+        # The defaults are one frozen instance, shared by every agent.
+        self.config = config if config is not None else DEFAULT_CONFIG
         if self.config.ice_lite:  # RFC 8445 §6.1.1 (syncice._lite)
             controlling = lite_role(name, bool(controlling))
         self._rng = rng if rng is not None else _SYSTEM_RANDOM
