@@ -142,9 +142,11 @@ class CheckListener(Protocol):
     def peer_nominated(self, pair: CandidatePair, now: float) -> None:
         """The controlling peer nominated a valid ``pair``: select it."""
 
-    def gather_answered(self, endpoint: int, message: Message | None) -> None:
-        """A gathering request from ``endpoint`` ended: its success or error
-        response, or ``None`` (no answer in time)."""
+    def gather_answered(
+        self, endpoint: int, server: Address, message: Message | None
+    ) -> None:
+        """A gathering request from ``endpoint`` to ``server`` ended: its
+        success or error response, or ``None`` (no answer in time)."""
 
     def consent_answered(self, pair: CandidatePair, now: float) -> None:
         """An authenticated success answered a consent check on ``pair``."""
@@ -813,7 +815,7 @@ class Checks:
                 self._stats.unexpected += 1
                 return
             del self.requests[message.transaction_id]
-            self._listener.gather_answered(tx.endpoint, message)
+            self._listener.gather_answered(tx.endpoint, tx.addr, message)
             return
         pair = request.pair
         assert pair is not None
@@ -929,7 +931,7 @@ class Checks:
         got responses, all of them discarded (RFC 8489 §9.1.5)."""
         tx = request.transaction
         if request.kind is Kind.GATHER:
-            self._listener.gather_answered(tx.endpoint, None)
+            self._listener.gather_answered(tx.endpoint, tx.addr, None)
             return
         pair = request.pair
         assert pair is not None

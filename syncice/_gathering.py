@@ -65,11 +65,12 @@ def plan(
 
 
 def srflx_candidate(
-    base: Candidate, mapped: Address, known: Iterable[Candidate]
+    base: Candidate, mapped: Address, known: Iterable[Candidate], *, server: str
 ) -> Candidate | None:
-    """The server-reflexive candidate a server saw ``base`` as (``mapped``,
-    canonical), or ``None`` when redundant with its base or a ``known``
-    candidate."""
+    """The server-reflexive candidate the STUN server at IP address
+    ``server`` saw ``base`` as (``mapped``, canonical), or ``None`` when
+    redundant with its base or a ``known`` candidate (RFC 8445 §5.1.3).
+    Its foundation is of its base and of that server (§5.1.1.3)."""
     host, port = mapped
     if (host, port) == (base.host, base.port) or any(
         c.host == host and c.port == port and c.component == base.component
@@ -77,7 +78,7 @@ def srflx_candidate(
     ):
         return None
     return Candidate(
-        foundation=candidate_foundation("srflx", "udp", base.host),
+        foundation=candidate_foundation("srflx", "udp", base.host, server=server),
         component=base.component,
         transport="udp",
         priority=candidate_priority(

@@ -93,7 +93,9 @@ class Previous:
     def peer_nominated(self, pair: CandidatePair, now: float) -> None:
         """Nothing: nominations count in the new generation only."""
 
-    def gather_answered(self, endpoint: int, message: Message | None) -> None:
+    def gather_answered(
+        self, endpoint: int, server: Address, message: Message | None
+    ) -> None:
         """Never called: gathering requests moved to the new driver."""
 
     def consent_answered(self, pair: CandidatePair, now: float) -> None:

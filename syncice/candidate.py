@@ -294,25 +294,35 @@ def _parse_extensions(
 
 
 def candidate_foundation(
-    candidate_type: str, candidate_transport: str, base_address: str
+    candidate_type: str,
+    candidate_transport: str,
+    base_address: str,
+    *,
+    server: str | None = None,
 ) -> str:
     """Compute a candidate's foundation (RFC 8445 §5.1.1.3).
 
-    Candidates of the same type, transport and base address share a
-    foundation; others get different ones. The result is 16 lowercase hex
-    digits: a valid foundation (1 to 32 ice-chars, RFC 8839 §5.1), the same on
-    every run and platform. The transport is compared case-insensitively.
+    Candidates of the same type, transport, base address and (for
+    server-reflexive and relayed ones) server share a foundation; others get
+    different ones. The result is 16 lowercase hex digits: a valid
+    foundation (1 to 32 ice-chars, RFC 8839 §5.1), the same on every run and
+    platform. The transport is compared case-insensitively.
 
     :param candidate_type: ``"host"``, ``"srflx"``, ``"prflx"`` or ``"relay"``.
     :param candidate_transport: the transport, for instance ``"udp"``.
     :param base_address: the IP address of the candidate's base.
+    :param server: the IP address of the STUN or TURN server the candidate
+        was learnt from, or ``None`` (as aioice computes it: a syncice
+        extension).
     :raises TypeError: if an argument is not a :class:`str`.
     """
-    key = (
+    key: tuple[str, ...] = (
         _check_str("candidate_type", candidate_type),
         _check_str("candidate_transport", candidate_transport).lower(),
         _check_str("base_address", base_address),
     )
+    if server is not None:
+        key += (_check_str("server", server),)
     # repr() of a tuple of str is injective, so distinct inputs give distinct
     # keys whatever characters they hold. Not a security use of the hash.
     digest = hashlib.blake2s(repr(key).encode("utf-8", "surrogatepass"))

@@ -135,8 +135,10 @@ class _Reactions:
     def peer_nominated(self, pair: CandidatePair, now: float) -> None:
         self.agent._select(pair, now)
 
-    def gather_answered(self, endpoint: int, message: Message | None) -> None:
-        self.agent._on_gather_answered(endpoint, message)
+    def gather_answered(
+        self, endpoint: int, server: Address, message: Message | None
+    ) -> None:
+        self.agent._on_gather_answered(endpoint, server, message)
 
     def consent_answered(self, pair: CandidatePair, now: float) -> None:
         self.agent._on_consent_answered(pair, now)
@@ -392,7 +394,9 @@ class IceAgent(RelayVerbs, TcpVerbs, RestartVerbs):
             self._failure_deferred = False
             self._maybe_fail(now)
 
-    def _on_gather_answered(self, endpoint: int, message: Message | None) -> None:
+    def _on_gather_answered(
+        self, endpoint: int, server: Address, message: Message | None
+    ) -> None:
         ep = self._list.endpoints.get(endpoint)
         if message is not None and message.message_class == Class.SUCCESS:
             attributes = message.attributes
@@ -404,6 +408,7 @@ class IceAgent(RelayVerbs, TcpVerbs, RestartVerbs):
                     ep.candidate,
                     (canonical(mapped[0]), mapped[1]),
                     self.local_candidates,
+                    server=server[0],
                 )
                 if candidate is not None:
                     self.local_candidates.append(candidate)

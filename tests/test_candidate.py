@@ -824,14 +824,19 @@ def test_candidate_foundation() -> None:
         # No separator trick makes two inputs one key.
         candidate_foundation("host|udp", "", "192.0.2.1"),
         candidate_foundation("host", "udp|192.0.2.1", ""),
+        # The server is part of the key when given (a syncice extension).
+        candidate_foundation("host", "udp", "192.0.2.1", server="198.51.100.1"),
+        candidate_foundation("host", "udp", "192.0.2.1", server="198.51.100.2"),
     }
     assert foundation not in others
-    assert len(others) == 6
+    assert len(others) == 8
 
 
 def test_candidate_foundation_rejects_non_str() -> None:
     with pytest.raises(TypeError, match=r"^base_address: must be str"):
         candidate_foundation("host", "udp", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^server: must be str"):
+        candidate_foundation("host", "udp", "192.0.2.1", server=1)  # type: ignore[arg-type]
 
 
 # --- aioice as the peer --------------------------------------------------------

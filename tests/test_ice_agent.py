@@ -1604,7 +1604,9 @@ def test_gather_srflx_candidate() -> None:
     assert (srflx.type, srflx.host, srflx.port) == ("srflx", *public)
     assert (srflx.related_address, srflx.related_port) == A_ADDR
     assert srflx.priority == candidate_priority(1, "srflx", 65535)
-    assert srflx.foundation == candidate_foundation("srflx", "udp", "10.0.0.1")
+    assert srflx.foundation == candidate_foundation(
+        "srflx", "udp", "10.0.0.1", server=STUN_SERVER[0]
+    )
     assert srflx.foundation != host.foundation
     assert [(t, type(e)) for t, e in net.timeline(agent)] == [
         (0.0, CandidateGathered),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 import syncice.asyncio
-from syncice import Connection, TransportPolicy
+from syncice import Connection, TransportPolicy, candidate_foundation
 from syncice._ice_servers import StunServer, TurnServer, parse_ice_servers, parse_url
 from syncice.events import CandidateGathered, GatheringCompleted
 from syncice.ice import IceAgent, IceConfig
@@ -272,6 +272,19 @@ def test_silent_servers_cost_one_bound_not_the_sum(
     assert kinds.count("srflx") == 3 - silent_stun
     assert kinds.count("relay") == 2 - silent_turn
     assert all(t < BOUND / 4 for t in times)
+
+
+def test_each_stun_server_gives_its_own_foundation() -> None:
+    """RFC 8445 §5.1.1.3: server-reflexive candidates of one base learnt
+    from different STUN servers have different foundations (they may not
+    share a fate), each of its base and its server's address."""
+    agent, _, _ = _gather(silent_stun=0, silent_turn=0)
+    srflx = [c for c in agent.local_candidates if c.type == "srflx"]
+    assert [c.foundation for c in srflx] == [
+        candidate_foundation("srflx", "udp", HOST[0], server=server[0])
+        for server in LIVE_STUN
+    ]
+    assert len({c.foundation for c in srflx}) == 3
 
 
 def test_the_same_mapping_from_two_servers_is_one_candidate() -> None:
