@@ -34,7 +34,14 @@ from .turn import (
     TurnState,
 )
 
-__all__ = ["Relay", "RelayAllocated", "RelayEnded", "RelaySet", "relay_candidate"]
+__all__ = [
+    "RELAY_PREFERENCES",
+    "Relay",
+    "RelayAllocated",
+    "RelayEnded",
+    "RelaySet",
+    "relay_candidate",
+]
 
 Address = tuple[str, int]
 
@@ -80,8 +87,16 @@ class RelayAllocated(NamedTuple):
     mapped: Address | None
 
 
+#: The local preference of a relayed candidate by how its TURN server is
+#: reached (RFC 8445 §5.1.2.1 leaves the choice to the agent): over UDP
+#: first, then TCP, then TLS, as libwebrtc orders them, so that of two
+#: relays that work the one without a stream's head-of-line blocking wins.
+RELAY_PREFERENCES = {"udp": 65535, "tcp": 49151, "tls": 32767}
+
+
 def relay_candidate(outcome: RelayAllocated) -> Candidate:
-    """The relay candidate of an allocated relay (RFC 8445 §5.1.1.2)."""
+    """The relay candidate of an allocated relay (RFC 8445 §5.1.1.2), its
+    priority by the transport to its server (:data:`RELAY_PREFERENCES`)."""
     relay, relayed, mapped = outcome
     return Candidate(
         foundation=candidate_foundation(
@@ -89,7 +104,9 @@ def relay_candidate(outcome: RelayAllocated) -> Candidate:
         ),
         component=relay.component,
         transport="udp",
-        priority=candidate_priority(relay.component, "relay"),
+        priority=candidate_priority(
+            relay.component, "relay", RELAY_PREFERENCES[relay.allocation.transport]
+        ),
         host=canonical(relayed[0]),
         port=relayed[1],
         type="relay",

@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from syncice._relays import RELAY_PREFERENCES, Relay, RelayAllocated, relay_candidate
 from syncice.candidate import Candidate, candidate_foundation, candidate_priority
 from syncice.events import (
     CandidateGathered,
@@ -514,3 +515,23 @@ def test_lost_relay_during_a_restart_spares_an_old_pair_on_a_host() -> None:
     net.flush()
     assert RelayLost not in net.types(a)
     assert a.route(1) == (old.endpoint, old.remote_addr)
+
+
+def test_relay_priority_prefers_udp_then_tcp_then_tls() -> None:
+    """Of relays that work, the one reached over UDP wins: RFC 8445
+    §5.1.2.1 leaves the local preference to the agent, and a stream's
+    head-of-line blocking is what TCP and TLS add."""
+    priorities = {}
+    for kind in ("udp", "tcp", "tls"):
+        allocation = TurnAllocation(
+            server=SERVER, username="u", password="p", transport=kind
+        )
+        relay = Relay(0, 1, 1, allocation)
+        candidate = relay_candidate(RelayAllocated(relay, ("203.0.113.9", 50000), None))
+        assert candidate.priority == candidate_priority(
+            1, "relay", RELAY_PREFERENCES[kind]
+        )
+        priorities[kind] = candidate.priority
+    assert priorities["udp"] > priorities["tcp"] > priorities["tls"]
+    # Every relay stays below every other type, even the lowest host one.
+    assert priorities["udp"] < candidate_priority(1, "srflx", 0)
