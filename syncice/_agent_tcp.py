@@ -68,17 +68,9 @@ class TcpVerbs:
         :raises ValueError: if an endpoint is already known or the component
             is out of range.
         """
-        if passive == active or {passive, active} & self._list.endpoints.keys():
-            raise ValueError(f"endpoints {passive} and {active} must be new")
-        if not 1 <= component <= self.components:
-            raise ValueError(f"component must be 1 to {self.components}")
-        self.tcp = True
-        host = (canonical(addr[0]), addr[1])
-        made = []
-        for endpoint, tcptype in ((passive, "passive"), (active, "active")):
-            candidate = tcp_candidate(component, host, tcptype, local_pref)
-            self._add_local(endpoint, component, candidate)
-            made.append(candidate)
+        made = self._add_tcp_local(
+            ((passive, "passive"), (active, "active")), component, addr, local_pref
+        )
         return made[0], made[1]
 
     def add_tcp_so_candidate(
@@ -92,15 +84,31 @@ class TcpVerbs:
         :raises ValueError: if the endpoint is already known or the
             component is out of range.
         """
-        if endpoint in self._list.endpoints:
-            raise ValueError(f"endpoint {endpoint} must be new")
+        return self._add_tcp_local(((endpoint, "so"),), component, addr, local_pref)[0]
+
+    def _add_tcp_local(
+        self,
+        endpoints: tuple[tuple[int, str], ...],
+        component: int,
+        addr: Address,
+        local_pref: int,
+    ) -> list[Candidate]:
+        """A host TCP candidate of ``addr`` on each new endpoint, with its
+        ``tcptype``; enables TCP."""
+        ids = [endpoint for endpoint, _ in endpoints]
+        if len(set(ids)) != len(ids) or set(ids) & self._list.endpoints.keys():
+            named = " and ".join(map(str, ids))
+            raise ValueError(f"endpoint{'s' * (len(ids) > 1)} {named} must be new")
         if not 1 <= component <= self.components:
             raise ValueError(f"component must be 1 to {self.components}")
         self.tcp = True
         host = (canonical(addr[0]), addr[1])
-        candidate = tcp_candidate(component, host, "so", local_pref)
-        self._add_local(endpoint, component, candidate)
-        return candidate
+        made = []
+        for endpoint, tcptype in endpoints:
+            candidate = tcp_candidate(component, host, tcptype, local_pref)
+            self._add_local(endpoint, component, candidate)
+            made.append(candidate)
+        return made
 
     def is_authenticated(self, endpoint: int, addr: Address) -> bool:
         """Whether ``addr`` has authenticated itself on ``endpoint`` (see

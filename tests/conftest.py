@@ -80,7 +80,7 @@ def missing_service(reason: str) -> NoReturn:
     """
     if in_ci():
         pytest.fail(f"{reason} (CI is set: a failure, not a skip)")
-    pytest.skip(reason)
+    pytest.skip(f"{reason} (skipped outside CI only: under CI this fails)")
 
 
 def requires(available: bool, reason: str) -> pytest.MarkDecorator:
